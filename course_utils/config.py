@@ -1,0 +1,151 @@
+"""Profiles, device choice and seeding: the three things every notebook does first.
+
+Taught in: every notebook's first code cell (introduced in 01_forward_process).
+
+One environment variable, ``COURSE_PROFILE``, picks the size of everything:
+
+* ``ci``   - proves every cell runs (nbval, quick checks); results are not judged.
+* ``cpu``  - a student's laptop without a GPU, about 10 minutes a notebook on 2 cores.
+* ``full`` - Colab or any CUDA GPU, the best results in about 15 minutes on a T4.
+
+The default is ``full`` when CUDA is available and ``cpu`` otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PROFILE_NAMES = ("ci", "cpu", "full")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Every size a notebook needs, fixed for one profile (frozen: a notebook reads, never edits)."""
+
+    name: str
+    train_size: int  # training images taken from MNIST's train split (capped by what is there)
+    val_size: int  # validation images carved from the train split (at most a tenth of it; for tuning, never test)
+    eval_size: int  # unseen test images used for the reported metrics
+    batch_size: int
+    train_steps: int  # optimiser steps
+    lr: float
+    base_channels: int  # U-Net width at 32x32
+    channel_mults: tuple[int, ...]  # width multipliers per resolution (32, 16, 8, ...)
+    T: int  # diffusion steps used in training
+    sample_steps: int  # reverse steps used when sampling (<= T; T means every step)
+    n_samples: int  # K samples per image for the posterior mean
+    schedule: str  # beta schedule used for training
+
+
+PROFILES: dict[str, Profile] = {
+    "ci": Profile(
+        name="ci", train_size=512, val_size=64, eval_size=32, batch_size=32, train_steps=40, lr=2e-3,
+        base_channels=8, channel_mults=(1, 2), T=1000, sample_steps=10, n_samples=2, schedule="cosine",
+    ),
+    "cpu": Profile(
+        name="cpu", train_size=60000, val_size=500, eval_size=200, batch_size=64, train_steps=2000, lr=2e-3,
+        base_channels=16, channel_mults=(1, 2, 2), T=1000, sample_steps=50, n_samples=4, schedule="cosine",
+    ),
+    "full": Profile(
+        name="full", train_size=60000, val_size=2000, eval_size=1000, batch_size=128, train_steps=6000, lr=1e-3,
+        base_channels=32, channel_mults=(1, 2, 2), T=1000, sample_steps=250, n_samples=4, schedule="cosine",
+    ),
+}
+
+
+def default_profile_name() -> str:
+    """``full`` when CUDA is available, else ``cpu``."""
+    return "full" if torch.cuda.is_available() else "cpu"
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """The settings for ``name`` (default: ``$COURSE_PROFILE``, else :func:`default_profile_name`).
+
+    >>> get_profile("ci").sample_steps
+    10
+    """
+    if name is None:
+        name = os.environ.get("COURSE_PROFILE", "").strip() or default_profile_name()
+    key = name.strip().lower()
+    if key not in PROFILES:
+        raise ValueError(f"Unknown profile {name!r}: COURSE_PROFILE must be one of {', '.join(PROFILE_NAMES)}.")
+    return PROFILES[key]
+
+
+def profile_table(profile: Profile) -> str:
+    """The profile as aligned ``name: value`` lines, printed at the top of every notebook."""
+    fields = dataclasses.asdict(profile)
+    width = max(len(k) for k in fields)
+    return "\n".join(f"{k:<{width}} : {v}" for k, v in fields.items())
+
+
+# With a GPU, the CPU only prepares small batches (masks, noise); on many cores PyTorch's thread pool then
+# spends more time synchronising than working (measured on a 16-core H100 host: 110 ms per training step with
+# 16 threads, 35 ms with 4). get_device() caps the CPU threads at this many when it picks an accelerator.
+GPU_HOST_THREADS = 4
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """Pick the device once: ``$COURSE_DEVICE`` or ``prefer`` if given, else cuda, then mps, then cpu.
+
+    For cuda and mps it also caps torch's CPU threads at :data:`GPU_HOST_THREADS`.
+    """
+    choice = prefer or os.environ.get("COURSE_DEVICE", "").strip() or None
+    if choice is not None:
+        device = torch.device(choice)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"Device {choice!r} was asked for, but CUDA is not available on this machine.")
+    elif torch.cuda.is_available():
+        device = torch.device("cuda")
+    elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        device = torch.device("mps")
+    else:
+        device = torch.device("cpu")
+    if device.type != "cpu":
+        torch.set_num_threads(min(GPU_HOST_THREADS, torch.get_num_threads()))
+    return device
+
+
+def seed_everything(seed: int) -> int:
+    """Seed Python's ``random``, NumPy and torch (all devices) with one number, and return it."""
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return seed
+
+
+def repo_root() -> Path | None:
+    """The course checkout that holds this package, or None when installed without one."""
+    root = Path(__file__).resolve().parents[1]
+    return root if (root / "pyproject.toml").is_file() and (root / "notebooks").is_dir() else None
+
+
+def data_dir() -> Path:
+    """Where MNIST lives: ``$COURSE_DATA_DIR``, else the checkout's ``data/``, else ``./data``."""
+    env = os.environ.get("COURSE_DATA_DIR", "").strip()
+    if env:
+        return Path(env).expanduser()
+    root = repo_root()
+    return (root / "data") if root is not None else Path("data").resolve()
+
+
+def output_dir(*parts: str) -> Path:
+    """A folder under the course outputs (``$COURSE_OUTPUT_DIR``, else the checkout's ``outputs/``), created."""
+    env = os.environ.get("COURSE_OUTPUT_DIR", "").strip()
+    if env:
+        base = Path(env).expanduser()
+    else:
+        root = repo_root()
+        base = (root / "outputs") if root is not None else Path("outputs").resolve()
+    path = base.joinpath(*parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
