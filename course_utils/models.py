@@ -1,0 +1,137 @@
+"""The noise predictor: a sinusoidal time embedding and a small U-Net.
+
+Taught in: 02_ddpm_from_scratch_masked_mnist.
+
+The U-Net takes the noisy image x_t together with the mask m and the observation y = m * x0
+(stacked as three input channels) and the timestep t, and predicts the noise eps. Every
+residual block gets the time embedding added to its features (DDPM appendix B).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Transformer position encoding of the timestep (Vaswani et al. 2017, section 3.5; DDPM appendix B).
+
+    emb[:, i] = sin(t * w_i), emb[:, half + i] = cos(t * w_i), with w_i = max_period^(-i / half).
+    """
+    if dim < 2 or dim % 2:
+        raise ValueError(f"embedding dim must be an even number >= 2, got {dim}")
+    t = torch.as_tensor(t).float().flatten()
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = t[:, None] * freqs[None, :]
+    return torch.cat([torch.sin(args), torch.cos(args)], dim=1)
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm with up to 8 groups (as many as divide ``channels``)."""
+    return nn.GroupNorm(math.gcd(8, channels), channels)
+
+
+class ResBlock(nn.Module):
+    """norm -> SiLU -> conv, add the projected time embedding, norm -> SiLU -> conv, plus a skip."""
+
+    def __init__(self, in_ch: int, out_ch: int, time_dim: int):
+        super().__init__()
+        self.norm1 = group_norm(in_ch)
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
+        self.time = nn.Linear(time_dim, out_ch)
+        self.norm2 = group_norm(out_ch)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
+        self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(nn.functional.silu(self.norm1(x)))
+        h = h + self.time(temb)[:, :, None, None]
+        h = self.conv2(nn.functional.silu(self.norm2(h)))
+        return h + self.skip(x)
+
+
+class UNet(nn.Module):
+    """A small U-Net noise predictor eps_theta(x_t, t, m, y).
+
+    One residual block per resolution on the way down (32, 16, 8, ... for ``channel_mults``),
+    two in the middle, one per resolution on the way up with the matching skip concatenated;
+    stride-2 convolutions halve, nearest-neighbour upsampling + conv doubles. ``cond_channels``
+    is 2 for [m, y] (inpainting) and 0 for an unconditional model.
+    """
+
+    def __init__(
+        self,
+        base_channels: int = 32,
+        channel_mults: tuple[int, ...] = (1, 2, 2),
+        image_channels: int = 1,
+        cond_channels: int = 2,
+    ):
+        super().__init__()
+        if base_channels < 1 or not channel_mults:
+            raise ValueError(f"need base_channels >= 1 and at least one level, got {base_channels}, {channel_mults}")
+        self.config = dict(
+            base_channels=base_channels, channel_mults=tuple(channel_mults),
+            image_channels=image_channels, cond_channels=cond_channels,
+        )
+        self.cond_channels = cond_channels
+        self.time_dim = 4 * base_channels
+        self.time_mlp = nn.Sequential(
+            nn.Linear(base_channels, self.time_dim), nn.SiLU(), nn.Linear(self.time_dim, self.time_dim)
+        )
+        self.stem = nn.Conv2d(image_channels + cond_channels, base_channels, 3, padding=1)
+        widths = [base_channels * m for m in channel_mults]
+        self.down = nn.ModuleList()
+        self.downsample = nn.ModuleList()
+        ch = base_channels
+        for i, w in enumerate(widths):
+            self.down.append(ResBlock(ch, w, self.time_dim))
+            ch = w
+            last = i == len(widths) - 1
+            self.downsample.append(nn.Identity() if last else nn.Conv2d(ch, ch, 3, stride=2, padding=1))
+        self.mid1 = ResBlock(ch, ch, self.time_dim)
+        self.mid2 = ResBlock(ch, ch, self.time_dim)
+        self.up = nn.ModuleList()
+        self.upsample = nn.ModuleList()
+        for i, w in reversed(list(enumerate(widths))):
+            self.up.append(ResBlock(ch + w, w, self.time_dim))
+            ch = w
+            first = i == 0
+            self.upsample.append(
+                nn.Identity() if first else nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(ch, ch, 3, padding=1))
+            )
+        self.out_norm = group_norm(ch)
+        self.out = nn.Conv2d(ch, image_channels, 3, padding=1)
+
+    def forward(
+        self, x_t: torch.Tensor, t: torch.Tensor, mask: torch.Tensor | None = None, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        size = x_t.shape[-1]
+        factor = 2 ** (len(self.down) - 1)
+        if size % factor:
+            raise ValueError(f"image side {size} must be divisible by {factor} for {len(self.down)} levels")
+        if self.cond_channels:
+            if mask is None or y is None:
+                raise ValueError("this U-Net is conditional: pass the mask and the observation y")
+            h = torch.cat([x_t, mask, y], dim=1)
+        else:
+            h = x_t
+        temb = self.time_mlp(sinusoidal_embedding(t, self.time_mlp[0].in_features).to(x_t.device))
+        h = self.stem(h)
+        skips = []
+        for block, down in zip(self.down, self.downsample):
+            h = block(h, temb)
+            skips.append(h)
+            h = down(h)
+        h = self.mid2(self.mid1(h, temb), temb)
+        for block, up in zip(self.up, self.upsample):
+            h = block(torch.cat([h, skips.pop()], dim=1), temb)
+            h = up(h)
+        return self.out(nn.functional.silu(self.out_norm(h)))
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,57 @@
+import pytest
+import torch
+
+from course_utils import models
+
+
+def test_sinusoidal_embedding_values():
+    t = torch.tensor([0, 1, 500])
+    e = models.sinusoidal_embedding(t, 16)
+    assert e.shape == (3, 16)
+    assert torch.allclose(e[0, :8], torch.zeros(8)) and torch.allclose(e[0, 8:], torch.ones(8))
+    assert e[1, 0].item() == pytest.approx(torch.sin(torch.tensor(1.0)).item())  # w_0 = 1
+    assert torch.allclose(e.pow(2)[:, :8] + e.pow(2)[:, 8:], torch.ones(3, 8), atol=1e-6)  # sin^2 + cos^2
+    with pytest.raises(ValueError):
+        models.sinusoidal_embedding(t, 7)
+
+
+@pytest.mark.parametrize("mults", [(1,), (1, 2), (1, 2, 2)])
+def test_unet_shapes_and_conditioning(mults):
+    torch.manual_seed(0)
+    net = models.UNet(base_channels=8, channel_mults=mults)
+    x = torch.randn(2, 1, 32, 32)
+    m = torch.ones_like(x)
+    out = net(x, torch.tensor([0, 999]), m, m * x)
+    assert out.shape == x.shape
+    # the output depends on t and on the conditioning
+    assert not torch.allclose(out, net(x, torch.tensor([500, 500]), m, m * x))
+    assert not torch.allclose(out, net(x, torch.tensor([0, 999]), torch.zeros_like(m), torch.zeros_like(x)))
+    with pytest.raises(ValueError, match="conditional"):
+        net(x, torch.tensor([0, 1]))
+
+
+def test_unconditional_unet_and_parameter_count():
+    net = models.UNet(base_channels=8, channel_mults=(1, 2), cond_channels=0)
+    assert net(torch.zeros(1, 1, 16, 16), torch.tensor([3])).shape == (1, 1, 16, 16)
+    n = models.count_parameters(net)
+    assert n == sum(p.numel() for p in net.parameters()) and n > 1000
+    assert net.config["cond_channels"] == 0
+
+
+def test_unet_is_deterministic_and_checks_size():
+    torch.manual_seed(1)
+    a = models.UNet(8, (1, 2, 2))
+    torch.manual_seed(1)
+    b = models.UNet(8, (1, 2, 2))
+    x = torch.randn(1, 1, 32, 32)
+    assert torch.equal(a(x, torch.tensor([5]), x, x), b(x, torch.tensor([5]), x, x))
+    with pytest.raises(ValueError, match="divisible"):
+        a(torch.zeros(1, 1, 30, 30), torch.tensor([0]), torch.zeros(1, 1, 30, 30), torch.zeros(1, 1, 30, 30))
+    with pytest.raises(ValueError):
+        models.UNet(0)
+
+
+def test_group_norm_divides_channels():
+    for c in (8, 12, 24, 6):
+        gn = models.group_norm(c)
+        assert c % gn.num_groups == 0

@@ -1,0 +1,125 @@
+import os
+
+import pytest
+import torch
+
+from course_utils import data, masks, models, schedules, training
+
+
+def tiny_setup(seed=0):
+    torch.manual_seed(seed)
+    net = models.UNet(base_channels=8, channel_mults=(1, 2))
+    digits = data.DigitSet(torch.rand(16, 1, 32, 32) * 2 - 1, torch.arange(16) % 10)
+    return net, digits, schedules.make_schedule("cosine", 100)
+
+
+def test_eps_loss_matches_hand_computation():
+    net, digits, sch = tiny_setup()
+    x0 = digits.images[:4]
+    m = masks.center_hole(4)
+    loss = training.eps_loss(net, x0, m, sch, torch.Generator().manual_seed(9))
+    g = torch.Generator().manual_seed(9)
+    t = torch.randint(0, sch.T, (4,), generator=g)
+    eps = torch.randn(x0.shape, generator=g)
+    x_t = schedules.q_sample(x0, t, sch, eps)
+    expected = ((eps - net(x_t, t, m, m * x0)) ** 2).mean()
+    assert torch.allclose(loss, expected)
+
+
+def test_eps_loss_rejects_bad_input():
+    net, digits, sch = tiny_setup()
+    g = torch.Generator()
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        training.eps_loss(net, digits.images[:2] * 5, masks.center_hole(2), sch, g)
+    with pytest.raises(ValueError, match="image's shape"):
+        training.eps_loss(net, digits.images[:2], masks.center_hole(3), sch, g)
+
+
+def test_warmup_cosine():
+    assert training.warmup_cosine(0, 1000, 100) == pytest.approx(0.01)
+    assert training.warmup_cosine(99, 1000, 100) == pytest.approx(1.0)
+    assert training.warmup_cosine(100, 1000, 100) == pytest.approx(1.0)
+    assert training.warmup_cosine(1000, 1000, 100) == pytest.approx(0.0)
+
+
+def test_training_is_seeded_and_reduces_the_loss():
+    net, digits, sch = tiny_setup()
+    mask_fn = lambda n, g: masks.mixed_masks(n, seed=g)
+    losses = training.train_denoiser(net, digits, sch, mask_fn, steps=60, batch_size=8, lr=3e-3,
+                                     device=torch.device("cpu"), seed=1, progress=False)
+    assert len(losses) == 60
+    assert sum(losses[-10:]) < sum(losses[:10])
+    net2, _, _ = tiny_setup()
+    losses2 = training.train_denoiser(net2, digits, sch, mask_fn, steps=60, batch_size=8, lr=3e-3,
+                                      device=torch.device("cpu"), seed=1, progress=False)
+    assert losses == losses2
+    with pytest.raises(ValueError):
+        training.train_denoiser(net2, digits, sch, mask_fn, steps=0, batch_size=8, lr=1e-3, device=torch.device("cpu"))
+
+
+def test_checkpoint_round_trip(tmp_path):
+    net, _, _ = tiny_setup()
+    cfg = {"base_channels": 8, "channel_mults": (1, 2), "T": 100}
+    path = training.save_checkpoint(tmp_path / "ck.pt", net, cfg, losses=[1.0, 0.5])
+    other, _, _ = tiny_setup(seed=5)
+    extra = training.load_checkpoint(path, other, cfg)
+    assert extra["losses"] == [1.0, 0.5]
+    for a, b in zip(net.state_dict().values(), other.state_dict().values()):
+        assert torch.equal(a, b)
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]  # no temporary file left
+
+
+def test_checkpoint_from_another_config_is_refused(tmp_path):
+    net, _, _ = tiny_setup()
+    path = training.save_checkpoint(tmp_path / "ck.pt", net, {"base_channels": 8, "T": 100})
+    with pytest.raises(training.CheckpointMismatchError, match="T: checkpoint 100 vs wanted 1000"):
+        training.load_checkpoint(path, net, {"base_channels": 8, "T": 1000})
+    torch.save({"weights": 1}, tmp_path / "foreign.pt")
+    with pytest.raises(training.CheckpointMismatchError, match="not a course checkpoint"):
+        training.load_checkpoint(tmp_path / "foreign.pt", net, {})
+
+
+def test_checkpoint_loads_with_weights_only(tmp_path, monkeypatch):
+    net, _, _ = tiny_setup()
+    path = training.save_checkpoint(tmp_path / "ck.pt", net, {"a": 1})
+    seen = {}
+    real_load = torch.load
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    training.load_checkpoint(path, net, {"a": 1})
+    assert seen.get("weights_only") is True
+
+
+def test_interrupted_save_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    net, _, _ = tiny_setup()
+    path = training.save_checkpoint(tmp_path / "ck.pt", net, {"v": 1})
+    good = path.read_bytes()
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        training.save_checkpoint(path, net, {"v": 2})
+    assert path.read_bytes() == good
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]
+
+
+def test_load_or_train(tmp_path):
+    net, digits, sch = tiny_setup()
+    calls = []
+
+    def train():
+        calls.append(1)
+        return [0.3, 0.2]
+
+    losses, reused = training.load_or_train(tmp_path / "ck.pt", net, {"k": 1}, train)
+    assert (losses, reused, len(calls)) == ([0.3, 0.2], False, 1)
+    losses, reused = training.load_or_train(tmp_path / "ck.pt", net, {"k": 1}, train)
+    assert (losses, reused, len(calls)) == ([0.3, 0.2], True, 1)
+    _, reused = training.load_or_train(tmp_path / "ck.pt", net, {"k": 2}, train)
+    assert not reused and len(calls) == 2
