@@ -1,0 +1,199 @@
+"""Figures every notebook uses: image grids, observed / reconstructed / ground-truth panels, curves.
+
+Taught in: 01_forward_process (first use); used by every notebook.
+
+Every function returns its matplotlib Figure. Pass ``save="name"`` to also write
+``outputs/figures/name.png`` (see :func:`course_utils.config.output_dir`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from .config import output_dir
+from .data import to_unit_range
+
+MISSING_RGB = (0.85, 0.25, 0.25)  # how missing pixels are drawn in an observation
+
+
+def save_figure(fig: plt.Figure, name: str) -> str:
+    """Write ``fig`` to outputs/figures/<name>.png and return the path."""
+    path = output_dir("figures") / f"{name}.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return str(path)
+
+
+def _finish(fig: plt.Figure, save: str | None) -> plt.Figure:
+    if save:
+        save_figure(fig, save)
+    return fig
+
+
+def to_display(x: torch.Tensor, mask: torch.Tensor | None = None) -> np.ndarray:
+    """One image 1 x H x W in [-1, 1] -> an H x W x 3 array in [0, 1]; missing pixels (m = 0) drawn in red."""
+    img = to_unit_range(x.detach().float().cpu()).clamp(0, 1)[0].numpy()
+    rgb = np.repeat(img[:, :, None], 3, axis=2)
+    if mask is not None:
+        hole = mask.detach().cpu()[0].numpy() == 0
+        rgb[hole] = MISSING_RGB
+    return rgb
+
+
+def show_images(
+    x: torch.Tensor, ncols: int = 8, title: str | None = None, mask: torch.Tensor | None = None,
+    labels: Sequence[str] | None = None, save: str | None = None, scale: float = 1.2,
+) -> plt.Figure:
+    """A grid of images N x 1 x H x W in [-1, 1] (with ``mask``: missing pixels in red)."""
+    n = x.shape[0]
+    ncols = min(ncols, n)
+    nrows = (n + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(scale * ncols, scale * nrows + (0.4 if title else 0)),
+                             squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(to_display(x[i], None if mask is None else mask[i]), interpolation="nearest")
+            if labels is not None:
+                ax.set_title(labels[i], fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _finish(fig, save)
+
+
+def show_rows(
+    rows: dict[str, torch.Tensor], masks: dict[str, torch.Tensor] | None = None, title: str | None = None,
+    n: int = 8, save: str | None = None, scale: float = 1.2,
+) -> plt.Figure:
+    """Panels side by side: one labelled row per entry of ``rows`` (e.g. observed / inpainted / ground truth)."""
+    masks = masks or {}
+    n = min(n, min(v.shape[0] for v in rows.values()))
+    fig, axes = plt.subplots(len(rows), n, figsize=(scale * n + 1.2, scale * len(rows) + (0.4 if title else 0)),
+                             squeeze=False)
+    for r, (name, imgs) in enumerate(rows.items()):
+        for c in range(n):
+            ax = axes[r, c]
+            ax.imshow(to_display(imgs[c], masks[name][c] if name in masks else None), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _finish(fig, save)
+
+
+def show_observed_reconstructed(
+    y: torch.Tensor, mask: torch.Tensor, recon: torch.Tensor, truth: torch.Tensor,
+    title: str | None = None, n: int = 8, save: str | None = None,
+) -> plt.Figure:
+    """The course's standard panel: observed (hole in red) / reconstructed / ground truth."""
+    return show_rows({"observed": y, "reconstructed": recon, "ground truth": truth}, masks={"observed": mask},
+                     title=title, n=n, save=save)
+
+
+def plot_schedules(schedules: Sequence, save: str | None = None) -> plt.Figure:
+    """beta_t, alpha_bar_t and log SNR(t) against t for each schedule, side by side."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    for sch in schedules:
+        t = np.arange(sch.T)
+        axes[0].plot(t, sch.betas.numpy(), label=sch.name)
+        axes[1].plot(t, sch.alpha_bars.numpy(), label=sch.name)
+        axes[2].plot(t, sch.log_snr.numpy(), label=sch.name)
+    for ax, name in zip(axes, [r"$\beta_t$", r"$\bar\alpha_t$", r"$\log \mathrm{SNR}(t)$"]):
+        ax.set_xlabel("timestep t")
+        ax.set_ylabel(name)
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    axes[0].set_yscale("log")
+    fig.tight_layout()
+    return _finish(fig, save)
+
+
+def plot_loss(losses: Sequence[float], window: int = 50, title: str = "training loss", save: str | None = None):
+    """The loss of every step (faint) and its moving average over ``window`` steps, log scale."""
+    losses = np.asarray(losses, dtype=float)
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    ax.plot(losses, alpha=0.3, label="per step")
+    if len(losses) >= window:
+        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+        ax.plot(np.arange(window - 1, len(losses)), smooth, label=f"moving average ({window})")
+    ax.set_yscale("log")
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel(r"$\|\epsilon - \epsilon_\theta\|^2$")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return _finish(fig, save)
+
+
+def show_strip(
+    images: Sequence[torch.Tensor], labels: Sequence[str], row_names: Sequence[str] | None = None,
+    title: str | None = None, save: str | None = None, scale: float = 1.3,
+    masks: Sequence[torch.Tensor] | None = None,
+) -> plt.Figure:
+    """Rows of single images in columns: ``images`` is a list of R x 1 x H x W (one per column).
+
+    ``masks``, if given, holds one R x 1 x H x W mask per column (missing pixels drawn in red).
+    """
+    n_cols = len(images)
+    n_rows = images[0].shape[0]
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(scale * n_cols + 1, scale * n_rows + (0.4 if title else 0)),
+                             squeeze=False)
+    for c, (col, label) in enumerate(zip(images, labels)):
+        for r in range(n_rows):
+            ax = axes[r, c]
+            ax.imshow(to_display(col[r], None if masks is None else masks[c][r]), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(label, fontsize=8)
+            if c == 0 and row_names is not None:
+                ax.set_ylabel(row_names[r], rotation=0, ha="right", va="center", fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _finish(fig, save)
+
+
+def bar_compare(results: dict[str, dict[str, float]], metric: str, title: str | None = None,
+                higher_is_better: bool = True, save: str | None = None) -> plt.Figure:
+    """A bar per method for one metric (``results[method][metric]``)."""
+    names = list(results)
+    values = [results[k][metric] for k in names]
+    fig, ax = plt.subplots(figsize=(1.3 * len(names) + 2, 3.4))
+    bars = ax.bar(names, values, color="tab:blue")
+    ax.bar_label(bars, fmt="%.3f", fontsize=8)
+    ax.set_ylabel(metric + (" (higher is better)" if higher_is_better else " (lower is better)"))
+    ax.set_title(title or metric)
+    ax.tick_params(axis="x", rotation=20)
+    fig.tight_layout()
+    return _finish(fig, save)
+
+
+def show_noised(
+    x0: torch.Tensor, schedules: Sequence, t: int, eps: torch.Tensor, save: str | None = None
+) -> plt.Figure:
+    """One digit noised to timestep ``t`` under each schedule, with the same eps (x_t from DDPM eq. 4)."""
+    from .schedules import q_sample
+
+    fig, axes = plt.subplots(1, len(schedules) + 1, figsize=(2.1 * (len(schedules) + 1), 2.5))
+    axes[0].imshow(to_display(x0[0]), interpolation="nearest")
+    axes[0].set_title("x0")
+    for ax, sch in zip(axes[1:], schedules):
+        x_t = q_sample(x0[:1], t, sch, eps[:1])
+        ab = float(sch.alpha_bars[t])
+        ax.imshow(to_display(x_t[0].clamp(-1, 1)), interpolation="nearest")
+        ax.set_title(f"{sch.name}\n" + r"$\bar\alpha_t$" + f"={ab:.3f}", fontsize=9)
+    for ax in axes:
+        ax.axis("off")
+    fig.suptitle(f"t = {t}")
+    fig.tight_layout()
+    return _finish(fig, save)

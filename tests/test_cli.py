@@ -1,0 +1,52 @@
+import re
+
+import pytest
+
+from course_utils import cli, config
+
+ROOT = config.repo_root()
+
+
+def test_repo_url_is_read_from_pyproject():
+    url = cli.repo_url()
+    assert url.startswith("https://github.com/")
+    assert re.search(r"^Repository\s*=", (ROOT / "pyproject.toml").read_text(), re.M)
+
+
+def test_badge_and_link_rewriting():
+    url = "https://github.com/someone/course"
+    text = (
+        "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+        "(https://colab.research.google.com/github/old/place/blob/main/notebooks/01_forward_process.ipynb)\n"
+        'REPO_URL = "https://github.com/old/place"\n'
+    )
+    out = cli.rewrite_links(text, url)
+    assert "github/someone/course/blob/main/notebooks/01_forward_process.ipynb" in out
+    assert 'REPO_URL = "https://github.com/someone/course"' in out
+    assert cli.rewrite_links(out, url) == out
+
+
+def test_every_notebook_and_the_readme_point_at_the_one_address():
+    """The address lives in pyproject.toml; badges and setup cells must agree (run `course badges`)."""
+    url = cli.repo_url()
+    sources = cli.notebook_sources()
+    assert sources, "no notebooks found"
+    for py in sources:
+        text = py.read_text()
+        assert cli.colab_badge(py.with_suffix(".ipynb").name, url) in text, f"{py.name}: stale Colab badge"
+        assert f'REPO_URL = "{url}"' in text, f"{py.name}: stale REPO_URL in the setup cell"
+        assert cli.rewrite_links(text, url) == text
+    readme = (ROOT / "README.md").read_text()
+    for py in sources:
+        assert cli.colab_url(py.with_suffix(".ipynb").name, url) in readme, f"README lacks the badge of {py.name}"
+
+
+def test_bad_repository_url(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[project.urls]\nRepository = "ftp://x"\n')
+    with pytest.raises(ValueError, match="OWNER/REPO"):
+        cli.repo_url(tmp_path)
+
+
+def test_run_rejects_unknown_profile():
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--profile", "huge"])

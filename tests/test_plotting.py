@@ -1,0 +1,59 @@
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from course_utils import config, masks, plotting, schedules  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def test_to_display_marks_missing_pixels():
+    x = torch.full((1, 4, 4), -1.0)
+    m = torch.ones(1, 4, 4)
+    m[0, 0, 0] = 0
+    rgb = plotting.to_display(x, m)
+    assert rgb.shape == (4, 4, 3)
+    assert tuple(rgb[0, 0]) == plotting.MISSING_RGB and np.all(rgb[1, 1] == 0)
+
+
+def test_grids_and_panels_save_png(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_OUTPUT_DIR", str(tmp_path))
+    x = torch.rand(6, 1, 32, 32) * 2 - 1
+    m = masks.center_hole(6)
+    fig = plotting.show_images(x, ncols=4, title="grid", mask=m, labels=list("abcdef"), save="grid")
+    assert len(fig.axes) == 8 and (tmp_path / "figures" / "grid.png").stat().st_size > 0
+    fig = plotting.show_observed_reconstructed(m * x, m, x, x, title="panel", n=5, save="panel")
+    assert len(fig.axes) == 15 and fig.axes[0].get_ylabel() == "observed"
+    fig = plotting.show_strip([x[:2], x[2:4], x[4:]], ["a", "b", "c"], row_names=["r1", "r2"], masks=[m[:2]] * 3)
+    assert len(fig.axes) == 6
+
+
+def test_curves():
+    fig = plotting.plot_schedules([schedules.make_schedule(n, 100) for n in schedules.SCHEDULE_NAMES])
+    assert len(fig.axes) == 3 and len(fig.axes[1].lines) == 3
+    fig = plotting.plot_loss(list(np.linspace(1, 0.1, 120)), window=10)
+    assert len(fig.axes[0].lines) == 2
+    fig = plotting.bar_compare({"a": {"l1": 0.2}, "b": {"l1": 0.1}}, "l1", higher_is_better=False)
+    assert "lower is better" in fig.axes[0].get_ylabel()
+
+
+def test_show_noised():
+    sch = [schedules.make_schedule(n, 100) for n in ("linear", "cosine")]
+    x0 = torch.zeros(1, 1, 32, 32)
+    fig = plotting.show_noised(x0, sch, 50, torch.randn(1, 1, 32, 32))
+    assert len(fig.axes) == 3 and "cosine" in fig.axes[2].get_title()
+
+
+def test_save_figure_goes_to_outputs(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_OUTPUT_DIR", str(tmp_path))
+    fig, _ = plt.subplots()
+    path = plotting.save_figure(fig, "x")
+    assert path == str(config.output_dir("figures") / "x.png")
