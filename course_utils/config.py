@@ -102,6 +102,8 @@ def get_device(prefer: str | None = None) -> torch.device:
         device = torch.device(choice)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"Device {choice!r} was asked for, but CUDA is not available on this machine.")
+        if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ValueError(f"Device {choice!r} was asked for, but Apple's MPS is not available on this machine.")
     elif torch.cuda.is_available():
         device = torch.device("cuda")
     elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():

@@ -60,6 +60,18 @@ def test_device_choice(monkeypatch):
     assert config.get_device() == torch.device("cpu")
 
 
+def test_gpu_choice_caps_cpu_threads(monkeypatch):
+    monkeypatch.delenv("COURSE_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(max(before, config.GPU_HOST_THREADS + 1))
+        assert config.get_device().type == "cuda"
+        assert torch.get_num_threads() == config.GPU_HOST_THREADS
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_seed_everything_is_deterministic():
     config.seed_everything(123)
     a = (random.random(), np.random.rand(), torch.rand(3))
