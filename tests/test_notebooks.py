@@ -1,0 +1,46 @@
+"""Every notebook is a jupytext pair (py:percent source + .ipynb) in sync, and no .ipynb holds outputs.
+
+nbval executes the notebooks themselves: `pytest --nbval-lax notebooks/` (the README's test command).
+"""
+
+import json
+
+import jupytext
+import pytest
+
+from course_utils import cli, config
+
+ROOT = config.repo_root()
+SOURCES = cli.notebook_sources()
+
+
+def test_notebooks_exist():
+    assert [p.stem[:2] for p in SOURCES] == [f"{i:02d}" for i in range(1, len(SOURCES) + 1)]
+    assert {p.stem for p in ROOT.joinpath("notebooks").glob("*.ipynb")} == {p.stem for p in SOURCES}
+
+
+@pytest.mark.parametrize("py", SOURCES, ids=lambda p: p.stem)
+def test_pair_in_sync(py):
+    ipynb = py.with_suffix(".ipynb")
+    assert ipynb.exists(), f"{ipynb.name} missing: run jupytext --sync {py}"
+    cells = lambda nb: [(c.cell_type, c.source.strip()) for c in nb.cells]
+    assert cells(jupytext.read(py)) == cells(jupytext.read(ipynb)), f"run jupytext --sync {py}"
+
+
+@pytest.mark.parametrize("py", SOURCES, ids=lambda p: p.stem)
+def test_ipynb_has_no_outputs(py):
+    nb = json.loads(py.with_suffix(".ipynb").read_text())
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            assert not cell.get("outputs") and cell.get("execution_count") is None, "strip outputs before committing"
+
+
+@pytest.mark.parametrize("py", SOURCES, ids=lambda p: p.stem)
+def test_notebook_standard(py):
+    """The skeleton every notebook follows (COURSE_DESIGN.md, notebook standard)."""
+    text = py.read_text()
+    for heading in ("## What you will learn", "## What you need", "## Summary", "## Exercises"):
+        assert heading in text, f"{py.name} lacks '{heading}'"
+    assert "Open In Colab" in text and "google.colab" in text
+    assert ".cuda()" not in text, "pick the device once with course_utils.config.get_device()"
+    assert "<details>" in text, "exercise solutions go in collapsible <details> blocks"
