@@ -94,6 +94,17 @@ def write_badges(root: Path | None = None) -> list[Path]:
     return changed
 
 
+def check_mnist() -> None:
+    """Load (and if needed download) MNIST once before any notebook runs; stop with the data error if it is missing."""
+    from .data import MNISTNotFoundError, load_mnist
+
+    try:
+        n_train, n_test = len(load_mnist("train")), len(load_mnist("test"))
+    except MNISTNotFoundError as missing:
+        raise SystemExit(str(missing)) from None
+    print(f"MNIST: {n_train} training and {n_test} test images", flush=True)
+
+
 def _kernel_manager():
     """A kernel of this very Python environment (not whatever 'python3' kernelspec the user has)."""
     import ipykernel.kernelspec
@@ -112,6 +123,7 @@ def run_notebooks(profile: str, names: list[str] | None = None, timeout: int = 3
     """Execute the notebooks (all, or those whose name starts with one of ``names``) in ``profile``."""
     import nbformat
     from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
 
     get_profile(profile)  # fails early on an unknown name
     root = _root()
@@ -122,6 +134,7 @@ def run_notebooks(profile: str, names: list[str] | None = None, timeout: int = 3
         if not sources:
             raise SystemExit(f"no notebook matches {names}")
     os.environ["COURSE_PROFILE"] = profile
+    check_mnist()
     executed = output_dir("executed")
     summary = {"profile": profile, "python": platform.python_version(), "machine": platform.machine(),
                "started": time.strftime("%Y-%m-%d %H:%M:%S"), "notebooks": {}}
@@ -134,9 +147,12 @@ def run_notebooks(profile: str, names: list[str] | None = None, timeout: int = 3
                                 resources={"metadata": {"path": str(py.parent)}})
         try:
             client.execute()
-        finally:
-            seconds = time.perf_counter() - start
+        except CellExecutionError as err:
             nbformat.write(nb, executed / ipynb.name)
+            raise SystemExit(f"[{profile}] {ipynb.name} failed: {err.ename}: {err.evalue}\n"
+                             f"the executed notebook with the full traceback: {executed / ipynb.name}") from None
+        seconds = time.perf_counter() - start
+        nbformat.write(nb, executed / ipynb.name)
         summary["notebooks"][py.stem] = {"seconds": round(seconds, 1), "executed": str(executed / ipynb.name)}
         print(f"[{profile}] {ipynb.name} done in {seconds / 60:.1f} min -> {executed / ipynb.name}", flush=True)
     path = output_dir() / f"run_summary_{profile}.json"

@@ -50,3 +50,27 @@ def test_bad_repository_url(tmp_path):
 def test_run_rejects_unknown_profile():
     with pytest.raises(SystemExit):
         cli.main(["run", "--profile", "huge"])
+
+
+def test_run_stops_with_the_data_message_when_mnist_is_missing(tmp_path, monkeypatch):
+    from torchvision import datasets
+
+    def no_network(self, *a, **k):
+        raise RuntimeError("no network")
+
+    monkeypatch.setattr(datasets.MNIST, "download", no_network)
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path))
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["run", "--profile", "ci", "01"])
+    assert "MNIST/raw/train-images-idx3-ubyte" in str(stop.value.code)
+
+
+def test_run_executes_a_notebook(tmp_path, monkeypatch):
+    """`course run` end to end on notebook 01 in the ci profile: executed copy, figures and timing summary."""
+    monkeypatch.setenv("COURSE_OUTPUT_DIR", str(tmp_path))
+    monkeypatch.setenv("COURSE_PROFILE", "ci")  # run_notebooks sets it for its kernels; restore afterwards
+    summary = cli.run_notebooks("ci", ["01"])
+    assert list(summary["notebooks"]) == ["01_forward_process"]
+    assert (tmp_path / "executed" / "01_forward_process.ipynb").exists()
+    assert (tmp_path / "figures" / "01_schedules.png").exists()
+    assert (tmp_path / "run_summary_ci.json").exists()
