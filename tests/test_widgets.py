@@ -1,6 +1,7 @@
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -9,7 +10,12 @@ from course_utils import schedules, widgets  # noqa: E402
 
 def test_timestep_slider_range_and_redraw(monkeypatch):
     calls = []
-    monkeypatch.setattr(widgets, "show_noised", lambda x0, sch, t, eps: calls.append(t) or __import__("matplotlib.pyplot").pyplot.figure())
+
+    def fake_show_noised(x0, schedules, t, eps):
+        calls.append(t)
+        return plt.figure()
+
+    monkeypatch.setattr(widgets, "show_noised", fake_show_noised)
     sch = [schedules.make_schedule(n, 200) for n in schedules.SCHEDULE_NAMES]
     w = widgets.timestep_slider(torch.zeros(1, 1, 32, 32), sch, torch.randn(1, 1, 32, 32), t=20)
     slider = w.children[0]
