@@ -157,8 +157,10 @@ def load_or_train(
     try:
         extra = load_checkpoint(path, model, config)
         return list(extra.get("losses", [])), True
-    except (FileNotFoundError, CheckpointMismatchError) as why:
-        print(f"training ({type(why).__name__}: {why})" if not isinstance(why, FileNotFoundError) else "training")
+    except FileNotFoundError:
+        print(f"no checkpoint at {path}: training")
+    except CheckpointMismatchError as why:
+        print(f"not reusing the checkpoint: {why}; training")
     losses = train()
     save_checkpoint(path, model, config, losses=losses)
     return losses, False
