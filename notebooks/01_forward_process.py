@@ -248,9 +248,9 @@ plt.show()
 # ## 5. Why the cosine schedule spreads destruction more evenly
 #
 # A model learns something useful only at steps where $x_t$ still carries some information about
-# the digit but is not yet clean. Under the linear schedule $\bar\alpha_t$ collapses early: by the
-# middle of the chain the image is essentially noise, so the second half of the steps all look alike.
-# The cosine schedule was designed so that $\log \mathrm{SNR}$ falls almost linearly in $t$, which
+# the digit but is not yet clean. Under the linear schedule $\bar\alpha_t$ collapses early, so a large share of the
+# last steps see images that are pure noise for all practical purposes, and they all look alike.
+# The cosine schedule was designed so that $\log \mathrm{SNR}$ falls almost linearly in $t$ over most of the range, which
 # spends the steps evenly across noise levels. Let us count, per schedule, how many of the $T$ steps
 # are "almost clean" ($\mathrm{SNR} > 100$), "almost pure noise" ($\mathrm{SNR} < 0.01$), and in between.
 
