@@ -6,7 +6,7 @@
 (``python -m course_utils.cli ...`` works the same.) ``run`` executes every notebook top to bottom
 in a fresh kernel of this Python environment, in the chosen profile, writes the executed copies
 to ``outputs/executed/`` (figures land in ``outputs/figures/``), and records the time each took in
-``outputs/run_summary.json``.
+``outputs/run_summary_<profile>.json``.
 """
 
 from __future__ import annotations

@@ -154,8 +154,9 @@ def batches(digits: DigitSet, batch_size: int, generator: torch.Generator):
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     n = len(digits)
+    last_start = max(n - batch_size, 0)  # full batches only (one short batch if the set is smaller than a batch)
     while True:
         perm = torch.randperm(n, generator=generator)
-        for i in range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size):
+        for i in range(0, last_start + 1, batch_size):
             idx = perm[i : i + batch_size]
             yield digits.images[idx], digits.labels[idx]
