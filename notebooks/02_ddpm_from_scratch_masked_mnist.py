@@ -35,7 +35,7 @@
 # - The simplified DDPM objective $\lVert \epsilon - \epsilon_\theta \rVert^2$ and a training loop.
 # - Ancestral sampling from the posterior $q(x_{t-1} \mid x_t, x_0)$, and two ways to inpaint with it:
 #   the learned conditioning alone, and replacing the known pixels at every step.
-# - Hole-only evaluation (PSNR, L1) against zero fill and nearest-neighbour fill, per sample and for the
+# - Hole-only evaluation (PSNR, L1) against zero fill and nearest-known-pixel fill, per sample and for the
 #   mean of K samples.
 #
 # ## What you need
@@ -436,7 +436,7 @@ plt.show()
 # $\mathrm{PSNR}_\text{hole} = 10\log_{10}(1/\mathrm{MSE}_\text{hole})$ per image, then averaged, and the hole L1.
 #
 # Baselines on the same images and masks: **zero fill** (the observation itself, missing pixels mid-grey) and
-# **nearest neighbour** (each missing pixel copies the closest known one). A diffusion model is stochastic, so
+# **nearest known pixel** (each missing pixel copies the closest known one). A diffusion model is stochastic, so
 # we report a **single sample** and the **mean of K samples**, which estimates the posterior mean
 # $\mathbb{E}[x_0 \mid y]$: blurrier, but closer on average in squared error.
 
@@ -456,11 +456,11 @@ print(f"{n_eval} test digits, mean missing fraction {masks.missing_fraction(eval
 
 def evaluate(pred):
     """Per-image hole PSNR and L1 (CPU tensors)."""
-    return {"hole_psnr": metrics.hole_psnr(pred, x_eval, m_eval).cpu(), "hole_l1": metrics.hole_l1(pred, x_eval, m_eval).cpu()}
+    return {"hole_psnr": metrics.psnr_on_mask(pred, x_eval, m_eval).cpu(), "hole_l1": metrics.l1_on_mask(pred, x_eval, m_eval).cpu()}
 
 
 per_image = {"zero fill": evaluate(metrics.zero_fill(y_eval, m_eval)),
-             "nearest neighbour": evaluate(metrics.nearest_fill(y_eval, m_eval))}
+             "nearest known pixel": evaluate(metrics.nearest_pixel_fill(y_eval, m_eval))}
 samples = {}
 for name, replace in [("DDPM conditioning", False), ("DDPM replacement", True)]:
     start = time.perf_counter()
@@ -481,7 +481,7 @@ plotting.bar_compare(results, "hole_l1", higher_is_better=False,
 plt.show()
 
 # %% [markdown]
-# Per mask kind, hole L1 (lower is better). Which kinds are hard, and where does the nearest-neighbour
+# Per mask kind, hole L1 (lower is better). Which kinds are hard, and where does the nearest-known-pixel
 # baseline do well?
 
 # %%
