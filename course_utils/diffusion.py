@@ -12,6 +12,14 @@ consecutive entries t and s; for s = t - 1 it is exactly DDPM eq. 6-7, and for a
 sequence it is DDPM on the "respaced" chain of iDDPM (Nichol & Dhariwal 2021, section 4).
 Noise is always drawn on the CPU from a ``torch.Generator``, so a seed gives the same samples
 on every device.
+
+Notebook 03 adds DDIM (Song et al. 2021, "Denoising Diffusion Implicit Models"): the update of
+eq. 12 with sigma from eq. 16, where ``eta`` slides from a deterministic sampler (eta = 0) to
+one with DDPM's posterior variance (eta = 1), and data consistency repeated ``dc_repeats``
+times per step (re-noise the merged sample one step, denoise again; RePaint's resampling,
+Lugmayr et al. 2022, Algorithm 1). It also reads other network outputs than eps: the clean
+image x0 or the velocity v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x0 (Salimans & Ho
+2022, "Progressive Distillation", appendix D).
 """
 
 from __future__ import annotations
@@ -24,6 +32,8 @@ import torch
 from .data import check_images
 from .masks import check_mask
 from .schedules import Schedule, at
+
+PREDICTIONS = ("eps", "x0", "v")
 
 EpsModel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -128,3 +138,133 @@ def posterior_samples(sampler: Callable[[torch.Generator], torch.Tensor], k: int
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     return torch.stack([sampler(torch.Generator().manual_seed(seed + i)) for i in range(k)])
+
+
+def ddim_timesteps(T: int, steps: int) -> list[int]:
+    """``steps`` timesteps T-1, T-1-T/steps, ... evenly spaced by T/steps, each rounded (DDIM section 4.2).
+
+    The last reverse step goes from T/steps - 1 straight to the clean image. This is diffusers'
+    ``timestep_spacing="trailing"`` (Lin et al. 2024, "Common Diffusion Noise Schedules...", table 2).
+    """
+    if not 1 <= steps <= T:
+        raise ValueError(f"steps must lie in [1, T={T}], got {steps}")
+    return [int(round(T - i * T / steps)) - 1 for i in range(steps)]
+
+
+def x0_and_eps(
+    output: torch.Tensor, x_t: torch.Tensor, t, schedule: Schedule, prediction: str = "eps", clip_x0: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Turn a network output into (x0_hat, eps_hat) with x_t = sqrt(alpha_bar_t) x0_hat + sqrt(1 - alpha_bar_t) eps_hat.
+
+    eps: x0_hat from DDPM eq. 15;  x0: eps_hat = (x_t - sqrt(alpha_bar_t) x0_hat) / sqrt(1 - alpha_bar_t);
+    v:   x0_hat = sqrt(alpha_bar_t) x_t - sqrt(1 - alpha_bar_t) v,  eps_hat = sqrt(1 - alpha_bar_t) x_t + sqrt(alpha_bar_t) v.
+    ``t`` is one timestep or one per image. With ``clip_x0`` x0_hat is clipped to [-1, 1] and eps_hat
+    moved so that the pair still explains x_t (where nothing was clipped, eps_hat is unchanged).
+    """
+    ab = schedule.alpha_bars
+    a, b = at(ab.sqrt(), t, x_t), at((1 - ab).sqrt().clamp_min(1e-12), t, x_t)
+    if prediction == "eps":
+        eps, x0 = output, (x_t - b * output) / a
+    elif prediction == "x0":
+        x0, eps = output, (x_t - a * output) / b
+    elif prediction == "v":
+        x0, eps = a * x_t - b * output, b * x_t + a * output
+    else:
+        raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+    if clip_x0:
+        clipped = x0.clamp(-1, 1)
+        eps = eps + (a / b) * (x0 - clipped)
+        x0 = clipped
+    return x0, eps
+
+
+def ddim_sigma(schedule: Schedule, t: int, s: int, eta: float) -> float:
+    """sigma_t(eta) = eta sqrt((1 - alpha_bar_s) / (1 - alpha_bar_t)) sqrt(1 - alpha_bar_t / alpha_bar_s) (DDIM eq. 16).
+
+    eta = 1 gives the DDPM posterior's standard deviation (eq. 7); eta = 0 a deterministic step.
+    """
+    if eta < 0:
+        raise ValueError(f"eta must be >= 0, got {eta}")
+    ab_t, ab_s = alpha_bar_or_one(schedule, t), alpha_bar_or_one(schedule, s)
+    return eta * math.sqrt((1 - ab_s) / (1 - ab_t) * (1 - ab_t / ab_s))
+
+
+def ddim_step(
+    x0_hat: torch.Tensor, eps_hat: torch.Tensor, t: int, s: int, schedule: Schedule, eta: float, noise: torch.Tensor
+) -> torch.Tensor:
+    """x_s = sqrt(alpha_bar_s) x0_hat + sqrt(1 - alpha_bar_s - sigma^2) eps_hat + sigma noise (DDIM eq. 12).
+
+    ``s = -1`` is the clean image (alpha_bar = 1): the step returns x0_hat.
+    """
+    if not -1 <= s < t < schedule.T:
+        raise ValueError(f"need -1 <= s < t < T={schedule.T}, got t={t}, s={s}")
+    ab_s = alpha_bar_or_one(schedule, s)
+    sigma = ddim_sigma(schedule, t, s, eta)
+    direction = math.sqrt(max(1 - ab_s - sigma**2, 0.0))
+    return math.sqrt(ab_s) * x0_hat + direction * eps_hat + sigma * noise
+
+
+def renoise(x_s: torch.Tensor, s: int, t: int, schedule: Schedule, noise: torch.Tensor) -> torch.Tensor:
+    """A draw from q(x_t | x_s) for s < t: sqrt(alpha_bar_t / alpha_bar_s) x_s + sqrt(1 - alpha_bar_t / alpha_bar_s) noise.
+
+    The forward process from s to t in one jump (DDPM eq. 4 between two noise levels); used to resample.
+    """
+    if not -1 <= s < t < schedule.T:
+        raise ValueError(f"need -1 <= s < t < T={schedule.T}, got s={s}, t={t}")
+    ratio = alpha_bar_or_one(schedule, t) / alpha_bar_or_one(schedule, s)
+    return math.sqrt(ratio) * x_s + math.sqrt(1 - ratio) * noise
+
+
+@torch.no_grad()
+def ddim_inpaint(
+    model: Callable[..., torch.Tensor],
+    y: torch.Tensor,
+    mask: torch.Tensor,
+    schedule: Schedule,
+    steps: int = 50,
+    eta: float = 0.0,
+    dc_repeats: int = 1,
+    generator: torch.Generator | None = None,
+    prediction: str = "eps",
+    clip_x0: bool = True,
+    trajectory: list | None = None,
+) -> torch.Tensor:
+    """DDIM sampling with data consistency after every step (taught in notebook 03).
+
+    For each pair of consecutive timesteps t > s of :func:`ddim_timesteps` (s = -1 after the last):
+
+    1. x0_hat, eps_hat from the network output (:func:`x0_and_eps`); a self-conditioned model
+       (``model.self_condition``) also gets the previous step's x0_hat;
+    2. x_s from the DDIM update (:func:`ddim_step`, eq. 12);
+    3. data consistency: known pixels become the observation noised to s,
+       x_s = m * (sqrt(alpha_bar_s) y + sqrt(1 - alpha_bar_s) noise) + (1 - m) * x_s;
+    4. with ``dc_repeats`` = r > 1, steps 1-3 run r times: each time but the last, x_s is
+       re-noised to t (:func:`renoise`) and denoised again, so the hole can agree with the known pixels.
+
+    The output keeps the known pixels exactly: m * y + (1 - m) * x. ``trajectory`` collects
+    (t, x_t, x0_hat) on the CPU when it is a list.
+    """
+    check_mask(mask, like=y)
+    check_images(y, "y")
+    if dc_repeats < 1:
+        raise ValueError(f"dc_repeats must be at least 1, got {dc_repeats}")
+    self_condition = bool(getattr(model, "self_condition", False))
+    ts = ddim_timesteps(schedule.T, steps)
+    x = _randn(y.shape, generator, y)
+    x0_hat = None
+    for i, t in enumerate(ts):
+        s = ts[i + 1] if i + 1 < len(ts) else -1
+        t_batch = torch.full((y.shape[0],), t, device=y.device, dtype=torch.long)
+        for r in range(dc_repeats):
+            extra = (x0_hat,) if self_condition else ()
+            out = model(x, t_batch, mask, y, *extra)
+            x0_hat, eps_hat = x0_and_eps(out, x, t, schedule, prediction, clip_x0)
+            if trajectory is not None and r == 0:
+                trajectory.append((t, x.cpu(), x0_hat.cpu()))
+            noise = _randn(y.shape, generator, y) if eta > 0 and s >= 0 else torch.zeros_like(y)
+            x_s = ddim_step(x0_hat, eps_hat, t, s, schedule, eta, noise)
+            x_s = mask * noised_known(y, s, schedule, generator) + (1 - mask) * x_s
+            if r + 1 < dc_repeats:
+                x = renoise(x_s, s, t, schedule, _randn(y.shape, generator, y))
+        x = x_s
+    return mask * y + (1 - mask) * x

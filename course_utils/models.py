@@ -1,10 +1,18 @@
 """The noise predictor: a sinusoidal time embedding and a small U-Net.
 
-Taught in: 02_ddpm_from_scratch_masked_mnist.
+Taught in: 02_ddpm_from_scratch_masked_mnist (the U-Net), 03_ddim_center_hole_data_consistency
+(self-conditioning and coord-conv inputs).
 
 The U-Net takes the noisy image x_t together with the mask m and the observation y = m * x0
 (stacked as three input channels) and the timestep t, and predicts the noise eps. Every
 residual block gets the time embedding added to its features (DDPM appendix B).
+
+Two optional inputs (notebook 03):
+
+* self-conditioning (Chen et al. 2022, "Analog Bits", section 3.2): the model's own previous
+  estimate x0_hat is one more input channel (zeros when there is none yet);
+* coord-conv (Liu et al. 2018): two constant channels holding each pixel's (x, y) position in
+  [-1, 1], so a convolution knows where on the canvas it is (where the hole is).
 """
 
 from __future__ import annotations
@@ -53,13 +61,21 @@ class ResBlock(nn.Module):
         return h + self.skip(x)
 
 
+def coord_channels(n: int, size: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """N x 2 x size x size: each pixel's column (x) and row (y) position, scaled to [-1, 1] (coord-conv)."""
+    line = torch.linspace(-1, 1, size, device=device, dtype=dtype)
+    yy, xx = torch.meshgrid(line, line, indexing="ij")
+    return torch.stack([xx, yy])[None].expand(n, 2, size, size)
+
+
 class UNet(nn.Module):
     """A small U-Net noise predictor eps_theta(x_t, t, m, y).
 
     One residual block per resolution on the way down (32, 16, 8, ... for ``channel_mults``),
     two in the middle, one per resolution on the way up with the matching skip concatenated;
     stride-2 convolutions halve, nearest-neighbour upsampling + conv doubles. ``cond_channels``
-    is 2 for [m, y] (inpainting) and 0 for an unconditional model.
+    is 2 for [m, y] (inpainting) and 0 for an unconditional model. ``self_condition`` adds the
+    previous x0_hat as an input, ``coord_conv`` the two position channels (notebook 03).
     """
 
     def __init__(
@@ -68,6 +84,8 @@ class UNet(nn.Module):
         channel_mults: tuple[int, ...] = (1, 2, 2),
         image_channels: int = 1,
         cond_channels: int = 2,
+        self_condition: bool = False,
+        coord_conv: bool = False,
     ):
         super().__init__()
         if base_channels < 1 or not channel_mults:
@@ -75,13 +93,17 @@ class UNet(nn.Module):
         self.config = dict(
             base_channels=base_channels, channel_mults=tuple(channel_mults),
             image_channels=image_channels, cond_channels=cond_channels,
+            self_condition=bool(self_condition), coord_conv=bool(coord_conv),
         )
         self.cond_channels = cond_channels
+        self.self_condition = bool(self_condition)
+        self.coord_conv = bool(coord_conv)
+        in_channels = image_channels * (2 if self_condition else 1) + cond_channels + (2 if coord_conv else 0)
         self.time_dim = 4 * base_channels
         self.time_mlp = nn.Sequential(
             nn.Linear(base_channels, self.time_dim), nn.SiLU(), nn.Linear(self.time_dim, self.time_dim)
         )
-        self.stem = nn.Conv2d(image_channels + cond_channels, base_channels, 3, padding=1)
+        self.stem = nn.Conv2d(in_channels, base_channels, 3, padding=1)
         widths = [base_channels * m for m in channel_mults]
         self.down = nn.ModuleList()
         self.downsample = nn.ModuleList()
@@ -106,18 +128,30 @@ class UNet(nn.Module):
         self.out = nn.Conv2d(ch, image_channels, 3, padding=1)
 
     def forward(
-        self, x_t: torch.Tensor, t: torch.Tensor, mask: torch.Tensor | None = None, y: torch.Tensor | None = None
+        self,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        y: torch.Tensor | None = None,
+        x0_prev: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """The network output for x_t at timesteps t; ``x0_prev`` is the self-conditioning input (None: zeros)."""
         size = x_t.shape[-1]
         factor = 2 ** (len(self.down) - 1)
         if size % factor:
             raise ValueError(f"image side {size} must be divisible by {factor} for {len(self.down)} levels")
+        inputs = [x_t]
+        if self.self_condition:
+            inputs.append(torch.zeros_like(x_t) if x0_prev is None else x0_prev)
+        elif x0_prev is not None:
+            raise ValueError("x0_prev was given, but this U-Net was built without self_condition")
         if self.cond_channels:
             if mask is None or y is None:
                 raise ValueError("this U-Net is conditional: pass the mask and the observation y")
-            h = torch.cat([x_t, mask, y], dim=1)
-        else:
-            h = x_t
+            inputs += [mask, y]
+        if self.coord_conv:
+            inputs.append(coord_channels(x_t.shape[0], size, x_t.device, x_t.dtype))
+        h = torch.cat(inputs, dim=1) if len(inputs) > 1 else x_t
         temb = self.time_mlp(sinusoidal_embedding(t, self.time_mlp[0].in_features).to(x_t.device))
         h = self.stem(h)
         skips = []

@@ -55,3 +55,22 @@ def test_group_norm_divides_channels():
     for c in (8, 12, 24, 6):
         gn = models.group_norm(c)
         assert c % gn.num_groups == 0
+
+
+def test_coord_channels():
+    c = models.coord_channels(2, 5)
+    assert c.shape == (2, 2, 5, 5)
+    assert torch.equal(c[0, 0, 0], torch.linspace(-1, 1, 5))  # x varies along a row
+    assert torch.equal(c[0, 1, :, 0], torch.linspace(-1, 1, 5))  # y along a column
+
+
+def test_self_conditioning_and_coord_conv_add_input_channels():
+    plain = models.UNet(8, (1, 2))
+    both = models.UNet(8, (1, 2), self_condition=True, coord_conv=True)
+    assert plain.stem.in_channels == 3 and both.stem.in_channels == 6
+    x = torch.zeros(2, 1, 32, 32)
+    t = torch.zeros(2, dtype=torch.long)
+    assert both(x, t, x, x).shape == x.shape  # x0_prev defaults to zeros
+    assert torch.equal(both(x, t, x, x), both(x, t, x, x, torch.zeros_like(x)))
+    with pytest.raises(ValueError, match="self_condition"):
+        plain(x, t, x, x, x)
