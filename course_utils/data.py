@@ -135,7 +135,8 @@ def take_subset(digits: DigitSet, size: int, seed: int = 0) -> DigitSet:
 
 
 def load_splits(profile, seed: int = 0, root: str | Path | None = None) -> tuple[DigitSet, DigitSet, DigitSet]:
-    """(train, val, test) sized by a :class:`~course_utils.config.Profile`.
+    """(train, val, test) sized by a :class:`~course_utils.config.Profile` (or a ``CenterHoleConfig``: any object
+    with ``train_size``, ``val_size`` and ``eval_size``).
 
     Validation is carved from MNIST's training split (tune on it): ``profile.val_size`` images,
     but never more than a tenth of what is there (a 5,000-image offline subset keeps 4,500 for

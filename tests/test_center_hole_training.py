@@ -1,0 +1,123 @@
+"""The notebook-03 training switches, the resumable run and its checkpoints."""
+
+import math
+
+import pytest
+import torch
+
+from course_utils import config, data, masks, models, schedules, training
+
+SCH = schedules.make_schedule("cosine", 1000)
+
+
+def test_p2_weight():
+    t = torch.tensor([0, 500, 999])
+    assert torch.equal(training.p2_weight(SCH, t, 1.0, 0.0), torch.ones(3))
+    snr = SCH.snr[t]
+    assert torch.allclose(training.p2_weight(SCH, t, 1.0, 1.0), (1 / (1 + snr)).float())
+    w = training.p2_weight(SCH, torch.arange(1000), 1.0, 0.5)
+    assert torch.all(w[1:] >= w[:-1])  # noisier steps weigh more
+    with pytest.raises(ValueError, match="k > 0"):
+        training.p2_weight(SCH, t, 0.0, 1.0)
+
+
+def test_pixel_weights():
+    m = masks.center_hole(2, 4, size=8)
+    w = training.pixel_weights(m, 4.0)
+    assert torch.all(w[m == 1] == 1) and torch.all(w[m == 0] == 4)
+    assert torch.equal(training.pixel_weights(m, 1.0), torch.ones_like(m))
+    with pytest.raises(ValueError, match="positive"):
+        training.pixel_weights(m, 0)
+
+
+def test_v_target_is_the_velocity():
+    x0, eps = torch.rand(2, 1, 4, 4) * 2 - 1, torch.randn(2, 1, 4, 4)
+    t = torch.tensor([100, 900])
+    v = training.diffusion_target(x0, eps, t, SCH, "v")
+    ab = SCH.alpha_bars[t].float().view(2, 1, 1, 1)
+    assert torch.allclose(v, ab.sqrt() * eps - (1 - ab).sqrt() * x0)
+    with pytest.raises(ValueError, match="prediction"):
+        training.diffusion_target(x0, eps, t, SCH, "score")
+
+
+def test_ema_update_and_warm_up():
+    a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    before = a.weight.detach().clone()
+    training.ema_update(a, b, 0.9)
+    assert torch.allclose(a.weight, 0.9 * before + 0.1 * b.weight)
+    assert training.ema_decay_at(0, 0.999) == pytest.approx(0.1)
+    assert training.ema_decay_at(10**6, 0.999) == 0.999
+
+
+def test_inpaint_loss_hole_weight_and_p2_change_the_weighting():
+    torch.manual_seed(0)
+    net = models.UNet(8, (1, 2), coord_conv=True)
+    x0 = torch.rand(4, 1, 32, 32) * 2 - 1
+    m = masks.center_hole(4)
+    loss = lambda **kw: training.inpaint_loss(net, x0, m, SCH, torch.Generator().manual_seed(1), "x0", **kw).item()
+    plain = loss()
+    assert math.isfinite(plain) and plain > 0
+    assert loss() == plain  # seeded
+    assert loss(hole_weight=4.0) != plain
+    assert loss(p2_gamma=1.0) < plain  # weights <= 1
+
+
+def test_inpaint_loss_self_conditioning_feeds_x0_hat_to_half_the_batch():
+    torch.manual_seed(0)
+    net = models.UNet(8, (1, 2), self_condition=True)
+    calls = []
+    forward = net.forward
+    net.forward = lambda *a: calls.append(a[4]) or forward(*a)
+    x0 = torch.rand(64, 1, 32, 32) * 2 - 1
+    training.inpaint_loss(net, x0, masks.center_hole(64), SCH, torch.Generator().manual_seed(0), "x0")
+    assert len(calls) == 2 and torch.all(calls[0] == 0)
+    used = calls[1].flatten(1).abs().sum(1) > 0
+    assert 16 < used.sum().item() < 48
+
+
+def _tiny_run(tmp_path, name, **kw):
+    cfg = config.center_hole_config("ci", steps=8, save_every=4, batch_size=4, train_size=32)
+    torch.manual_seed(0)
+    digits = data.DigitSet(torch.rand(32, 1, 32, 32) * 2 - 1, torch.arange(32) % 10)
+    val = torch.rand(4, 1, 32, 32) * 2 - 1
+    return cfg, training.train_center_hole(cfg, digits, tmp_path / name, torch.device("cpu"), seed=3,
+                                           val_images=val, progress=False, **kw)
+
+
+def test_resume_continues_the_same_run(tmp_path):
+    _, whole = _tiny_run(tmp_path, "whole")
+    _, first = _tiny_run(tmp_path, "split", until=4)
+    assert len(first["losses"]) == 4 and (tmp_path / "split" / "last.pt").is_file()
+    _, rest = _tiny_run(tmp_path, "split", resume=True)
+    assert rest["losses"] == whole["losses"]
+    for a, b in zip(rest["model"].state_dict().values(), whole["model"].state_dict().values()):
+        assert torch.equal(a, b)
+    assert sorted(p.name for p in (tmp_path / "whole").glob("panel_*.png")) == ["panel_000004.png", "panel_000008.png"]
+
+
+def test_checkpoint_holds_everything_and_loads_weights_only(tmp_path):
+    cfg, run = _tiny_run(tmp_path, "run")
+    payload = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert {"ema", "optimizer", "step", "losses", "rng", "history"} <= set(payload["extra"])
+    assert payload["extra"]["step"] == 8 and payload["config"]["steps"] == 8
+    loaded_cfg, model, extra = training.load_center_hole(tmp_path / "run" / "last.pt")
+    assert loaded_cfg == cfg
+    for a, b in zip(model.state_dict().values(), run["ema"].state_dict().values()):
+        assert torch.equal(a, b.cpu())
+
+
+def test_load_center_hole_rejects_other_checkpoints(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        training.load_center_hole(tmp_path / "missing.pt")
+    other = tmp_path / "02.pt"
+    training.save_checkpoint(other, models.UNet(8, (1, 2)), {"base_channels": 8})
+    with pytest.raises(training.CheckpointMismatchError, match="not a notebook-03"):
+        training.load_center_hole(other)
+
+
+def test_resume_refuses_another_configuration(tmp_path):
+    cfg, _ = _tiny_run(tmp_path, "run")
+    digits = data.DigitSet(torch.rand(8, 1, 32, 32) * 2 - 1, torch.arange(8))
+    other = config.center_hole_config("ci", steps=8, save_every=4, batch_size=4, train_size=32, hole=8)
+    with pytest.raises(training.CheckpointMismatchError, match="hole"):
+        training.train_center_hole(other, digits, tmp_path / "run", torch.device("cpu"), resume=True, progress=False)
