@@ -1,9 +1,13 @@
-"""Command line: run the whole course, and keep the Colab badges pointing at the course's address.
+"""Command line: run the course, train / sample / evaluate the notebook-03 model, keep the Colab badges right.
 
-    course run [--profile ci|cpu|full] [NOTEBOOK ...]   execute notebooks into outputs/executed/
-    course badges                                      rewrite Colab badges and setup cells from pyproject.toml
+    python -m course_utils run [--profile ci|cpu|full] [NOTEBOOK ...]   execute notebooks into outputs/executed/
+    python -m course_utils train --profile P --out DIR [--steps N] [--seed S] [--resume]
+    python -m course_utils sample --checkpoint PATH --out PNG [--steps 50] [--eta 0] [--dc-repeats 1] [--n 16] ...
+    python -m course_utils eval --checkpoint PATH --data-dir DIR [--split test] [--n 500] [--k 8] [--json PATH] ...
+    python -m course_utils badges                                      rewrite Colab badges from pyproject.toml
 
-(``python -m course_utils.cli ...`` works the same.) ``run`` executes every notebook top to bottom
+(the installed ``course`` command is the same program.) ``train``, ``sample`` and ``eval`` are
+taught in 03_ddim_center_hole_data_consistency; each takes ``--help``. ``run`` executes every notebook top to bottom
 in a fresh kernel of this Python environment, in the chosen profile, writes the executed copies
 to ``outputs/executed/`` (figures land in ``outputs/figures/``), and records the time each took in
 ``outputs/run_summary_<profile>.json``.
@@ -161,15 +165,230 @@ def run_notebooks(profile: str, names: list[str] | None = None, timeout: int = 3
     return summary
 
 
+class UsageError(SystemExit):
+    """Bad input to a command: exits with status 1 and one line (on stderr) saying what to fix."""
+
+    def __init__(self, message: str):
+        super().__init__(f"error: {message}")
+
+
+def _load_model(path: str, device):
+    from .training import CheckpointMismatchError, fast_layout, load_center_hole
+
+    try:
+        cfg, model, extra = load_center_hole(path, map_location="cpu")
+    except FileNotFoundError:
+        raise UsageError(f"no checkpoint at {path}: train one with `python -m course_utils train --profile cpu --out DIR`")
+    except (CheckpointMismatchError, KeyError, RuntimeError) as why:
+        raise UsageError(f"cannot use {path}: {str(why).splitlines()[0]}")
+    except Exception as why:  # a truncated or foreign file
+        raise UsageError(f"cannot read {path} as a course checkpoint ({type(why).__name__}: {str(why).splitlines()[0]})")
+    return cfg, fast_layout(model, device), extra
+
+
+def _check_sampler_options(args, T: int = 1000) -> None:
+    if not 1 <= args.hole <= 31:
+        raise UsageError(f"--hole must be between 1 and 31 (the hole must fit inside the 32x32 image), got {args.hole}")
+    if not 1 <= args.steps <= T:
+        raise UsageError(f"--steps must be between 1 and T={T}, got {args.steps}")
+    if args.eta < 0:
+        raise UsageError(f"--eta must be >= 0 (0 deterministic DDIM, 1 DDPM-like), got {args.eta}")
+    if args.dc_repeats < 1:
+        raise UsageError(f"--dc-repeats must be at least 1, got {args.dc_repeats}")
+    if args.n < 1:
+        raise UsageError(f"--n must be at least 1, got {args.n}")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be >= 0, got {args.seed}")
+
+
+def command_train(args) -> int:
+    """``train``: the notebook-03 model, checkpointed to DIR/last.pt (atomically, every cfg.save_every steps)."""
+    from .config import center_hole_config, get_device, seed_everything
+    from .data import MNISTNotFoundError, load_splits
+    from .training import CheckpointMismatchError, train_center_hole
+
+    out = Path(args.out)
+    last = out / "last.pt"
+    cfg = center_hole_config(args.profile)
+    if args.steps is not None and args.steps < 1:
+        raise UsageError(f"--steps must be at least 1, got {args.steps}")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be >= 0, got {args.seed}")
+    if args.resume:
+        if not last.is_file():
+            raise UsageError(f"--resume: no checkpoint at {last}; leave out --resume to start a new run there")
+        import torch
+
+        saved = torch.load(last, map_location="cpu", weights_only=True).get("config", {})
+        if saved.get("profile") != cfg.profile:
+            raise UsageError(f"{last} was trained with profile {saved.get('profile')!r}, not {cfg.profile!r}")
+        steps = args.steps if args.steps is not None else saved.get("steps", cfg.steps)
+        cfg = center_hole_config(args.profile, steps=steps)
+    else:
+        if last.exists():
+            raise UsageError(f"{last} exists: pass --resume to continue that run, or choose another --out")
+        if args.steps is not None:
+            cfg = center_hole_config(args.profile, steps=args.steps)
+    seed_everything(args.seed)
+    device = get_device()
+    try:  # the same splits as notebook 03 (validation carved from MNIST's training split)
+        train, val, _ = load_splits(cfg, seed=0)
+    except MNISTNotFoundError as missing:
+        raise UsageError(str(missing).splitlines()[0] + " (set COURSE_DATA_DIR to a folder holding MNIST/raw/)")
+    print(f"training the notebook-03 model ({cfg.profile} profile) on {device}: {len(train)} training digits, "
+          f"{len(val)} validation digits, {cfg.steps} steps -> {last}", flush=True)
+    try:
+        result = train_center_hole(cfg, train, out, device, seed=args.seed, resume=args.resume,
+                                   val_images=val.images[:64])
+    except CheckpointMismatchError as why:
+        raise UsageError(str(why))
+    step, seconds, history = result["step"], result["seconds"], result["history"]
+    psnr = f", validation hole PSNR {history[-1][2]:.2f} dB (1 sample, 64 digits)" if history else ""
+    print(f"done: {step} steps, {seconds / 60:.1f} min of training{psnr}; checkpoint {last}")
+    return 0
+
+
+def command_sample(args) -> int:
+    """``sample``: inpaint ``--n`` test digits with a centre hole and save ground truth / masked / samples as a PNG."""
+    import torch
+
+    from .config import get_device
+    from .data import MNISTNotFoundError, load_mnist
+    from .diffusion import ddim_inpaint
+    from .masks import center_hole
+    from .plotting import show_rows
+    from .schedules import make_schedule
+
+    _check_sampler_options(args)
+    device = get_device()
+    cfg, model, _ = _load_model(args.checkpoint, device)
+    try:
+        test = load_mnist("test", download=True)
+    except MNISTNotFoundError as missing:
+        raise UsageError(str(missing).splitlines()[0] + " (set COURSE_DATA_DIR to a folder holding MNIST/raw/)")
+    x0 = test.images[: args.n].to(device)
+    mask = center_hole(x0.shape[0], args.hole).to(device)
+    out = ddim_inpaint(model, mask * x0, mask, make_schedule(cfg.schedule, cfg.T), args.steps, args.eta,
+                       args.dc_repeats, torch.Generator().manual_seed(args.seed), prediction=cfg.prediction)
+    title = (f"DDIM {args.steps} steps, eta {args.eta:g}, dc_repeats {args.dc_repeats}, hole {args.hole}, "
+             f"seed {args.seed}")
+    fig = show_rows({"ground truth": x0, "masked": mask * x0, "sample": out}, masks={"masked": mask},
+                    n=args.n, title=title)
+    path = Path(args.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    print(f"saved {x0.shape[0]} inpainted test digits to {path}")
+    return 0
+
+
+def _mnist_root(data_dir: str) -> Path:
+    """Accept the folder that holds MNIST/raw/ (torchvision's root) or the MNIST folder itself."""
+    from .data import MNIST_RAW_FILES
+
+    root = Path(data_dir).expanduser()
+    for candidate in (root, root.parent):
+        raw = candidate / "MNIST" / "raw"
+        if all((raw / f).exists() for f in MNIST_RAW_FILES):  # what torchvision reads (it unpacks the .gz files)
+            return candidate
+    raise UsageError(f"no MNIST in {root}: expected {root / 'MNIST' / 'raw'} with the four unpacked IDX files "
+                     "(train/t10k images and labels), as torchvision.datasets.MNIST stores them")
+
+
+def command_eval(args) -> int:
+    """``eval``: hole metrics (single sample and mean of K) with the zero-fill and nearest-neighbour baselines."""
+    from .config import get_device
+    from .data import load_mnist
+    from .metrics import evaluate_center_hole
+
+    _check_sampler_options(args)
+    if args.k < 1:
+        raise UsageError(f"--k must be at least 1 (samples per image), got {args.k}")
+    root = _mnist_root(args.data_dir)
+    device = get_device()
+    cfg, model, _ = _load_model(args.checkpoint, device)
+    try:
+        library = load_mnist("train", root, download=False)
+        images = load_mnist(args.split, root, download=False) if args.split == "test" else library
+    except Exception as why:
+        raise UsageError(f"cannot read MNIST from {root}: {str(why).splitlines()[0]}")
+    images = images.images[: args.n]
+    if args.split == "train":
+        print("note: scoring training images; the model and the nearest-neighbour library have seen them")
+    if args.hole != cfg.hole:
+        print(f"note: the model was trained with hole {cfg.hole}, evaluating with hole {args.hole}")
+    print(f"evaluating {args.checkpoint} on {images.shape[0]} {args.split} digits of {root}: hole {args.hole}, "
+          f"DDIM {args.steps} steps, eta {args.eta:g}, dc_repeats {args.dc_repeats}, K={args.k}", flush=True)
+    results, _ = evaluate_center_hole(model, cfg, images, library.images, args.steps, args.eta, args.dc_repeats,
+                                      args.k, args.hole, args.seed)
+    import dataclasses
+
+    results["config"] = {"checkpoint": str(args.checkpoint), "data_dir": str(root), "split": args.split,
+                         "model": dataclasses.asdict(cfg), "device": str(device)}
+    print(format_eval_table(results))
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=2))
+        print(f"wrote {path}")
+    return 0
+
+
+def format_eval_table(results: dict) -> str:
+    """The eval results as a readable table (hole PSNR in dB, higher is better; L1 lower; SSIM higher)."""
+    k = results["k"]
+    rows = [("zero fill", results["baselines"]["zero_fill"]),
+            ("nearest neighbour (training set)", results["baselines"]["nearest_neighbour"]),
+            ("diffusion, 1 sample", {m: results[m]["single"] for m in ("hole_psnr", "hole_l1", "ssim")}),
+            (f"diffusion, mean of {k} samples", {m: results[m]["mean_k"] for m in ("hole_psnr", "hole_l1", "ssim")})]
+    lines = [f"{'method':<34}{'hole PSNR':>10}{'hole L1':>9}{'SSIM':>7}"]
+    lines += [f"{name:<34}{r['hole_psnr']:>10.2f}{r['hole_l1']:>9.4f}{r['ssim']:>7.3f}" for name, r in rows]
+    lines.append(f"{results['n_images']} images; known pixels max |change| {results['known_pixels_max_abs_error']:.2e}; "
+                 f"{results['seconds_per_image'] * 1000:.1f} ms per image and sample")
+    return "\n".join(lines)
+
+
+def _add_sampler_options(p, steps: int = 50, n: int = 16) -> None:
+    p.add_argument("--steps", type=int, default=steps, help=f"DDIM steps (default {steps})")
+    p.add_argument("--eta", type=float, default=0.0, help="0 = deterministic DDIM, 1 = DDPM-like noise (default 0)")
+    p.add_argument("--dc-repeats", type=int, default=1,
+                   help="data-consistency repeats per step: re-noise and denoise again (default 1 = none)")
+    p.add_argument("--n", type=int, default=n, help=f"number of digits (default {n})")
+    p.add_argument("--hole", type=int, default=12, help="side of the centre hole in pixels (default 12)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (default 0)")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="course", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m course_utils", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute the notebooks into outputs/executed/")
     run.add_argument("--profile", choices=PROFILE_NAMES, default=None,
                      help="ci, cpu or full (default: $COURSE_PROFILE, else full with CUDA and cpu without)")
     run.add_argument("notebooks", nargs="*", help="only notebooks whose name starts with these (e.g. 01 02)")
     sub.add_parser("badges", help="rewrite Colab badges and setup cells from pyproject.toml's Repository URL")
+    train = sub.add_parser("train", help="train the notebook-03 centre-hole model, checkpointing DIR/last.pt")
+    train.add_argument("--profile", choices=PROFILE_NAMES, required=True, help="size of model and training")
+    train.add_argument("--out", required=True, help="folder for last.pt and the validation panels")
+    train.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the profile's)")
+    train.add_argument("--seed", type=int, default=0, help="seed of batches and noise (default 0)")
+    train.add_argument("--resume", action="store_true", help="continue the run saved in DIR/last.pt")
+    sample = sub.add_parser("sample", help="inpaint test digits with a trained model and save a PNG")
+    sample.add_argument("--checkpoint", required=True, help="a last.pt written by train")
+    sample.add_argument("--out", required=True, help="PNG to write")
+    _add_sampler_options(sample, steps=50, n=16)
+    evaluate = sub.add_parser("eval", help="hole PSNR / L1 / SSIM of a trained model against baselines")
+    evaluate.add_argument("--checkpoint", required=True, help="a last.pt written by train")
+    evaluate.add_argument("--data-dir", required=True, help="a folder in torchvision's MNIST layout (DIR/MNIST/raw)")
+    evaluate.add_argument("--split", choices=("test", "train"), default="test", help="images to score (default test)")
+    evaluate.add_argument("--k", type=int, default=8, help="samples per image for the posterior mean (default 8)")
+    evaluate.add_argument("--json", default=None, help="also write the results to this JSON file")
+    _add_sampler_options(evaluate, steps=50, n=500)
     args = parser.parse_args(argv)
+    if args.command == "train":
+        return command_train(args)
+    if args.command == "sample":
+        return command_sample(args)
+    if args.command == "eval":
+        return command_eval(args)
     if args.command == "run":
         run_notebooks(get_profile(args.profile).name, args.notebooks)
     else:
