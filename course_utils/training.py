@@ -312,7 +312,8 @@ def train_center_hole(
     EMA weights (:func:`ema_update`, off when ``cfg.ema_decay`` is 0). Each step draws its batch
     (with replacement), t, eps and the self-conditioning coin from one CPU generator seeded with
     ``seed``; last.pt holds the model, EMA, optimizer, generator state, step and losses, so
-    ``resume=True`` continues the very same run. At every save the EMA model samples the first
+    ``resume=True`` continues the very same run (bit for bit on the CPU; on a GPU, cuDNN's non-deterministic
+    convolution kernels make even two uninterrupted runs differ in the 4th decimal of the loss). At every save the EMA model samples the first
     ``val_images`` (validation digits, never test) and ``out_dir/panel_<step>.png`` shows them.
     ``until`` stops early (after a save) and exists for tests of resuming.
     Returns {"model", "ema", "losses", "history", "step", "seconds"}; "history" lists
@@ -338,7 +339,7 @@ def train_center_hole(
         if ema is not None:
             ema.load_state_dict(extra["ema"])
         opt.load_state_dict(extra["optimizer"])
-        g.set_state(extra["rng"])
+        g.set_state(extra["rng"].cpu())  # the generator lives on the CPU whatever map_location did
         step, losses, history, seconds = extra["step"], list(extra["losses"]), list(extra["history"]), extra["seconds"]
         print(f"resuming {path} at step {step} of {cfg.steps}")
         for state in opt.state.values():  # Adam's moments in the parameters' layout, as in an uninterrupted run
