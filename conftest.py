@@ -10,3 +10,7 @@ _offline = Path(__file__).resolve().parent.parent / "shared" / "data" / "mnist-o
 if "COURSE_DATA_DIR" not in os.environ and (_offline / "MNIST" / "raw").is_dir():
     os.environ["COURSE_DATA_DIR"] = str(_offline)
 os.environ.setdefault("COURSE_OUTPUT_DIR", tempfile.mkdtemp(prefix="course-test-outputs-"))
+# nbval runs each notebook's kernel in notebooks/: make a relative data or output folder absolute first
+for _name in ("COURSE_DATA_DIR", "COURSE_OUTPUT_DIR"):
+    if os.environ.get(_name, "").strip():
+        os.environ[_name] = str(Path(os.environ[_name]).expanduser().resolve())

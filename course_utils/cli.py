@@ -109,6 +109,14 @@ def check_mnist() -> None:
     print(f"MNIST: {n_train} training and {n_test} test images", flush=True)
 
 
+def _absolute_env_paths() -> None:
+    """Kernels run in notebooks/, so a relative COURSE_DATA_DIR / COURSE_OUTPUT_DIR is resolved here, once."""
+    for name in ("COURSE_DATA_DIR", "COURSE_OUTPUT_DIR"):
+        value = os.environ.get(name, "").strip()
+        if value:
+            os.environ[name] = str(Path(value).expanduser().resolve())
+
+
 def _kernel_manager():
     """A kernel of this very Python environment (not whatever 'python3' kernelspec the user has)."""
     import ipykernel.kernelspec
@@ -138,6 +146,7 @@ def run_notebooks(profile: str, names: list[str] | None = None, timeout: int = 3
         if not sources:
             raise SystemExit(f"no notebook matches {names}")
     os.environ["COURSE_PROFILE"] = profile
+    _absolute_env_paths()
     check_mnist()
     executed = output_dir("executed")
     summary = {"profile": profile, "python": platform.python_version(), "machine": platform.machine(),

@@ -74,3 +74,14 @@ def test_run_executes_a_notebook(tmp_path, monkeypatch):
     assert (tmp_path / "executed" / "01_forward_process.ipynb").exists()
     assert (tmp_path / "figures" / "01_schedules.png").exists()
     assert (tmp_path / "run_summary_ci.json").exists()
+
+
+def test_relative_data_and_output_folders_are_made_absolute_for_the_kernels(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COURSE_DATA_DIR", "rel/data")
+    monkeypatch.setenv("COURSE_OUTPUT_DIR", "rel/out")
+    cli._absolute_env_paths()
+    import os
+
+    assert os.environ["COURSE_DATA_DIR"] == str(tmp_path / "rel" / "data")
+    assert os.environ["COURSE_OUTPUT_DIR"] == str(tmp_path / "rel" / "out")
