@@ -9,9 +9,12 @@ t uniform over the T steps, x_t from q_sample (eq. 4), a fresh mask per image.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,9 +22,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .config import CenterHoleConfig
 from .data import DigitSet, batches, check_images
-from .masks import check_mask
-from .schedules import Schedule, at, q_sample
+from .diffusion import ddim_inpaint, x0_and_eps
+from .masks import center_hole, check_mask
+from .metrics import psnr_on_mask
+from .models import UNet
+from .schedules import Schedule, at, make_schedule, q_sample
 
 MaskFn = Callable[[int, torch.Generator], torch.Tensor]
 
@@ -234,8 +241,6 @@ def inpaint_loss(
     x0_hat from a first pass without gradients, and zeros for the other half (Analog Bits, section 3.2).
     Random numbers come from ``generator`` (CPU) in a fixed order: t, eps, the self-conditioning coin.
     """
-    from .diffusion import x0_and_eps  # the same conversion the sampler uses
-
     check_images(x0, "x0")
     check_mask(mask, like=x0)
     n = x0.shape[0]
@@ -269,25 +274,16 @@ def fast_layout(model: nn.Module, device: torch.device) -> nn.Module:
 
 def build_center_hole_model(cfg) -> nn.Module:
     """The notebook-03 U-Net for a :class:`~course_utils.config.CenterHoleConfig`."""
-    from .models import UNet
-
     return UNet(cfg.base_channels, cfg.channel_mults, self_condition=cfg.self_condition, coord_conv=cfg.coord_conv)
 
 
 def _config_dict(cfg) -> dict:
-    import dataclasses
-
     return _plain(dataclasses.asdict(cfg))
 
 
 @torch.no_grad()
 def validate_center_hole(model: nn.Module, cfg, images: torch.Tensor, device: torch.device, seed: int = 0):
     """One DDIM sample (cfg.sample_steps, eta 0, data consistency) per image: (reconstruction, mean hole PSNR)."""
-    from .diffusion import ddim_inpaint
-    from .masks import center_hole
-    from .metrics import psnr_on_mask
-    from .schedules import make_schedule
-
     x0 = images.to(device)
     mask = center_hole(x0.shape[0], cfg.hole).to(device)
     out = ddim_inpaint(model, mask * x0, mask, make_schedule(cfg.schedule, cfg.T), cfg.sample_steps,
@@ -313,20 +309,20 @@ def train_center_hole(
     (with replacement), t, eps and the self-conditioning coin from one CPU generator seeded with
     ``seed``; last.pt holds the model, EMA, optimizer, generator state, step and losses, so
     ``resume=True`` continues the very same run (bit for bit on the CPU; on a GPU, cuDNN's non-deterministic
-    convolution kernels make even two uninterrupted runs differ in the 4th decimal of the loss). At every save the EMA model samples the first
-    ``val_images`` (validation digits, never test) and ``out_dir/panel_<step>.png`` shows them.
+    convolution kernels make even two uninterrupted runs differ in the 4th decimal of the loss). At every
+    save the EMA model samples the first ``val_images`` (validation digits, never test) and
+    ``out_dir/panel_<step>.png`` shows them.
     ``until`` stops early (after a save) and exists for tests of resuming.
     Returns {"model", "ema", "losses", "history", "step", "seconds"}; "history" lists
     (step, seconds, val hole PSNR) and "ema" is the model to sample with.
     """
-    import copy
-    import time
+    import matplotlib.pyplot as plt  # plotting stays a lazy import: training works without a display
 
     from .plotting import show_rows
 
     out_dir = Path(out_dir)
     path = out_dir / "last.pt"
-    schedule_ = _schedule(cfg)
+    schedule_ = make_schedule(cfg.schedule, cfg.T)
     torch.manual_seed(seed)  # the initial weights
     model = fast_layout(build_center_hole_model(cfg), device)  # before the optimizer sees the parameters
     ema = copy.deepcopy(model).requires_grad_(False) if cfg.ema_decay > 0 else None
@@ -347,8 +343,6 @@ def train_center_hole(
                 if value.dim() == 4:
                     state[key] = value.contiguous(memory_format=torch.channels_last if device.type == "cpu"
                                                   else torch.contiguous_format)
-    from .masks import center_hole
-
     mask = center_hole(cfg.batch_size, cfg.hole).to(device)
     sample_model = ema if ema is not None else model
 
@@ -362,8 +356,6 @@ def train_center_hole(
                             masks={"masked": mask[:8]}, n=8,
                             title=f"step {step}: validation hole PSNR {psnr:.2f} dB (EMA, DDIM {cfg.sample_steps})")
             fig.savefig(out_dir / f"panel_{step:06d}.png", dpi=80, bbox_inches="tight")
-            import matplotlib.pyplot as plt
-
             plt.close(fig)
         extra = dict(optimizer=opt.state_dict(), rng=g.get_state(), step=step, losses=losses, history=history,
                      seconds=seconds, seed=seed)
@@ -401,20 +393,12 @@ def train_center_hole(
             "seconds": seconds}
 
 
-def _schedule(cfg) -> Schedule:
-    from .schedules import make_schedule
-
-    return make_schedule(cfg.schedule, cfg.T)
-
-
 def load_center_hole(path: str | Path, map_location="cpu"):
     """Read a notebook-03 checkpoint: (config, model to sample with (EMA if any), extra). weights_only=True.
 
     Raises ``FileNotFoundError`` without a file and :class:`CheckpointMismatchError` when the file
     is not a notebook-03 checkpoint.
     """
-    from .config import CenterHoleConfig
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
@@ -422,8 +406,6 @@ def load_center_hole(path: str | Path, map_location="cpu"):
     if not isinstance(payload, dict) or not isinstance(payload.get("config"), dict) or "state_dict" not in payload:
         raise CheckpointMismatchError(f"{path} is not a course checkpoint (no config/state_dict)")
     saved = payload["config"]
-    import dataclasses
-
     names = {f.name for f in dataclasses.fields(CenterHoleConfig)}
     if set(saved) != names:
         raise CheckpointMismatchError(
