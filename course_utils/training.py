@@ -12,8 +12,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +20,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .config import CenterHoleConfig
+from .checkpoints import CheckpointMismatchError, load_checkpoint, plain, read_checkpoint, save_checkpoint
+from .config import CenterHoleConfig, output_dir, run_name
 from .data import DigitSet, batches, check_images
 from .diffusion import ddim_inpaint, x0_and_eps
 from .masks import center_hole, check_mask
@@ -97,61 +96,6 @@ def train_denoiser(
         bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}", refresh=False)
     model.eval()
     return losses
-
-
-def save_checkpoint(path: str | Path, model: nn.Module, config: dict, **extra) -> Path:
-    """Write {config, state_dict, extra} atomically: to a temporary file, then renamed over ``path``.
-
-    An interrupted save leaves the previous checkpoint intact. ``config`` and ``extra`` hold only
-    plain values (numbers, strings, lists, dicts, tensors), so :func:`load_checkpoint` can use
-    ``weights_only=True``.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    payload = {"config": _plain(config), "state_dict": state, "extra": _plain(extra)}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _plain(value):
-    """Tuples become lists so a saved config compares equal to the one it was made from."""
-    if isinstance(value, dict):
-        return {k if isinstance(k, (int, str)) else str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-class CheckpointMismatchError(ValueError):
-    """A checkpoint was written for another configuration."""
-
-
-def load_checkpoint(path: str | Path, model: nn.Module, config: dict, map_location="cpu") -> dict:
-    """Load weights saved by :func:`save_checkpoint` into ``model`` and return the saved ``extra``.
-
-    Raises :class:`CheckpointMismatchError` naming the differing keys when the checkpoint's config
-    is not ``config``, and ``FileNotFoundError`` when there is no file.
-    """
-    payload = torch.load(Path(path), map_location=map_location, weights_only=True)
-    if not isinstance(payload, dict) or "config" not in payload or "state_dict" not in payload:
-        raise CheckpointMismatchError(f"{path} is not a course checkpoint (no config/state_dict)")
-    want, got = _plain(config), payload["config"]
-    if want != got:
-        keys = sorted(k for k in set(want) | set(got) if want.get(k) != got.get(k))
-        diffs = ", ".join(f"{k}: checkpoint {got.get(k)!r} vs wanted {want.get(k)!r}" for k in keys)
-        raise CheckpointMismatchError(f"{path} was written for another configuration ({diffs})")
-    model.load_state_dict(payload["state_dict"])
-    return payload["extra"]
 
 
 def load_or_train(
@@ -278,7 +222,7 @@ def build_center_hole_model(cfg) -> nn.Module:
 
 
 def _config_dict(cfg) -> dict:
-    return _plain(dataclasses.asdict(cfg))
+    return plain(dataclasses.asdict(cfg))
 
 
 @torch.no_grad()
@@ -330,7 +274,7 @@ def train_center_hole(
     g = torch.Generator().manual_seed(seed)
     step, losses, history, seconds = 0, [], [], 0.0
     if resume:  # the run may be lengthened (another cfg.steps); everything else must match
-        saved_steps = torch.load(path, map_location="cpu", weights_only=True)["config"].get("steps")
+        saved_steps = read_checkpoint(path)["config"].get("steps")
         extra = load_checkpoint(path, model, {**_config_dict(cfg), "steps": saved_steps}, map_location=device)
         if ema is not None:
             ema.load_state_dict(extra["ema"])
@@ -393,6 +337,29 @@ def train_center_hole(
             "seconds": seconds}
 
 
+def center_hole_run_dir(cfg) -> Path:
+    """``outputs/03_center_hole/<profile>-<hash of the config>``: notebook 03's run folder for ``cfg``.
+
+    One folder per configuration, so opening the notebook in another profile (or with another setting)
+    trains into a new folder and never touches the checkpoint, panels or metrics of another run.
+    """
+    return output_dir("03_center_hole", run_name(cfg.profile, _config_dict(cfg)))
+
+
+def run_status(checkpoint: str | Path, cfg) -> str:
+    """What to do with a run folder's ``last.pt`` for ``cfg``: ``reuse`` it (finished), ``resume`` it (the same
+    configuration, fewer steps done) or ``train`` (no checkpoint yet). A checkpoint of another configuration is
+    an error, never a reason to delete it."""
+    checkpoint = Path(checkpoint)
+    if not checkpoint.exists():
+        return "train"
+    saved = read_checkpoint(checkpoint)
+    if saved["config"] != _config_dict(cfg):
+        raise CheckpointMismatchError(f"{checkpoint} holds a run of another configuration; it is left as it is: "
+                                      "train into another folder")
+    return "reuse" if saved["extra"]["step"] >= cfg.steps else "resume"
+
+
 def load_center_hole(path: str | Path, map_location="cpu"):
     """Read a notebook-03 checkpoint: (config, model to sample with (EMA if any), extra). weights_only=True.
 
@@ -400,11 +367,7 @@ def load_center_hole(path: str | Path, map_location="cpu"):
     is not a notebook-03 checkpoint.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    payload = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(payload, dict) or not isinstance(payload.get("config"), dict) or "state_dict" not in payload:
-        raise CheckpointMismatchError(f"{path} is not a course checkpoint (no config/state_dict)")
+    payload = read_checkpoint(path, map_location)
     saved = payload["config"]
     names = {f.name for f in dataclasses.fields(CenterHoleConfig)}
     if set(saved) != names:
