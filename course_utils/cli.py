@@ -148,7 +148,7 @@ def run_notebooks(profile: str, names: list[str] | None = None, timeout: int = 3
     os.environ["COURSE_PROFILE"] = profile
     _absolute_env_paths()
     check_mnist()
-    executed = output_dir("executed")
+    executed = output_dir("executed", profile)  # one folder per profile: a ci run never replaces a cpu run's
     summary = {"profile": profile, "python": platform.python_version(), "machine": platform.machine(),
                "started": time.strftime("%Y-%m-%d %H:%M:%S"), "notebooks": {}}
     for py in sources:
@@ -170,7 +170,7 @@ def run_notebooks(profile: str, names: list[str] | None = None, timeout: int = 3
         print(f"[{profile}] {ipynb.name} done in {seconds / 60:.1f} min -> {executed / ipynb.name}", flush=True)
     path = output_dir() / f"run_summary_{profile}.json"
     path.write_text(json.dumps(summary, indent=2))
-    print(f"summary: {path}\nfigures: {output_dir('figures')}")
+    print(f"summary: {path}\nfigures: {output_dir('figures', profile)}")
     return summary
 
 
@@ -182,21 +182,22 @@ class UsageError(SystemExit):
 
 
 def _load_model(path: str, device):
-    from .training import CheckpointMismatchError, fast_layout, load_center_hole
+    """(kind, cfg, model on ``device``, extra) of a checkpoint ``train`` wrote, or one line saying what is wrong."""
+    from .kinds import kind_of_checkpoint
+    from .training import CheckpointMismatchError, fast_layout
 
     try:
-        cfg, model, extra = load_center_hole(path, map_location="cpu")
+        kind = kind_of_checkpoint(path)
+        cfg, model, extra = kind.load(path, map_location="cpu")
     except FileNotFoundError:
         raise UsageError(f"no checkpoint at {path}: train one with `python -m course_utils train --profile cpu --out DIR`")
     except (CheckpointMismatchError, KeyError, RuntimeError) as why:
         raise UsageError(f"cannot use {path}: {str(why).splitlines()[0]}")
-    except Exception as why:  # a truncated or foreign file
-        raise UsageError(f"cannot read {path} as a course checkpoint ({type(why).__name__}: {str(why).splitlines()[0]})")
-    return cfg, fast_layout(model, device), extra
+    return kind, cfg, fast_layout(model, device), extra
 
 
 def _check_sampler_options(args, T: int = 1000) -> None:
-    if not 1 <= args.hole <= 31:
+    if args.hole is not None and not 1 <= args.hole <= 31:
         raise UsageError(f"--hole must be between 1 and 31 (the hole must fit inside the 32x32 image), got {args.hole}")
     if not 1 <= args.steps <= T:
         raise UsageError(f"--steps must be between 1 and T={T}, got {args.steps}")
@@ -270,7 +271,8 @@ def command_sample(args) -> int:
 
     _check_sampler_options(args)
     device = get_device()
-    cfg, model, _ = _load_model(args.checkpoint, device)
+    _, cfg, model, _ = _load_model(args.checkpoint, device)
+    args.hole = cfg.hole if args.hole is None else args.hole
     try:
         test = load_mnist("test", download=True)
     except MNISTNotFoundError as missing:
@@ -304,36 +306,74 @@ def _mnist_root(data_dir: str) -> Path:
 
 
 def command_eval(args) -> int:
-    """``eval``: hole metrics (single sample and mean of K) with the zero-fill and nearest-neighbour baselines."""
+    """``eval``: score a trained model (``--checkpoint``) or a classical baseline (``--method``) on a task."""
+    import dataclasses
+
+    from .baselines import BASELINES, baselines_for
+    from .classifier import load_or_train_classifier
     from .config import get_device
     from .data import load_mnist
-    from .metrics import evaluate_center_hole
+    from .evaluation import baseline_method, evaluate, format_results
+    from .kinds import SamplerOptions
+    from .tasks import TaskSpecError, parse_task
 
     _check_sampler_options(args)
     if args.k < 1:
         raise UsageError(f"--k must be at least 1 (samples per image), got {args.k}")
+    if (args.checkpoint is None) == (args.method is None):
+        raise UsageError("give either --checkpoint PATH (a trained model) or --method NAME (a baseline: "
+                         f"{', '.join(BASELINES)})")
+    if args.task is not None and args.hole is not None:
+        raise UsageError("--hole N is shorthand for --task center:N: give one of them")
+    spec = args.task if args.task is not None else (f"center:{args.hole}" if args.hole is not None else None)
+    try:
+        task = parse_task(spec) if spec is not None else None
+    except TaskSpecError as why:
+        raise UsageError(str(why))
     root = _mnist_root(args.data_dir)
     device = get_device()
-    cfg, model, _ = _load_model(args.checkpoint, device)
+    if args.checkpoint is not None:
+        kind, cfg, model, _ = _load_model(args.checkpoint, device)
+        task = task or parse_task(kind.default_task(cfg))
+        method = kind.method(model, cfg, SamplerOptions(args.steps, args.eta, args.dc_repeats))
+        if not method.fits(task):
+            raise UsageError(f"the {kind.name} model in {args.checkpoint} cannot do task {task.spec}: it fills masks "
+                             "(center:N, rect, strokes, procedural:A-B, sparse:P)")
+        model_config = {"kind": kind.name, **dataclasses.asdict(cfg)}
+        if task.spec != kind.default_task(cfg):
+            print(f"note: the model was trained for {kind.default_task(cfg)}, evaluating on {task.spec}")
+    else:
+        if args.method not in BASELINES:
+            raise UsageError(f"unknown --method {args.method!r}; baselines: {', '.join(BASELINES)}")
+        if task is None:
+            raise UsageError(f"--method {args.method} needs --task SPEC (for example --task center:12)")
+        if not BASELINES[args.method].fits(task):
+            fitting = ", ".join(baselines_for(task))
+            raise UsageError(f"--method {args.method} does not fit task {task.spec}; for {task.spec} use: {fitting}")
+        method, model_config = None, None
     try:
         library = load_mnist("train", root, download=False)
-        images = load_mnist(args.split, root, download=False) if args.split == "test" else library
+        digits = load_mnist(args.split, root, download=False) if args.split == "test" else library
     except Exception as why:
         raise UsageError(f"cannot read MNIST from {root}: {str(why).splitlines()[0]}")
-    images = images.images[: args.n]
+    if method is None:
+        method = baseline_method(args.method, library.images)
+    digits = digits[: args.n]
     if args.split == "train":
-        print("note: scoring training images; the model and the nearest-neighbour library have seen them")
-    if args.hole != cfg.hole:
-        print(f"note: the model was trained with hole {cfg.hole}, evaluating with hole {args.hole}")
-    print(f"evaluating {args.checkpoint} on {images.shape[0]} {args.split} digits of {root}: hole {args.hole}, "
-          f"DDIM {args.steps} steps, eta {args.eta:g}, dc_repeats {args.dc_repeats}, K={args.k}", flush=True)
-    results, _ = evaluate_center_hole(model, cfg, images, library.images, args.steps, args.eta, args.dc_repeats,
-                                      args.k, args.hole, args.seed)
-    import dataclasses
-
-    results["config"] = {"checkpoint": str(args.checkpoint), "data_dir": str(root), "split": args.split,
-                         "model": dataclasses.asdict(cfg), "device": str(device)}
-    print(format_eval_table(results))
+        print("note: scoring training images; the model, the classifier and the nearest-neighbour library have seen them")
+    clf, clf_info = load_or_train_classifier(args.profile, root=root, device=device)
+    print(f"course classifier ({args.profile} profile): {'reused' if clf_info['reused'] else 'trained'} "
+          f"{clf_info['path']}, validation accuracy {100 * clf_info['val_accuracy']:.1f}%", flush=True)
+    what = args.checkpoint or f"the {args.method} baseline"
+    sampler = (f", DDIM {args.steps} steps, eta {args.eta:g}, dc_repeats {args.dc_repeats}, K={args.k}"
+               if method.stochastic else "")
+    print(f"evaluating {what} on {len(digits)} {args.split} digits of {root}: task {task.spec}{sampler}", flush=True)
+    results, _, _ = evaluate(method, digits.images, digits.labels, task, args.k, args.seed, clf, library.images)
+    results["config"].update({"checkpoint": str(args.checkpoint) if args.checkpoint else None,
+                              "data_dir": str(root), "split": args.split, "model": model_config,
+                              "device": str(device), "classifier": {k: clf_info[k] for k in
+                                                                    ("config", "path", "val_accuracy")}})
+    print(format_results(results))
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -342,27 +382,14 @@ def command_eval(args) -> int:
     return 0
 
 
-def format_eval_table(results: dict) -> str:
-    """The eval results as a readable table (hole PSNR in dB, higher is better; L1 lower; SSIM higher)."""
-    k = results["k"]
-    rows = [("zero fill", results["baselines"]["zero_fill"]),
-            ("nearest neighbour (training set)", results["baselines"]["nearest_neighbour"]),
-            ("diffusion, 1 sample", {m: results[m]["single"] for m in ("hole_psnr", "hole_l1", "ssim")}),
-            (f"diffusion, mean of {k} samples", {m: results[m]["mean_k"] for m in ("hole_psnr", "hole_l1", "ssim")})]
-    lines = [f"{'method':<34}{'hole PSNR':>10}{'hole L1':>9}{'SSIM':>7}"]
-    lines += [f"{name:<34}{r['hole_psnr']:>10.2f}{r['hole_l1']:>9.4f}{r['ssim']:>7.3f}" for name, r in rows]
-    lines.append(f"{results['n_images']} images; known pixels max |change| {results['known_pixels_max_abs_error']:.2e}; "
-                 f"{results['seconds_per_image'] * 1000:.1f} ms per image and sample")
-    return "\n".join(lines)
-
-
 def _add_sampler_options(p, steps: int = 50, n: int = 16) -> None:
     p.add_argument("--steps", type=int, default=steps, help=f"DDIM steps (default {steps})")
     p.add_argument("--eta", type=float, default=0.0, help="0 = deterministic DDIM, 1 = DDPM-like noise (default 0)")
     p.add_argument("--dc-repeats", type=int, default=1,
                    help="data-consistency repeats per step: re-noise and denoise again (default 1 = none)")
     p.add_argument("--n", type=int, default=n, help=f"number of digits (default {n})")
-    p.add_argument("--hole", type=int, default=12, help="side of the centre hole in pixels (default 12)")
+    p.add_argument("--hole", type=int, default=None,
+                   help="side of the centre hole in pixels (default: the one the model was trained for)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (default 0)")
 
 
@@ -384,9 +411,19 @@ def main(argv: list[str] | None = None) -> int:
     sample.add_argument("--checkpoint", required=True, help="a last.pt written by train")
     sample.add_argument("--out", required=True, help="PNG to write")
     _add_sampler_options(sample, steps=50, n=16)
-    evaluate = sub.add_parser("eval", help="hole PSNR / L1 / SSIM of a trained model against baselines")
-    evaluate.add_argument("--checkpoint", required=True, help="a last.pt written by train")
+    evaluate = sub.add_parser("eval", help="score a trained model or a baseline on a task (PSNR, L1, SSIM, class, "
+                                           "Frechet distance, time, network calls)")
+    evaluate.add_argument("--checkpoint", default=None, help="a last.pt written by train")
+    evaluate.add_argument("--method", default=None,
+                          help="score a classical baseline instead: zero_fill, nearest_pixel, nearest_neighbour, "
+                               "harmonic (mask tasks); observation, smoothing, bicubic, zero_filled_ifft (measurements)")
+    evaluate.add_argument("--task", default=None,
+                          help="task spec, e.g. center:12, rect, strokes, procedural:0.05-0.6, sparse:0.1, noise:0.5, "
+                               "lowres:4, blur:1.5, kspace:0.25 (default: the task the model was trained for)")
     evaluate.add_argument("--data-dir", required=True, help="a folder in torchvision's MNIST layout (DIR/MNIST/raw)")
+    evaluate.add_argument("--profile", choices=PROFILE_NAMES, default="cpu",
+                          help="which course classifier judges class preservation and the Frechet distance "
+                               "(trained and cached under the outputs folder the first time; default cpu)")
     evaluate.add_argument("--split", choices=("test", "train"), default="test", help="images to score (default test)")
     evaluate.add_argument("--k", type=int, default=8, help="samples per image for the posterior mean (default 8)")
     evaluate.add_argument("--json", default=None, help="also write the results to this JSON file")

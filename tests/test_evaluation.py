@@ -1,0 +1,143 @@
+"""The evaluation harness: any method on any task, scored the same way, with honest costs."""
+
+import pytest
+import torch
+from torch import nn
+
+from course_utils import baselines, classifier, config, data, evaluation, kinds, metrics, models, tasks
+
+KEYS = {"task", "region", "n_images", "k", "method", "metrics", "baselines", "classifier_test_accuracy",
+        "known_pixels_max_abs_error", "seconds_per_image", "network_calls_per_image", "config"}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    test = data.load_mnist("test")[:24]
+    return test.images, test.labels
+
+
+@pytest.fixture(scope="module")
+def library():
+    return data.load_mnist("train").images[:200]
+
+
+class Wobbly(nn.Module):
+    """A stand-in network: returns its input plus seeded noise; counts nothing itself."""
+
+    def forward(self, x):
+        return x
+
+
+def noisy_method(calls_per_sample=3, touch_known=False):
+    net = Wobbly()
+
+    def sample(obs, g):
+        x = obs.y
+        for _ in range(calls_per_sample):
+            x = net(x)
+        out = obs.mask * obs.y + (1 - obs.mask) * (0.5 * torch.rand(obs.y.shape, generator=g) - 0.25)
+        if touch_known:
+            out = out.clone()
+            out[:, :, 0, 0] = out[:, :, 0, 0] + 0.5 * obs.mask[:, :, 0, 0]
+        return out.clamp(-1, 1)
+
+    return evaluation.Method("noisy", sample, stochastic=True, fits=lambda t: t.is_mask_task, network=net)
+
+
+def test_summary_has_exactly_the_contract_keys_and_honest_costs(digits, library):
+    images, labels = digits
+    summary, per_image, samples = evaluation.evaluate(noisy_method(3), images, labels, "center:12", k=4, seed=0,
+                                                      library=library, batch_size=10, progress=False)
+    assert set(summary) == KEYS
+    assert summary["task"] == "center:12" and summary["region"] == "missing" and summary["k"] == 4
+    assert set(summary["metrics"]) == {"psnr", "l1", "ssim", "class_acc", "frechet"}
+    assert samples.shape == (4, 24, 1, 32, 32)
+    assert summary["network_calls_per_image"] == 3  # counted by the hook, over uneven batches of 10
+    assert summary["known_pixels_max_abs_error"] == 0.0 and summary["seconds_per_image"] > 0
+    assert set(summary["baselines"]) == {"zero_fill", "nearest_pixel", "nearest_neighbour", "harmonic"}
+    mask = tasks.parse_task("center:12").make_mask(24)
+    assert summary["metrics"]["psnr"]["mean_k"] == pytest.approx(
+        metrics.psnr_on_mask(samples.mean(0), images, mask).mean().item())
+    assert summary["metrics"]["psnr"]["single"] == pytest.approx(per_image["psnr_single"].mean().item())
+    assert summary["metrics"]["class_acc"]["single"] is None  # no classifier given
+
+
+def test_samples_are_seeded_and_differ_between_k(digits, library):
+    images, labels = digits
+    _, _, a = evaluation.evaluate(noisy_method(), images, labels, "rect", k=2, seed=5, library=library,
+                                  baselines=False, progress=False)
+    _, _, b = evaluation.evaluate(noisy_method(), images, labels, "rect", k=2, seed=5, library=library,
+                                  baselines=False, progress=False)
+    assert torch.equal(a, b) and not torch.equal(a[0], a[1])
+
+
+def test_a_changed_known_pixel_is_reported(digits):
+    images, labels = digits
+    summary, _, _ = evaluation.evaluate(noisy_method(touch_known=True), images, labels, "center:12", k=1,
+                                        baselines=False, progress=False)
+    assert summary["known_pixels_max_abs_error"] > 0.1
+
+
+def test_a_baseline_scored_as_a_method_matches_its_baseline_row(digits, library):
+    images, labels = digits
+    for spec, name in (("sparse:0.1", "harmonic"), ("lowres:4", "bicubic"), ("noise:0.5", "smoothing")):
+        summary, _, _ = evaluation.evaluate(evaluation.baseline_method(name, library), images, labels, spec, k=8,
+                                            library=library, progress=False)
+        assert summary["k"] == 1 and summary["network_calls_per_image"] == 0
+        for metric in ("psnr", "l1", "ssim"):
+            assert summary["metrics"][metric]["single"] == summary["metrics"][metric]["mean_k"]
+            assert summary["metrics"][metric]["single"] == pytest.approx(summary["baselines"][name][metric])
+        if spec != "sparse:0.1":
+            assert summary["region"] == "image" and summary["known_pixels_max_abs_error"] is None
+
+
+def test_classifier_metrics(digits, library):
+    images, labels = digits
+    torch.manual_seed(0)
+    clf = classifier.build_classifier(classifier.classifier_config("ci")).eval()
+    summary, per_image, _ = evaluation.evaluate(evaluation.baseline_method("zero_fill"), images, labels, "center:12",
+                                                classifier=clf, library=library, progress=False)
+    preds = classifier.predict(clf, tasks.parse_task("center:12").observe(
+        images, evaluation.OBSERVATION_SEED_OFFSET).y)
+    assert summary["metrics"]["class_acc"]["single"] == pytest.approx((preds == labels).float().mean().item())
+    assert summary["classifier_test_accuracy"] == pytest.approx(classifier.accuracy(clf, images, labels))
+    assert isinstance(summary["metrics"]["frechet"]["single"], float)
+    assert summary["baselines"]["zero_fill"]["frechet"] == pytest.approx(summary["metrics"]["frechet"]["single"])
+
+
+def test_bad_input(digits, library):
+    images, labels = digits
+    with pytest.raises(ValueError, match="cannot do task"):
+        evaluation.evaluate(noisy_method(), images, labels, "noise:0.5", progress=False)
+    with pytest.raises(ValueError, match="k must"):
+        evaluation.evaluate(noisy_method(), images, labels, "rect", k=0, progress=False)
+    with pytest.raises(ValueError, match="labels"):
+        evaluation.evaluate(noisy_method(), images, labels[:3], "rect", progress=False)
+    with pytest.raises(tasks.TaskSpecError):
+        evaluation.evaluate(noisy_method(), images, labels, "center:99", progress=False)
+    with pytest.raises(ValueError, match="training digits"):
+        evaluation.baseline_method("nearest_neighbour")
+
+
+def test_the_center_hole_kind_samples_with_ddim_and_counts_its_calls(digits, tmp_path):
+    images, labels = digits
+    cfg = config.center_hole_config("ci")
+    torch.manual_seed(0)
+    net = models.UNet(cfg.base_channels, cfg.channel_mults, coord_conv=cfg.coord_conv).eval()
+    kind = kinds.KINDS["center_hole"]
+    method = kind.method(net, cfg, kinds.SamplerOptions(steps=4, eta=0.0, dc_repeats=2))
+    assert method.fits(tasks.parse_task("sparse:0.1")) and not method.fits(tasks.parse_task("kspace:0.25"))
+    summary, _, _ = evaluation.evaluate(method, images[:6], labels[:6], kind.default_task(cfg), k=2,
+                                        baselines=False, progress=False)
+    assert summary["network_calls_per_image"] == 8 and summary["known_pixels_max_abs_error"] == 0.0
+    from course_utils import training
+
+    path = training.save_checkpoint(tmp_path / "last.pt", net, training.plain(__import__("dataclasses").asdict(cfg)))
+    assert kinds.kind_of_checkpoint(path).name == "center_hole"
+    other = training.save_checkpoint(tmp_path / "other.pt", nn.Linear(1, 1), {"width": 3})
+    with pytest.raises(training.CheckpointMismatchError, match="no model kind"):
+        kinds.kind_of_checkpoint(other)
+    junk = tmp_path / "junk.pt"
+    junk.write_text("not a checkpoint")
+    with pytest.raises(training.CheckpointMismatchError, match="not a course checkpoint"):
+        kinds.kind_of_checkpoint(junk)
