@@ -14,6 +14,8 @@ The default is ``full`` when CUDA is available and ``cpu`` otherwise.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 import random
 from dataclasses import dataclass
@@ -198,6 +200,16 @@ def data_dir() -> Path:
         return Path(env).expanduser()
     root = repo_root()
     return (root / "data") if root is not None else Path("data").resolve()
+
+
+def run_name(profile: str, settings: dict) -> str:
+    """``<profile>-<8 hex digits>``: a folder name for one configuration (a hash of ``settings``).
+
+    Runs of different profiles or configurations live in different folders, so a notebook or command
+    never overwrites (or deletes) what another run wrote.
+    """
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return f"{profile}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
 
 
 def output_dir(*parts: str) -> Path:

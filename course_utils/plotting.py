@@ -14,15 +14,18 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from .config import output_dir
+from .config import get_profile, output_dir
 from .data import to_unit_range
 
 MISSING_RGB = (0.85, 0.25, 0.25)  # how missing pixels are drawn in an observation
 
 
 def save_figure(fig: plt.Figure, name: str) -> str:
-    """Write ``fig`` to outputs/figures/<name>.png and return the path."""
-    path = output_dir("figures") / f"{name}.png"
+    """Write ``fig`` to outputs/figures/<profile>/<name>.png and return the path.
+
+    One folder per profile (``$COURSE_PROFILE``), so a quick ``ci`` run never overwrites a ``cpu`` run's figures.
+    """
+    path = output_dir("figures", get_profile().name) / f"{name}.png"
     fig.savefig(path, dpi=110, bbox_inches="tight")
     return str(path)
 

@@ -80,7 +80,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from course_utils import config, data, diffusion, masks, metrics, models, plotting, schedules, training
+from course_utils import baselines, config, data, diffusion, masks, metrics, models, plotting, schedules, training
 
 profile = config.get_profile()
 device = config.get_device()
@@ -459,8 +459,8 @@ def evaluate(pred):
     return {"hole_psnr": metrics.psnr_on_mask(pred, x_eval, m_eval).cpu(), "hole_l1": metrics.l1_on_mask(pred, x_eval, m_eval).cpu()}
 
 
-per_image = {"zero fill": evaluate(metrics.zero_fill(y_eval, m_eval)),
-             "nearest known pixel": evaluate(metrics.nearest_pixel_fill(y_eval, m_eval))}
+per_image = {"zero fill": evaluate(baselines.zero_fill(y_eval, m_eval)),
+             "nearest known pixel": evaluate(baselines.nearest_pixel_fill(y_eval, m_eval))}
 samples = {}
 for name, replace in [("DDPM conditioning", False), ("DDPM replacement", True)]:
     start = time.perf_counter()
@@ -470,6 +470,10 @@ for name, replace in [("DDPM conditioning", False), ("DDPM replacement", True)]:
     per_image[f"{name}, 1 sample"] = evaluate(runs[0])
     per_image[f"{name}, mean of {profile.n_samples}"] = evaluate(samples[name].mean(0))
     print(f"{name}: {profile.n_samples} x {n_eval} samples in {time.perf_counter() - start:.0f} s")
+drift = (m_eval * (samples["DDPM conditioning"] - y_eval)).abs()  # how far the known pixels moved, in [-1, 1] units
+drift_mean = (drift.sum() / (m_eval.sum() * profile.n_samples)).item()
+print(f"known pixels under conditioning alone: mean change {drift_mean:.3f}, largest {drift.max().item():.2f} "
+      f"(replacement keeps them exactly: {(m_eval * (samples['DDPM replacement'] - y_eval)).abs().max().item():.1f})")
 
 # %%
 results = {name: {k: v.mean().item() for k, v in r.items()} for name, r in per_image.items()}
@@ -495,16 +499,17 @@ metrics_file.write_text(json.dumps({"profile": profile.name, "n_test": n_eval, "
 print("saved", metrics_file)
 
 # %% [markdown]
-# The self-check: in the `cpu` and `full` profiles a trained model must beat zero fill on hole L1 (in `ci`
-# the network has trained for a few seconds and is not judged).
+# The self-check: in the `cpu` and `full` profiles one sample of the trained model (with replacement) must beat
+# the stronger baseline, nearest known pixel, on hole L1 (in `ci` the network has trained for a few seconds and
+# is not judged).
 
 # %%
-best = min(results["DDPM replacement, 1 sample"]["hole_l1"], results["DDPM conditioning, 1 sample"]["hole_l1"])
+ours, bar = results["DDPM replacement, 1 sample"]["hole_l1"], results["nearest known pixel"]["hole_l1"]
 if profile.name in ("cpu", "full"):
-    assert best < results["zero fill"]["hole_l1"], "the DDPM should beat zero fill on hole L1"
-    print(f"DDPM single-sample hole L1 {best:.4f} < zero fill {results['zero fill']['hole_l1']:.4f}")
+    assert ours < bar, f"one DDPM sample should beat nearest known pixel on hole L1: {ours:.4f} vs {bar:.4f}"
+    print(f"DDPM replacement, one sample: hole L1 {ours:.4f} < nearest known pixel {bar:.4f}")
 else:
-    print(f"ci profile: not judged (DDPM {best:.4f}, zero fill {results['zero fill']['hole_l1']:.4f})")
+    print(f"ci profile: not judged (DDPM {ours:.4f}, nearest known pixel {bar:.4f})")
 
 # %% [markdown]
 # A few evaluation digits per mask kind: observed, one sample, the mean of the K samples, and the truth.
@@ -571,7 +576,8 @@ print("training loop: notebook == course_utils", [f"{v:.4f}" for v in losses_a])
 #   embedding, the loss $\lVert\epsilon - \epsilon_\theta\rVert^2$ at a uniformly random $t$, and ancestral sampling
 #   from the posterior $q(x_{t-1} \mid x_t, \hat x_0)$.
 # - Feeding the mask and the known pixels to the network turns it into an inpainting model. Replacing the known
-#   pixels at every step guarantees they are kept; conditioning alone lets the model drift from them.
+#   pixels at every step guarantees they are kept; conditioning alone lets the model drift from them (section 9
+#   prints by how much).
 # - Evaluate only the hole, against baselines, on images the model never saw. A single sample is a plausible
 #   digit; the mean of K samples trades sharpness for a lower average error.
 #

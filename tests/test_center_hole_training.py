@@ -121,3 +121,24 @@ def test_resume_refuses_another_configuration(tmp_path):
     other = config.center_hole_config("ci", steps=8, save_every=4, batch_size=4, train_size=32, hole=8)
     with pytest.raises(training.CheckpointMismatchError, match="hole"):
         training.train_center_hole(other, digits, tmp_path / "run", torch.device("cpu"), resume=True, progress=False)
+
+
+def test_runs_of_other_profiles_or_configs_never_touch_each_others_checkpoints(tmp_path, monkeypatch):
+    """Notebook 03 used to unlink last.pt when its config differed; now every config has its own folder."""
+    monkeypatch.setenv("COURSE_OUTPUT_DIR", str(tmp_path))
+    cpu, ci = config.center_hole_config("cpu"), config.center_hole_config("ci")
+    longer = config.center_hole_config("ci", steps=ci.steps + 10)
+    dirs = {training.center_hole_run_dir(c) for c in (cpu, ci, longer)}
+    assert len(dirs) == 3 and all(d.parent == tmp_path / "03_center_hole" for d in dirs)
+    assert training.center_hole_run_dir(ci) == training.center_hole_run_dir(config.center_hole_config("ci"))
+    cpu_ckpt = training.center_hole_run_dir(cpu) / "last.pt"
+    net = models.UNet(8, (1, 2))
+    training.save_checkpoint(cpu_ckpt, net, training.plain(__import__("dataclasses").asdict(cpu)), step=cpu.steps)
+    before = cpu_ckpt.read_bytes()
+    assert training.run_status(cpu_ckpt, cpu) == "reuse"
+    assert training.run_status(training.center_hole_run_dir(ci) / "last.pt", ci) == "train"
+    with pytest.raises(training.CheckpointMismatchError, match="left as it is"):
+        training.run_status(cpu_ckpt, ci)  # another config's checkpoint is an error, never deleted
+    assert cpu_ckpt.read_bytes() == before
+    training.save_checkpoint(cpu_ckpt, net, training.plain(__import__("dataclasses").asdict(cpu)), step=5)
+    assert training.run_status(cpu_ckpt, cpu) == "resume"

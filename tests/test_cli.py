@@ -71,8 +71,8 @@ def test_run_executes_a_notebook(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_PROFILE", "ci")  # run_notebooks sets it for its kernels; restore afterwards
     summary = cli.run_notebooks("ci", ["01"])
     assert list(summary["notebooks"]) == ["01_forward_process"]
-    assert (tmp_path / "executed" / "01_forward_process.ipynb").exists()
-    assert (tmp_path / "figures" / "01_schedules.png").exists()
+    assert (tmp_path / "executed" / "ci" / "01_forward_process.ipynb").exists()  # one folder per profile
+    assert (tmp_path / "figures" / "ci" / "01_schedules.png").exists()
     assert (tmp_path / "run_summary_ci.json").exists()
 
 

@@ -29,7 +29,7 @@ def test_grids_and_panels_save_png(tmp_path, monkeypatch):
     x = torch.rand(6, 1, 32, 32) * 2 - 1
     m = masks.center_hole(6)
     fig = plotting.show_images(x, ncols=4, title="grid", mask=m, labels=list("abcdef"), save="grid")
-    assert len(fig.axes) == 8 and (tmp_path / "figures" / "grid.png").stat().st_size > 0
+    assert len(fig.axes) == 8 and (tmp_path / "figures" / "ci" / "grid.png").stat().st_size > 0
     fig = plotting.show_observed_reconstructed(m * x, m, x, x, title="panel", n=5, save="panel")
     assert len(fig.axes) == 15 and fig.axes[0].get_ylabel() == "observed"
     fig = plotting.show_strip([x[:2], x[2:4], x[4:]], ["a", "b", "c"], row_names=["r1", "r2"], masks=[m[:2]] * 3)
@@ -52,8 +52,15 @@ def test_show_noised():
     assert len(fig.axes) == 3 and "cosine" in fig.axes[2].get_title()
 
 
-def test_save_figure_goes_to_outputs(tmp_path, monkeypatch):
+def test_save_figure_goes_to_a_folder_per_profile(tmp_path, monkeypatch):
+    """A ci run must never overwrite the figures of a cpu run (issue: outputs/figures/ was shared)."""
     monkeypatch.setenv("COURSE_OUTPUT_DIR", str(tmp_path))
-    fig, _ = plt.subplots()
-    path = plotting.save_figure(fig, "x")
-    assert path == str(config.output_dir("figures") / "x.png")
+    paths = {}
+    for profile in ("cpu", "ci"):
+        monkeypatch.setenv("COURSE_PROFILE", profile)
+        fig, ax = plt.subplots()
+        ax.set_title(profile)
+        paths[profile] = plotting.save_figure(fig, "x")
+        plt.close(fig)
+    assert paths["cpu"] == str(tmp_path / "figures" / "cpu" / "x.png") != paths["ci"]
+    assert (tmp_path / "figures" / "cpu" / "x.png").exists() and (tmp_path / "figures" / "ci" / "x.png").exists()
