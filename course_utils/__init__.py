@@ -8,11 +8,19 @@ One module per concern, in the order the course teaches them:
 * ``schedules``  beta schedules, alpha_bar, SNR, the forward process q(x_t | x0)
 * ``diffusion``  x0 from eps, the DDPM posterior, ancestral sampling; DDIM with data consistency (notebook 03)
 * ``models``     time embedding and the small U-Net (optionally self-conditioned, with coord-conv inputs)
-* ``training``   the eps-MSE objective, training loops, EMA / P2 / hole weighting, resumable atomic checkpoints
-* ``metrics``    hole-only PSNR / L1 / SSIM, zero-fill, nearest-pixel and nearest-neighbour baselines
+* ``checkpoints`` atomic saves, ``weights_only`` loads, configs stored beside the weights
+* ``training``   the eps-MSE objective, training loops, EMA / P2 / hole weighting, resumable runs
+* ``tasks``      degradation tasks named by one spec (``center:12``, ``sparse:0.1``, ``noise:0.5``, ``kspace:0.25``, ...)
+* ``baselines``  zero fill, nearest pixel, training-set nearest neighbour, harmonic; smoothing, bicubic, zero-filled iFFT
+* ``metrics``    PSNR / L1 / SSIM over the missing pixels (or the whole image): pure functions of tensors
+* ``classifier`` the course's MNIST classifier: class preservation and a Frechet distance on its features
+* ``evaluation`` any method on any task, scored the same way (what ``eval`` runs)
+* ``kinds``      the trained model kinds, each described once (checkpoint, default task, how it samples)
 * ``plotting``   image grids, panels and curves every notebook uses
 * ``widgets``    ipywidgets controls (each paired with a static figure)
-* ``cli``        ``python -m course_utils run | train | sample | eval | badges``
+* ``publishing`` the course's one public address and the Colab badges
+* ``runner``     executing the notebooks with progress (``./run_course.sh``)
+* ``cli``        ``python -m course_utils run | train | sample | eval | badges``: parsing only
 
 Every public function names the notebook that teaches it and the equation it implements.
 """

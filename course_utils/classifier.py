@@ -18,7 +18,6 @@ import dataclasses
 import hashlib
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F

@@ -192,7 +192,7 @@ for name, samples in [("step by step", x), ("closed form", x_closed)]:
     print(f"{name:>12}: mean |error| {mean_err:.4f} (tol {tol_mean:.4f}), variance |error| {var_err:.4f} (tol {tol_var:.4f})")
     assert mean_err < tol_mean and var_err < tol_var
 assert (x.mean(0) - x_closed.mean(0)).abs().mean() < 2 * tol_mean
-print("Step by step and closed form give the same mean and variance.")
+print("key result: step by step and closed form give the same mean and variance.")
 
 # %% [markdown]
 # `course_utils.schedules` holds the same two functions (`q_step`, `q_sample`, taking a schedule and a

@@ -507,9 +507,9 @@ print("saved", metrics_file)
 ours, bar = results["DDPM replacement, 1 sample"]["hole_l1"], results["nearest known pixel"]["hole_l1"]
 if profile.name in ("cpu", "full"):
     assert ours < bar, f"one DDPM sample should beat nearest known pixel on hole L1: {ours:.4f} vs {bar:.4f}"
-    print(f"DDPM replacement, one sample: hole L1 {ours:.4f} < nearest known pixel {bar:.4f}")
+    print(f"key result: DDPM replacement, one sample: hole L1 {ours:.4f} < nearest known pixel {bar:.4f}")
 else:
-    print(f"ci profile: not judged (DDPM {ours:.4f}, nearest known pixel {bar:.4f})")
+    print(f"key result: ci profile, not judged (DDPM {ours:.4f}, nearest known pixel {bar:.4f})")
 
 # %% [markdown]
 # A few evaluation digits per mask kind: observed, one sample, the mean of the K samples, and the truth.

@@ -11,7 +11,14 @@ stamp=.venv/.course-installed
 want=$(cksum < pyproject.toml)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "installing the course and its tools into .venv (the first time takes a few minutes: PyTorch is large)"
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e ".[dev]"
+  # pip's and the build backend's own chatter goes to a log that is shown only when something fails
+  log=.venv/install.log
+  if ! { .venv/bin/python -m pip install --quiet --upgrade pip && .venv/bin/python -m pip install --quiet -e ".[dev]"; } \
+      > "$log" 2>&1; then
+    cat "$log" >&2
+    echo "installing the course failed (the log above is also in $log)" >&2
+    exit 1
+  fi
+  echo "installed; pip's log: $log"
   echo "$want" > "$stamp"
 fi

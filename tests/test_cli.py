@@ -2,13 +2,13 @@ import re
 
 import pytest
 
-from course_utils import cli, config
+from course_utils import cli, config, publishing, runner
 
 ROOT = config.repo_root()
 
 
 def test_repo_url_is_read_from_pyproject():
-    url = cli.repo_url()
+    url = publishing.repo_url()
     assert url.startswith("https://github.com/")
     assert re.search(r"^Repository\s*=", (ROOT / "pyproject.toml").read_text(), re.M)
 
@@ -20,31 +20,31 @@ def test_badge_and_link_rewriting():
         "(https://colab.research.google.com/github/old/place/blob/main/notebooks/01_forward_process.ipynb)\n"
         'REPO_URL = "https://github.com/old/place"\n'
     )
-    out = cli.rewrite_links(text, url)
+    out = publishing.rewrite_links(text, url)
     assert "github/someone/course/blob/main/notebooks/01_forward_process.ipynb" in out
     assert 'REPO_URL = "https://github.com/someone/course"' in out
-    assert cli.rewrite_links(out, url) == out
+    assert publishing.rewrite_links(out, url) == out
 
 
 def test_every_notebook_and_the_readme_point_at_the_one_address():
     """The address lives in pyproject.toml; badges and setup cells must agree (run `course badges`)."""
-    url = cli.repo_url()
-    sources = cli.notebook_sources()
+    url = publishing.repo_url()
+    sources = publishing.notebook_sources()
     assert sources, "no notebooks found"
     for py in sources:
         text = py.read_text()
-        assert cli.colab_badge(py.with_suffix(".ipynb").name, url) in text, f"{py.name}: stale Colab badge"
+        assert publishing.colab_badge(py.with_suffix(".ipynb").name, url) in text, f"{py.name}: stale Colab badge"
         assert f'REPO_URL = "{url}"' in text, f"{py.name}: stale REPO_URL in the setup cell"
-        assert cli.rewrite_links(text, url) == text
+        assert publishing.rewrite_links(text, url) == text
     readme = (ROOT / "README.md").read_text()
     for py in sources:
-        assert cli.colab_url(py.with_suffix(".ipynb").name, url) in readme, f"README lacks the badge of {py.name}"
+        assert publishing.colab_url(py.with_suffix(".ipynb").name, url) in readme, f"README lacks the badge of {py.name}"
 
 
 def test_bad_repository_url(tmp_path):
     (tmp_path / "pyproject.toml").write_text('[project.urls]\nRepository = "ftp://x"\n')
     with pytest.raises(ValueError, match="OWNER/REPO"):
-        cli.repo_url(tmp_path)
+        publishing.repo_url(tmp_path)
 
 
 def test_run_rejects_unknown_profile():
@@ -80,8 +80,30 @@ def test_relative_data_and_output_folders_are_made_absolute_for_the_kernels(monk
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("COURSE_DATA_DIR", "rel/data")
     monkeypatch.setenv("COURSE_OUTPUT_DIR", "rel/out")
-    cli._absolute_env_paths()
+    runner._absolute_env_paths()
     import os
 
     assert os.environ["COURSE_DATA_DIR"] == str(tmp_path / "rel" / "data")
     assert os.environ["COURSE_OUTPUT_DIR"] == str(tmp_path / "rel" / "out")
+
+
+def test_runner_progress_pieces(monkeypatch, capsys):
+    import time
+
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# T\n## 1. Data"),
+                                         nbformat.v4.new_code_cell("x = 1"),
+                                         nbformat.v4.new_markdown_cell("## 2. Training"),
+                                         nbformat.v4.new_code_cell("train()")])
+    assert runner._headings(nb) == ["1. Data", "1. Data", "2. Training", "2. Training"]
+    assert runner._last_line("training:  10%|#   | 5/50\rtraining:  20%|##  | 10/50\r") == "training:  20%|##  | 10/50"
+    nb.cells[3].outputs = [nbformat.v4.new_output("stream", name="stdout", text="loss 0.1\nKey result: 12.3 dB\n")]
+    assert runner.key_result(nb) == "Key result: 12.3 dB"
+    monkeypatch.setattr(runner, "HEARTBEAT_SECONDS", 0.2)
+    with runner._Progress("03", runner._headings(nb)) as progress:
+        progress.cell(3)
+        progress.output("training:  40%|####  | 20/50\r")
+        time.sleep(1.5)
+    out = capsys.readouterr().out
+    assert "[03 00:0" in out and "2. Training: training:  40%" in out

@@ -12,9 +12,9 @@ import sys
 import jupytext
 import pytest
 
-from course_utils import cli
+from course_utils import publishing
 
-SOURCES = cli.notebook_sources()
+SOURCES = publishing.notebook_sources()
 SOLUTION_RE = re.compile(r"<details>.*?```python\n(.*?)```.*?</details>", re.DOTALL)
 
 

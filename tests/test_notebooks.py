@@ -8,10 +8,10 @@ import json
 import jupytext
 import pytest
 
-from course_utils import cli, config
+from course_utils import config, publishing
 
 ROOT = config.repo_root()
-SOURCES = cli.notebook_sources()
+SOURCES = publishing.notebook_sources()
 
 
 def test_notebooks_exist():

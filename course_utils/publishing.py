@@ -1,0 +1,84 @@
+"""The course's one public address, and the Colab badges and setup cells that point at it.
+
+Taught in: every notebook's first cells (the Open-in-Colab badge and the setup cell that clones the course in a bare
+Colab runtime). The address lives only in ``[project.urls] Repository`` of pyproject.toml; ``python -m course_utils
+badges`` (:func:`write_badges`) rewrites every badge, setup cell and the README after that one edit.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .config import repo_root
+
+BADGE_SVG = "https://colab.research.google.com/assets/colab-badge.svg"
+
+
+def _root() -> Path:
+    root = repo_root()
+    if root is None:
+        raise SystemExit("the course commands need the course checkout (pyproject.toml and notebooks/ beside course_utils/)")
+    return root
+
+
+def repo_url(root: Path | None = None) -> str:
+    """The course's public address: ``[project.urls] Repository`` in pyproject.toml (its only home)."""
+    text = ((root or _root()) / "pyproject.toml").read_text()
+    match = re.search(r'^Repository\s*=\s*"([^"]+)"', text, flags=re.MULTILINE)
+    if not match:
+        raise ValueError('pyproject.toml has no [project.urls] Repository = "https://github.com/OWNER/REPO"')
+    url = match.group(1).rstrip("/")
+    if not re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", url):
+        raise ValueError(f"the Repository URL must look like https://github.com/OWNER/REPO, got {url!r}")
+    return url
+
+
+def colab_url(notebook: str, url: str) -> str:
+    """Open-in-Colab link of ``notebooks/<notebook>`` on the main branch of the GitHub repository ``url``."""
+    return url.replace("https://github.com/", "https://colab.research.google.com/github/") + f"/blob/main/notebooks/{notebook}"
+
+
+def colab_badge(notebook: str, url: str) -> str:
+    """Markdown of the Open-in-Colab badge for ``notebooks/<notebook>``."""
+    return f"[![Open In Colab]({BADGE_SVG})]({colab_url(notebook, url)})"
+
+
+_BADGE_RE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\(https://colab\.research\.google\.com/github/[^)]*?/notebooks/([\w.-]+\.ipynb)\)")
+_REPO_LINE_RE = re.compile(r'^REPO_URL = "[^"]*"', flags=re.MULTILINE)
+
+
+def rewrite_links(text: str, url: str) -> str:
+    """Point every Colab badge and every ``REPO_URL = "..."`` line in ``text`` at ``url``."""
+    text = _BADGE_RE.sub(lambda m: colab_badge(m.group(1), url), text)
+    return _REPO_LINE_RE.sub(f'REPO_URL = "{url}"', text)
+
+
+def notebook_sources(root: Path | None = None) -> list[Path]:
+    """The notebooks' py:percent sources, in course order."""
+    return sorted((root or _root()).joinpath("notebooks").glob("[0-9][0-9]_*.py"))
+
+
+def write_badges(root: Path | None = None) -> list[Path]:
+    """Rewrite badges and setup cells in every notebook source, its paired .ipynb, and the README."""
+    import jupytext
+
+    root = root or _root()
+    url = repo_url(root)
+    changed = []
+    for py in notebook_sources(root):
+        new = rewrite_links(py.read_text(), url)
+        if new != py.read_text():
+            py.write_text(new)
+            changed.append(py)
+        ipynb = py.with_suffix(".ipynb")
+        nb = jupytext.read(py)
+        if not ipynb.exists() or jupytext.writes(nb, "ipynb") != ipynb.read_text():
+            jupytext.write(nb, ipynb)
+            changed.append(ipynb)
+    readme = root / "README.md"
+    new = rewrite_links(readme.read_text(), url)
+    if new != readme.read_text():
+        readme.write_text(new)
+        changed.append(readme)
+    return changed
