@@ -101,18 +101,17 @@ def train_denoiser(
 def load_or_train(
     path: str | Path, model: nn.Module, config: dict, train: Callable[[], list[float]]
 ) -> tuple[list[float], bool]:
-    """Reuse the checkpoint at ``path`` when its config matches, else run ``train()`` and save.
+    """Reuse the checkpoint at ``path`` when its config matches, else run ``train()`` and save it there.
 
-    Returns (losses, reused). A missing or mismatched checkpoint means training; the notebooks
-    never depend on files another notebook wrote.
+    Returns (losses, reused). A checkpoint of another configuration at ``path`` is never overwritten:
+    :class:`CheckpointMismatchError` says so (name the file after its config, :func:`~course_utils.config.run_name`,
+    and this cannot happen). The notebooks never depend on files another notebook wrote.
     """
     try:
         extra = load_checkpoint(path, model, config)
         return list(extra.get("losses", [])), True
     except FileNotFoundError:
         print(f"no checkpoint at {path}: training")
-    except CheckpointMismatchError as why:
-        print(f"not reusing the checkpoint: {why}; training")
     losses = train()
     save_checkpoint(path, model, config, losses=losses)
     return losses, False

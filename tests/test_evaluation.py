@@ -141,3 +141,30 @@ def test_the_center_hole_kind_samples_with_ddim_and_counts_its_calls(digits, tmp
     junk.write_text("not a checkpoint")
     with pytest.raises(training.CheckpointMismatchError, match="not a course checkpoint"):
         kinds.kind_of_checkpoint(junk)
+
+
+def test_the_harness_reproduces_notebook_03s_former_evaluation_exactly(digits):
+    """Before the harness, notebook 03 scored its model with its own loop (sample j seeded seed + j, batches of
+    128, hole metrics of sample 0 and of the mean). The harness must give the very same numbers, so the README's
+    earlier notebook-03 results stay comparable."""
+    from course_utils import diffusion, masks, schedules
+
+    images, labels = digits
+    cfg = config.center_hole_config("ci")
+    torch.manual_seed(1)
+    net = models.UNet(cfg.base_channels, cfg.channel_mults, coord_conv=cfg.coord_conv).eval()
+    sch = schedules.make_schedule(cfg.schedule, cfg.T)
+    mask = masks.center_hole(len(images), cfg.hole)
+    y = mask * images
+    former = torch.empty((3,) + tuple(images.shape))
+    for j in range(3):
+        gen = torch.Generator().manual_seed(7 + j)
+        for i in range(0, len(images), 10):
+            former[j, i : i + 10] = diffusion.ddim_inpaint(net, y[i : i + 10], mask[i : i + 10], sch, 4, 0.0, 1, gen,
+                                                           prediction=cfg.prediction)
+    method = kinds.center_hole_method(net, cfg, kinds.SamplerOptions(steps=4))
+    summary, _, samples = evaluation.evaluate(method, images, labels, "center:12", k=3, seed=7, baselines=False,
+                                              batch_size=10, progress=False)
+    assert torch.equal(samples, former)
+    assert summary["metrics"]["psnr"]["mean_k"] == metrics.psnr_on_mask(former.mean(0), images, mask).mean().item()
+    assert summary["metrics"]["psnr"]["single"] == metrics.psnr_on_mask(former[0], images, mask).mean().item()

@@ -6,7 +6,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from course_utils import config, masks, plotting, schedules  # noqa: E402
+from course_utils import masks, plotting, schedules  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,3 @@
-import os
 
 import pytest
 import torch
@@ -121,5 +120,7 @@ def test_load_or_train(tmp_path):
     assert (losses, reused, len(calls)) == ([0.3, 0.2], False, 1)
     losses, reused = training.load_or_train(tmp_path / "ck.pt", net, {"k": 1}, train)
     assert (losses, reused, len(calls)) == ([0.3, 0.2], True, 1)
-    _, reused = training.load_or_train(tmp_path / "ck.pt", net, {"k": 2}, train)
-    assert not reused and len(calls) == 2
+    before = (tmp_path / "ck.pt").read_bytes()
+    with pytest.raises(training.CheckpointMismatchError, match="another configuration"):
+        training.load_or_train(tmp_path / "ck.pt", net, {"k": 2}, train)  # never overwrites another config's run
+    assert len(calls) == 1 and (tmp_path / "ck.pt").read_bytes() == before
