@@ -69,12 +69,20 @@ def test_sampling_timesteps():
 
 
 @pytest.mark.parametrize("steps", [1000, 50])
-def test_oracle_sampler_recovers_the_image(sch, steps):
-    """With a perfect denoiser DDPM sampling returns x0 (the posterior collapses onto it)."""
-    x0 = torch.rand(3, 1, 8, 8) * 2 - 1
-    m = masks.center_hole(3, hole=4, size=8)
-    out = diffusion.ddpm_sample(oracle(x0, sch), m * x0, m, sch, steps=steps, generator=torch.Generator().manual_seed(0))
+def test_oracle_sampler_walks_the_forward_marginals(sch, steps):
+    """With a perfect denoiser every x_t of the chain is a draw from q(x_t | x0) (the posterior step keeps the
+    marginals), and the last step returns x0. A wrong posterior mean or variance breaks the first check even though
+    the last step would still return x0."""
+    x0 = torch.rand(4, 1, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    m = masks.center_hole(4, hole=12)
+    trace = []
+    out = diffusion.ddpm_sample(oracle(x0, sch), m * x0, m, sch, steps=steps, generator=torch.Generator().manual_seed(0),
+                                trajectory=trace)
     assert torch.allclose(out, x0, atol=1e-3)
+    for t, x_t, _ in trace[1:]:  # every state the sampler produced (the first is the starting noise)
+        ab = sch.alpha_bars[t].item()
+        z = (x_t - ab**0.5 * x0) / (1 - ab) ** 0.5  # standard normal if x_t ~ q(x_t | x0)
+        assert abs(z.mean().item()) < 0.1 and abs(z.std().item() - 1) < 0.1, (t, z.mean().item(), z.std().item())
 
 
 def test_replacement_keeps_known_pixels_and_is_seeded(sch):
