@@ -11,7 +11,8 @@ Notation (Ho et al. 2020, "Denoising Diffusion Probabilistic Models", DDPM; Nich
 * ``SNR(t)``     = alpha_bar_t / (1 - alpha_bar_t), the signal-to-noise ratio of x_t.
 
 Timesteps are indexed ``t = 0, ..., T-1`` (as in diffusers): index t is the paper's step t + 1,
-so ``x_t`` has been noised t + 1 times and ``alpha_bar`` of "one step before index 0" is 1.
+so ``x_t`` has been noised t + 1 times and ``alpha_bar`` of "one step before index 0" is 1. The clean
+image is always a separate variable ``x0``, never an entry of these tables (notebook 01 says the same).
 All tables are float64 for accuracy; they are cast to the image's dtype when used.
 """
 
@@ -129,9 +130,9 @@ def q_step(x_prev: torch.Tensor, t, schedule: Schedule, eps: torch.Tensor) -> to
 def forward_chain(
     x0: torch.Tensor, t: int, schedule: Schedule, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """Run q_step from x0 up to index ``t`` and return every state: (t + 2) x N x C x H x W, [x0, x_0, ..., x_t].
+    """Run q_step from the clean image ``x0`` up to code index ``t``; return every state, (t + 2) x N x C x H x W.
 
-    Entry 0 is the clean image; entry k + 1 is x_k.
+    Entry 0 is the clean image; entry k + 1 is the state at code index k (noised k + 1 times).
     """
     check_images(x0, "x0")
     if not 0 <= t < schedule.T:

@@ -109,8 +109,13 @@ plt.show()
 # \quad\Longleftrightarrow\quad x_t = \sqrt{\alpha_t}\, x_{t-1} + \sqrt{\beta_t}\,\epsilon,\ \ \alpha_t = 1-\beta_t,\ \epsilon \sim \mathcal{N}(0, I).$$
 #
 # The shrink factor $\sqrt{\alpha_t}$ is what keeps the total variance bounded: if $x_{t-1}$ has
-# variance 1, so does $x_t$. We index steps $t = 0, \dots, T-1$ (as diffusers does); $x_0$ in the
-# formulas is always the clean image.
+# variance 1, so does $x_t$.
+#
+# **Indexing, once for the whole course.** The formulas count steps as the papers do: $x_0$ is the clean image
+# and $x_t$ has been noised $t$ times, $t = 1, \dots, T$. The code indexes the $T$ steps `t = 0, ..., T-1` as
+# diffusers does: code index `t` is the paper's step $t + 1$ (`x_t` in code has been noised `t + 1` times), and the
+# clean image is a separate variable `x0`, never an entry of the per-step tables (`betas[0]` is the first step's
+# $\beta$). `course_utils.schedules` writes the same convention down once.
 
 # %%
 def q_step(x_prev, alpha_t, eps):
@@ -212,8 +217,9 @@ print("course_utils.schedules agrees with this notebook.")
 # - **Linear** (DDPM): $\beta_t$ grows linearly from $10^{-4}$ to $0.02$.
 # - **Quadratic** (DDPM's code): $\sqrt{\beta_t}$ grows linearly between the same end points.
 # - **Cosine** (Nichol & Dhariwal 2021, eq. 17): choose $\bar\alpha_t$ directly,
-#   $\bar\alpha_t = f(t)/f(0)$ with $f(t) = \cos^2\!\big(\frac{t/T + s}{1 + s}\cdot\frac{\pi}{2}\big)$, $s = 0.008$,
-#   and derive $\beta_t = 1 - \bar\alpha_t / \bar\alpha_{t-1}$ (clipped at 0.999).
+#   $\bar\alpha_t = f(t)/f(0)$ for the paper's step $t$, with $f(t) = \cos^2\!\big(\frac{t/T + s}{1 + s}\cdot\frac{\pi}{2}\big)$,
+#   $s = 0.008$, and derive $\beta_t = 1 - \bar\alpha_t / \bar\alpha_{t-1}$ (clipped at 0.999). In code index `t`
+#   (the paper's step $t + 1$) that is `f(t + 1) / f(0)`.
 #
 # The signal-to-noise ratio $\mathrm{SNR}(t) = \bar\alpha_t / (1-\bar\alpha_t)$ says how much of $x_t$ is
 # still digit. We plot $\beta_t$, $\bar\alpha_t$ and $\log \mathrm{SNR}$.
@@ -377,7 +383,7 @@ plt.show()
 #     print(sch.name, int((sch.snr < 1).nonzero()[0]))
 # ```
 # The linear schedule crosses SNR = 1 well before $T/2$; the cosine one close to $T/2$, because
-# its $\log\mathrm{SNR}$ is nearly symmetric around the middle.
+# its $\log\mathrm{SNR}$ is nearly antisymmetric around the middle ($\log\mathrm{SNR}(T - t) \approx -\log\mathrm{SNR}(t)$).
 # </details>
 #
 # <details><summary>Solution 2</summary>
@@ -398,6 +404,6 @@ plt.show()
 # frac = masks.missing_fraction(masks.random_dropout(500, p=0.3, seed=0))
 # print(frac.std().item(), math.sqrt(0.3 * 0.7 / 1024))  # measured, and the binomial prediction 0.0143
 # ```
-# With seed 0 the measured spread is 0.0129: an estimate from 500 masks is itself uncertain by a few percent.
-# Draw 5,000 masks and it settles at the prediction.
+# The two agree to within the uncertainty of the measurement: a standard deviation estimated from 500 masks is
+# itself uncertain by about $1/\sqrt{2 \cdot 500} \approx 3$ percent. Draw 5,000 masks and it settles at the prediction.
 # </details>
