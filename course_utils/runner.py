@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import tempfile
 import threading
 import time
@@ -132,6 +133,19 @@ class _Progress:
         self.thread.join()
 
 
+def _progress_text(msg: dict) -> str | None:
+    """What a kernel message says about progress: printed text, or the text of a progress-bar widget update
+    (in a kernel, ``tqdm.auto`` draws an ipywidgets bar whose counter is an HTML widget's string value)."""
+    content = msg.get("content", {})
+    if msg.get("msg_type") == "stream":
+        return content.get("text", "")
+    if msg.get("msg_type") == "comm_msg":
+        value = content.get("data", {}).get("state", {}).get("value")
+        if isinstance(value, str) and re.search(r"\d+/\d+", value):
+            return re.sub(r"<[^>]+>|&nbsp;", " ", value)
+    return None
+
+
 def key_result(nb) -> str | None:
     """The last output line of an executed notebook that starts with 'key result:' (its headline number)."""
     found = None
@@ -157,11 +171,11 @@ def run_notebooks(profile: str, names: list[str] | None = None, timeout: int = 3
 
         def process_message(self, msg, cell, cell_index):
             if self.progress is not None:
-                content = msg.get("content", {})
-                if msg.get("msg_type") == "stream":
-                    self.progress.output(content.get("text", ""))
-                elif msg.get("msg_type") == "execute_input":
+                if msg.get("msg_type") == "execute_input":
                     self.progress.cell(cell_index)
+                text = _progress_text(msg)
+                if text:
+                    self.progress.output(text)
             return super().process_message(msg, cell, cell_index)
 
     get_profile(profile)  # fails early on an unknown name

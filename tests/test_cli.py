@@ -100,6 +100,10 @@ def test_runner_progress_pieces(monkeypatch, capsys):
     assert runner._last_line("training:  10%|#   | 5/50\rtraining:  20%|##  | 10/50\r") == "training:  20%|##  | 10/50"
     nb.cells[3].outputs = [nbformat.v4.new_output("stream", name="stdout", text="loss 0.1\nKey result: 12.3 dB\n")]
     assert runner.key_result(nb) == "Key result: 12.3 dB"
+    assert runner._progress_text({"msg_type": "stream", "content": {"text": "step 3\n"}}) == "step 3\n"
+    widget = {"msg_type": "comm_msg", "content": {"data": {"method": "update", "state": {"value": " 12/32 [01:46<02:54]"}}}}
+    assert runner._progress_text(widget).strip() == "12/32 [01:46<02:54]"
+    assert runner._progress_text({"msg_type": "comm_msg", "content": {"data": {"state": {"value": 0.5}}}}) is None
     monkeypatch.setattr(runner, "HEARTBEAT_SECONDS", 0.2)
     with runner._Progress("03", runner._headings(nb)) as progress:
         progress.cell(3)
