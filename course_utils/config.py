@@ -141,8 +141,9 @@ def get_profile(name: str | None = None) -> Profile:
     return PROFILES[key]
 
 
-def profile_table(profile: Profile) -> str:
-    """The profile as aligned ``name: value`` lines, printed at the top of every notebook."""
+def profile_table(profile: Profile | CenterHoleConfig) -> str:
+    """A profile (or a notebook's own settings, any dataclass) as aligned ``name: value`` lines, printed at the top
+    of every notebook."""
     fields = dataclasses.asdict(profile)
     width = max(len(k) for k in fields)
     return "\n".join(f"{k:<{width}} : {v}" for k, v in fields.items())
