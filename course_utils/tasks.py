@@ -164,7 +164,11 @@ def _number(text: str, spec: str) -> float:
 
 
 def _range(text: str, spec: str) -> tuple[float, float]:
-    parts = text.split("-") if re.fullmatch(r"[0-9.eE+]+-[0-9.eE+]+", text) else [text]
+    try:  # one number (also in exponent form, 1e-1), else a range A-B
+        float(text)
+        parts = [text]
+    except ValueError:
+        parts = text.split("-") if re.fullmatch(r"[0-9.eE+]+-[0-9.eE+]+", text) else [text]
     low, high = (_number(parts[0], spec), _number(parts[-1], spec))
     if low > high:
         raise TaskSpecError(spec, f"the range {text} runs backwards")

@@ -39,6 +39,7 @@ def test_parse_gives_canonical_specs():
     assert tasks.parse_task("noise:0.30-1.0").spec == "noise:0.3-1"
     assert tasks.parse_task("procedural:0.05-0.6").value == (0.05, 0.6)
     assert tasks.parse_task("sparse:0.1").value == (0.1, 0.1)
+    assert tasks.parse_task("noise:5e-1").spec == "noise:0.5"  # a number in exponent form is not a range
     task = tasks.parse_task("rect")
     assert tasks.parse_task(task) is task
 
