@@ -6,10 +6,12 @@ One module per concern, in the order the course teaches them:
 * ``data``       MNIST as 32x32 tensors in [-1, 1], splits, input checks
 * ``masks``      binary masks, 1 = known, 0 = missing
 * ``schedules``  beta schedules, alpha_bar, SNR, the forward process q(x_t | x0)
-* ``diffusion``  x0 from eps, the DDPM posterior, ancestral sampling; DDIM with data consistency (notebook 03)
+* ``diffusion``  the sampling contract: a denoiser (eps / x0 / v), named timesteps, DDPM and DDIM steps,
+                 data consistency, one loop (notebooks 02 and 03)
 * ``models``     time embedding and the small U-Net (optionally self-conditioned, with coord-conv inputs)
 * ``checkpoints`` atomic saves, ``weights_only`` loads, configs stored beside the weights
-* ``training``   the eps-MSE objective, training loops, EMA / P2 / hole weighting, resumable runs
+* ``training``   the eps-MSE objective, the one training loop (``fit``: EMA, checkpoints, exact resume), P2 / hole weights
+* ``center_hole`` notebook 03's experiment in one place: its config, model, loss, run folder and sampler
 * ``tasks``      degradation tasks named by one spec (``center:12``, ``sparse:0.1``, ``noise:0.5``, ``kspace:0.25``, ...)
 * ``baselines``  zero fill, nearest pixel, training-set nearest neighbour, harmonic; smoothing, bicubic, zero-filled iFFT
 * ``metrics``    PSNR / L1 / SSIM over the missing pixels (or the whole image): pure functions of tensors

@@ -25,7 +25,10 @@ from .publishing import write_badges
 from .runner import run_notebooks
 
 class UsageError(SystemExit):
-    """Bad input to a command: exits with status 1 and one line (on stderr) saying what to fix."""
+    """Bad input to a command: exits with status 1 and one line (on stderr) saying what to fix.
+
+    The commands taught in notebook 03.
+    """
 
     def __init__(self, message: str):
         super().__init__(f"error: {message}")
@@ -33,8 +36,9 @@ class UsageError(SystemExit):
 
 def _load_model(path: str, device):
     """(kind, cfg, model on ``device``, extra) of a checkpoint ``train`` wrote, or one line saying what is wrong."""
+    from .checkpoints import CheckpointMismatchError
     from .kinds import kind_of_checkpoint
-    from .training import CheckpointMismatchError, fast_layout
+    from .training import fast_layout
 
     try:
         kind = kind_of_checkpoint(path)
@@ -62,10 +66,14 @@ def _check_sampler_options(args, T: int = 1000) -> None:
 
 
 def command_train(args) -> int:
-    """``train``: the notebook-03 model, checkpointed to DIR/last.pt (atomically, every cfg.save_every steps)."""
-    from .config import center_hole_config, get_device, seed_everything
+    """``train``: the notebook-03 model, checkpointed to DIR/last.pt (atomically, every cfg.save_every steps).
+
+    The commands taught in notebook 03.
+    """
+    from .center_hole import center_hole_config, train_center_hole
+    from .checkpoints import CheckpointMismatchError, read_checkpoint
+    from .config import get_device, seed_everything
     from .data import MNISTNotFoundError, load_splits
-    from .training import CheckpointMismatchError, train_center_hole
 
     out = Path(args.out)
     last = out / "last.pt"
@@ -77,9 +85,10 @@ def command_train(args) -> int:
     if args.resume:
         if not last.is_file():
             raise UsageError(f"--resume: no checkpoint at {last}; leave out --resume to start a new run there")
-        import torch
-
-        saved = torch.load(last, map_location="cpu", weights_only=True).get("config", {})
+        try:
+            saved = read_checkpoint(last)["config"]
+        except CheckpointMismatchError as why:
+            raise UsageError(str(why).splitlines()[0])
         if saved.get("profile") != cfg.profile:
             raise UsageError(f"{last} was trained with profile {saved.get('profile')!r}, not {cfg.profile!r}")
         steps = args.steps if args.steps is not None else saved.get("steps", cfg.steps)
@@ -109,7 +118,10 @@ def command_train(args) -> int:
 
 
 def command_sample(args) -> int:
-    """``sample``: inpaint ``--n`` test digits with a centre hole and save ground truth / masked / samples as a PNG."""
+    """``sample``: inpaint ``--n`` test digits with a centre hole and save ground truth / masked / samples as a PNG.
+
+    The commands taught in notebook 03.
+    """
     import torch
 
     from .config import get_device
@@ -156,15 +168,17 @@ def _mnist_root(data_dir: str) -> Path:
 
 
 def command_eval(args) -> int:
-    """``eval``: score a trained model (``--checkpoint``) or a classical baseline (``--method``) on a task."""
+    """``eval``: score a trained model (``--checkpoint``) or a classical baseline (``--method``) on a task.
+
+    The commands taught in notebook 03.
+    """
     import dataclasses
 
     from .baselines import BASELINES, baselines_for
     from .classifier import load_or_train_classifier
     from .config import get_device
     from .data import load_mnist
-    from .evaluation import baseline_method, evaluate, format_results
-    from .kinds import SamplerOptions
+    from .evaluation import SamplerOptions, baseline_method, evaluate, format_results
     from .tasks import TaskSpecError, parse_task
 
     _check_sampler_options(args)
@@ -244,6 +258,7 @@ def _add_sampler_options(p, steps: int = 50, n: int = 16) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` and run one command; returns its exit status. The commands are taught in notebook 03."""
     parser = argparse.ArgumentParser(prog="python -m course_utils", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute the notebooks into outputs/executed/")

@@ -29,7 +29,10 @@ PROFILE_NAMES = ("ci", "cpu", "full")
 
 @dataclass(frozen=True)
 class Profile:
-    """Every size a notebook needs, fixed for one profile (frozen: a notebook reads, never edits)."""
+    """Every size a notebook needs, fixed for one profile (frozen: a notebook reads, never edits).
+
+    Used in every notebook's first code cell (notebook 01 first).
+    """
 
     name: str
     train_size: int  # training images taken from MNIST's train split (capped by what is there)
@@ -62,68 +65,8 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-@dataclass(frozen=True)
-class CenterHoleConfig:
-    """Everything that defines a notebook-03 run: the task, the model, the training switches, the sampler.
-
-    Taught in: 03_ddim_center_hole_data_consistency. ``python -m course_utils train`` trains exactly
-    this, and a checkpoint stores it, so ``sample`` and ``eval`` rebuild the same model.
-    """
-
-    profile: str
-    hole: int = 12  # side of the square centre hole on the 32x32 canvas
-    schedule: str = "cosine"
-    T: int = 1000
-    prediction: str = "x0"  # what the network outputs: eps, x0 or v
-    base_channels: int = 16
-    channel_mults: tuple[int, ...] = (1, 2, 4)
-    batch_size: int = 64
-    steps: int = 2000
-    lr: float = 2e-3
-    warmup: int = 100
-    ema_decay: float = 0.999  # 0 switches EMA off (sample with the trained weights)
-    self_condition: bool = False
-    coord_conv: bool = True
-    p2_k: float = 1.0
-    p2_gamma: float = 1.0  # 0 switches P2 weighting off
-    hole_weight: float = 1.0  # weight of a hole pixel in the loss relative to a known one; 1 = off
-    train_size: int = 60000
-    val_size: int = 500
-    save_every: int = 250  # write last.pt (and a panel) this often
-    sample_steps: int = 25  # DDIM steps the notebook and the commands use by default
-    n_samples: int = 8  # K samples per image for the posterior mean
-    eval_size: int = 200  # test images the notebook scores
-    ablation_steps: int = 250  # training steps of each row of the notebook's switch ablation
-    ablation_batch: int = 32
-
-
-# Chosen on the validation split (notebook 03 shows the measurements): predicting x0 instead of eps was
-# worth about +2 dB of hole PSNR at the cpu budget; self-conditioning costs a second forward pass on half
-# the batches, which on 2 CPU cores buys fewer steps than it is worth, so it is off by default.
-CENTER_HOLE: dict[str, CenterHoleConfig] = {
-    "ci": CenterHoleConfig(
-        profile="ci", base_channels=8, channel_mults=(1, 2), batch_size=16, steps=30, warmup=5, train_size=512,
-        val_size=64, save_every=15, sample_steps=5, n_samples=2, eval_size=16, ablation_steps=6, ablation_batch=8,
-    ),
-    "cpu": CenterHoleConfig(profile="cpu", steps=1800, save_every=200, ablation_steps=150, ablation_batch=32),
-    "full": CenterHoleConfig(
-        profile="full", base_channels=32, batch_size=128, steps=1600, val_size=2000, save_every=400,
-        eval_size=1000, ablation_steps=1600, ablation_batch=128,
-    ),
-}
-
-
-def center_hole_config(profile: str | Profile | None = None, **changes) -> CenterHoleConfig:
-    """The notebook-03 configuration of a profile (default: ``$COURSE_PROFILE``), with ``changes`` applied."""
-    name = profile.name if isinstance(profile, Profile) else get_profile(profile).name
-    cfg = dataclasses.replace(CENTER_HOLE[name], **changes)
-    if not 1 <= cfg.hole < 32:
-        raise ValueError(f"hole must be a side between 1 and 31 pixels on the 32x32 canvas, got {cfg.hole}")
-    return cfg
-
-
 def default_profile_name() -> str:
-    """``full`` when CUDA is available, else ``cpu``."""
+    """``full`` when CUDA is available, else ``cpu``. Used in every notebook's first code cell (notebook 01 first)."""
     return "full" if torch.cuda.is_available() else "cpu"
 
 
@@ -132,6 +75,8 @@ def get_profile(name: str | None = None) -> Profile:
 
     >>> get_profile("ci").sample_steps
     10
+
+    Taught in notebook 01; used in notebooks 02, 03.
     """
     if name is None:
         name = os.environ.get("COURSE_PROFILE", "").strip() or default_profile_name()
@@ -141,9 +86,9 @@ def get_profile(name: str | None = None) -> Profile:
     return PROFILES[key]
 
 
-def profile_table(profile: Profile | CenterHoleConfig) -> str:
+def profile_table(profile) -> str:
     """A profile (or a notebook's own settings, any dataclass) as aligned ``name: value`` lines, printed at the top
-    of every notebook."""
+    of every notebook. Taught in notebook 01; used in notebooks 02, 03."""
     fields = dataclasses.asdict(profile)
     width = max(len(k) for k in fields)
     return "\n".join(f"{k:<{width}} : {v}" for k, v in fields.items())
@@ -159,6 +104,8 @@ def get_device(prefer: str | None = None) -> torch.device:
     """Pick the device once: ``$COURSE_DEVICE`` or ``prefer`` if given, else cuda, then mps, then cpu.
 
     For cuda and mps it also caps torch's CPU threads at :data:`GPU_HOST_THREADS`.
+
+    Taught in notebook 01; used in notebooks 02, 03.
     """
     choice = prefer or os.environ.get("COURSE_DEVICE", "").strip() or None
     if choice is not None:
@@ -179,7 +126,10 @@ def get_device(prefer: str | None = None) -> torch.device:
 
 
 def seed_everything(seed: int) -> int:
-    """Seed Python's ``random``, NumPy and torch (all devices) with one number, and return it."""
+    """Seed Python's ``random``, NumPy and torch (all devices) with one number, and return it.
+
+    Taught in notebook 01; used in notebooks 02, 03.
+    """
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     random.seed(seed)
@@ -189,13 +139,19 @@ def seed_everything(seed: int) -> int:
 
 
 def repo_root() -> Path | None:
-    """The course checkout that holds this package, or None when installed without one."""
+    """The course checkout that holds this package, or None when installed without one.
+
+    Used in every notebook's first code cell (notebook 01 first).
+    """
     root = Path(__file__).resolve().parents[1]
     return root if (root / "pyproject.toml").is_file() and (root / "notebooks").is_dir() else None
 
 
 def data_dir() -> Path:
-    """Where MNIST lives: ``$COURSE_DATA_DIR``, else the checkout's ``data/``, else ``./data``."""
+    """Where MNIST lives: ``$COURSE_DATA_DIR``, else the checkout's ``data/``, else ``./data``.
+
+    Used in every notebook's first code cell (notebook 01 first).
+    """
     env = os.environ.get("COURSE_DATA_DIR", "").strip()
     if env:
         return Path(env).expanduser()
@@ -208,13 +164,18 @@ def run_name(profile: str, settings: dict) -> str:
 
     Runs of different profiles or configurations live in different folders, so a notebook or command
     never overwrites (or deletes) what another run wrote.
+
+    Taught in notebook 02.
     """
     text = json.dumps(settings, sort_keys=True, default=str)
     return f"{profile}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
 
 
 def output_dir(*parts: str) -> Path:
-    """A folder under the course outputs (``$COURSE_OUTPUT_DIR``, else the checkout's ``outputs/``), created."""
+    """A folder under the course outputs (``$COURSE_OUTPUT_DIR``, else the checkout's ``outputs/``), created.
+
+    Taught in notebook 02.
+    """
     env = os.environ.get("COURSE_OUTPUT_DIR", "").strip()
     if env:
         base = Path(env).expanduser()

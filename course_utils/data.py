@@ -28,12 +28,12 @@ IMAGE_SIZE = 32
 
 
 class MNISTNotFoundError(FileNotFoundError):
-    """MNIST is neither on disk nor downloadable."""
+    """MNIST is neither on disk nor downloadable. Used in every notebook (notebook 01 first)."""
 
 
 @dataclass(frozen=True)
 class DigitSet:
-    """Images N x 1 x 32 x 32 in [-1, 1] and their labels N, on the CPU."""
+    """Images N x 1 x 32 x 32 in [-1, 1] and their labels N, on the CPU. Used in every notebook (notebook 01 first)."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -47,7 +47,10 @@ class DigitSet:
 
 
 def check_images(x: torch.Tensor, name: str = "images", atol: float = 1e-4) -> torch.Tensor:
-    """Raise ``ValueError`` unless ``x`` is a float batch N x C x H x W with values in [-1, 1]."""
+    """Raise ``ValueError`` unless ``x`` is a float batch N x C x H x W with values in [-1, 1].
+
+    Used in every notebook (notebook 01 first).
+    """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.ndim != 4:
@@ -63,17 +66,23 @@ def check_images(x: torch.Tensor, name: str = "images", atol: float = 1e-4) -> t
 
 
 def to_model_range(x01: torch.Tensor) -> torch.Tensor:
-    """[0, 1] -> [-1, 1]: x = 2 u - 1."""
+    """[0, 1] -> [-1, 1]: x = 2 u - 1. Used in every notebook (notebook 01 first)."""
     return x01 * 2 - 1
 
 
 def to_unit_range(x: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] -> [0, 1]: u = (x + 1) / 2 (the range metrics and plots use)."""
+    """[-1, 1] -> [0, 1]: u = (x + 1) / 2 (the range metrics and plots use).
+
+    Used in every notebook (notebook 01 first).
+    """
     return (x + 1) / 2
 
 
 def prepare_digits(raw: torch.Tensor) -> torch.Tensor:
-    """uint8 N x 28 x 28 -> float N x 1 x 32 x 32 in [-1, 1], padded with background (-1)."""
+    """uint8 N x 28 x 28 -> float N x 1 x 32 x 32 in [-1, 1], padded with background (-1).
+
+    Used in every notebook (notebook 01 first).
+    """
     if raw.ndim != 3 or raw.dtype != torch.uint8:
         raise ValueError(f"expected uint8 images N x H x W, got {raw.dtype} {tuple(raw.shape)}")
     x = to_model_range(raw.float().div(255.0)).unsqueeze(1)
@@ -99,6 +108,8 @@ def load_mnist(split: str = "train", root: str | Path | None = None, download: b
     Files are read from ``root/MNIST/raw`` (default root: :func:`course_utils.config.data_dir`).
     When they are missing and ``download`` is true, torchvision downloads them; when that fails
     too, :class:`MNISTNotFoundError` names the folder and the files to put there.
+
+    Taught in notebook 01.
     """
     from torchvision import datasets
 
@@ -119,7 +130,10 @@ def load_mnist(split: str = "train", root: str | Path | None = None, download: b
 
 
 def train_val_split(digits: DigitSet, val_size: int, seed: int = 0) -> tuple[DigitSet, DigitSet]:
-    """Shuffle with ``seed`` and carve ``val_size`` validation images off; the rest is for training."""
+    """Shuffle with ``seed`` and carve ``val_size`` validation images off; the rest is for training.
+
+    Used in every notebook (notebook 01 first).
+    """
     if not 0 < val_size < len(digits):
         raise ValueError(f"val_size must be between 1 and {len(digits) - 1}, got {val_size}")
     perm = torch.randperm(len(digits), generator=torch.Generator().manual_seed(seed))
@@ -127,7 +141,10 @@ def train_val_split(digits: DigitSet, val_size: int, seed: int = 0) -> tuple[Dig
 
 
 def take_subset(digits: DigitSet, size: int, seed: int = 0) -> DigitSet:
-    """A seeded random subset of ``size`` images (all of them, shuffled, when fewer are there)."""
+    """A seeded random subset of ``size`` images (all of them, shuffled, when fewer are there).
+
+    Taught in notebook 01.
+    """
     if size <= 0:
         raise ValueError(f"subset size must be positive, got {size}")
     perm = torch.randperm(len(digits), generator=torch.Generator().manual_seed(seed))
@@ -142,6 +159,8 @@ def load_splits(profile, seed: int = 0, root: str | Path | None = None) -> tuple
     but never more than a tenth of what is there (a 5,000-image offline subset keeps 4,500 for
     training). Test images are MNIST's test split, ``profile.eval_size`` of them after a seeded
     shuffle, and are only for the reported numbers.
+
+    Taught in notebook 02; used in notebook 03.
     """
     train_all = load_mnist("train", root)
     train, val = train_val_split(train_all, min(profile.val_size, len(train_all) // 10), seed)
@@ -151,7 +170,10 @@ def load_splits(profile, seed: int = 0, root: str | Path | None = None) -> tuple
 
 
 def batches(digits: DigitSet, batch_size: int, generator: torch.Generator):
-    """Endless shuffled mini-batches (images, labels), reshuffled every epoch with ``generator``."""
+    """Endless shuffled mini-batches (images, labels), reshuffled every epoch with ``generator``.
+
+    Taught in notebook 02.
+    """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     n = len(digits)

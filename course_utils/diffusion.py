@@ -1,31 +1,32 @@
-"""The reverse process: from a noise prediction to x0_hat, the DDPM posterior, and ancestral sampling.
+"""The reverse process, as one sampling contract: a denoiser, timesteps, a step, a consistency rule, one loop.
 
-Taught in: 02_ddpm_from_scratch_masked_mnist.
+Taught in: 02_ddpm_from_scratch_masked_mnist (the DDPM step and ancestral sampling) and
+03_ddim_center_hole_data_consistency (other network outputs, the DDIM step, data consistency with repeats).
 
-Notation as in :mod:`course_utils.schedules`. A denoiser is any callable
-``eps_model(x_t, t, mask, y) -> eps_hat`` that predicts the noise in ``x_t`` at timestep
-``t`` (one index per image) given the mask and the observation ``y = mask * x0``.
+Notation as in :mod:`course_utils.schedules`: timesteps t = 0 .. T-1, the clean image x0 apart, and index -1
+standing for the clean image (alpha_bar = 1) as the target of the last reverse step. The pieces:
 
-DDPM samples by walking t = T-1, ..., 0 one step at a time. To sample with fewer steps we
-walk any decreasing sub-sequence t_1 > t_2 > ... and use the posterior q(x_s | x_t, x0) between
-consecutive entries t and s; for s = t - 1 it is exactly DDPM eq. 6-7, and for a shorter
-sequence it is DDPM on the "respaced" chain of iDDPM (Nichol & Dhariwal 2021, section 4).
-Noise is always drawn on the CPU from a ``torch.Generator``, so a seed gives the same samples
-on every device.
+- a :class:`Denoiser` wraps a network with what it predicts (eps, x0 or v; the conversions are
+  :func:`x0_and_eps` and, for training, :func:`diffusion_target`) and what it is told besides (x_t, t): the mask
+  and the observation for notebooks 02-03, a condition image in 04, nothing for the prior of 05;
+- :func:`timesteps` walks T-1 down to 0 with a named spacing;
+- a step goes from t to the next timestep s given (x0_hat, eps_hat): :func:`ddpm_step` (the posterior
+  q(x_s | x_t, x0), DDPM eq. 6-7, on a respaced chain as in iDDPM, Nichol & Dhariwal 2021, section 4) or
+  :func:`ddim_step` (Song et al. 2021, eq. 12, with eta choosing sigma by eq. 16);
+- a consistency rule acts after each step: none, or :class:`Replacement` (known pixels become the observation
+  noised to s), optionally repeated by re-noising s -> t and denoising again (RePaint's resampling,
+  Lugmayr et al. 2022, Algorithm 1);
+- :func:`sample` is the one loop; :func:`ddpm_sample` (notebook 02) and :func:`ddim_inpaint` (notebook 03) are
+  that loop with their settings.
 
-Notebook 03 adds DDIM (Song et al. 2021, "Denoising Diffusion Implicit Models"): the update of
-eq. 12 with sigma from eq. 16, where ``eta`` slides from a deterministic sampler (eta = 0) to
-one with DDPM's posterior variance (eta = 1), and data consistency repeated ``dc_repeats``
-times per step (re-noise the merged sample one step, denoise again; RePaint's resampling,
-Lugmayr et al. 2022, Algorithm 1). It also reads other network outputs than eps: the clean
-image x0 or the velocity v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x0 (Salimans & Ho
-2022, "Progressive Distillation", appendix D).
+Noise is always drawn on the CPU from a ``torch.Generator``, so a seed gives the same samples on every device.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 
@@ -34,121 +35,18 @@ from .masks import check_mask
 from .schedules import Schedule, at
 
 PREDICTIONS = ("eps", "x0", "v")
+SPACINGS = ("linspace", "trailing")
+STEPS = ("ddpm", "ddim")
 
 EpsModel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def alpha_bar_or_one(schedule: Schedule, s: int) -> float:
-    """alpha_bar_s, with alpha_bar of index -1 (the clean image) equal to 1."""
+    """alpha_bar_s, with alpha_bar of index -1 (the clean image) equal to 1 (notebooks 02 and 03)."""
     return 1.0 if s < 0 else float(schedule.alpha_bars[s])
 
 
-def predict_x0(x_t: torch.Tensor, t, eps: torch.Tensor, schedule: Schedule) -> torch.Tensor:
-    """x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t): DDPM eq. 4 solved for x0 (used in eq. 15)."""
-    ab = schedule.alpha_bars  # coefficients in float64, cast once: the same numbers as math.sqrt of Python floats
-    return (x_t - at((1 - ab).sqrt(), t, x_t) * eps) / at(ab.sqrt(), t, x_t)
-
-
-def posterior(x0: torch.Tensor, x_t: torch.Tensor, t: int, s: int, schedule: Schedule):
-    """Mean and variance of q(x_s | x_t, x0) for s < t (DDPM eq. 6-7 with alpha_t -> alpha_bar_t / alpha_bar_s).
-
-    mean = sqrt(alpha_bar_s) beta_ts / (1 - alpha_bar_t) * x0 + sqrt(alpha_ts) (1 - alpha_bar_s) / (1 - alpha_bar_t) * x_t
-    var  = (1 - alpha_bar_s) / (1 - alpha_bar_t) * beta_ts,   where alpha_ts = alpha_bar_t / alpha_bar_s, beta_ts = 1 - alpha_ts.
-
-    ``s = -1`` means the clean image (alpha_bar = 1, variance 0).
-    """
-    if not -1 <= s < t < schedule.T:
-        raise ValueError(f"need -1 <= s < t < T={schedule.T}, got t={t}, s={s}")
-    ab_t, ab_s = alpha_bar_or_one(schedule, t), alpha_bar_or_one(schedule, s)
-    alpha_ts = ab_t / ab_s
-    beta_ts = 1.0 - alpha_ts
-    mean = (math.sqrt(ab_s) * beta_ts / (1 - ab_t)) * x0 + (math.sqrt(alpha_ts) * (1 - ab_s) / (1 - ab_t)) * x_t
-    var = (1 - ab_s) / (1 - ab_t) * beta_ts
-    return mean, var
-
-
-def sampling_timesteps(T: int, steps: int) -> list[int]:
-    """``steps`` timesteps evenly spaced from T-1 down to 0 (all of T-1, ..., 0 when steps == T)."""
-    if not 1 <= steps <= T:
-        raise ValueError(f"steps must lie in [1, T={T}], got {steps}")
-    if steps == 1:
-        return [T - 1]
-    return torch.linspace(T - 1, 0, steps).round().long().tolist()
-
-
-def _randn(shape, generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
-    return torch.randn(shape, generator=generator).to(device=like.device, dtype=like.dtype)
-
-
-def noised_known(y: torch.Tensor, s: int, schedule: Schedule, generator: torch.Generator | None) -> torch.Tensor:
-    """The observation noised to the step being landed on: sqrt(alpha_bar_s) y + sqrt(1 - alpha_bar_s) noise."""
-    ab_s = alpha_bar_or_one(schedule, s)
-    return math.sqrt(ab_s) * y + math.sqrt(1 - ab_s) * _randn(y.shape, generator, y)
-
-
-@torch.no_grad()
-def ddpm_sample(
-    eps_model: EpsModel,
-    y: torch.Tensor,
-    mask: torch.Tensor,
-    schedule: Schedule,
-    steps: int | None = None,
-    replace_known: bool = False,
-    generator: torch.Generator | None = None,
-    clip_x0: bool = True,
-    trajectory: list | None = None,
-) -> torch.Tensor:
-    """Ancestral DDPM sampling (DDPM Algorithm 2, on an evenly spaced sub-sequence of ``steps`` timesteps).
-
-    At each step: eps_hat = eps_model(x_t, t, mask, y); x0_hat from eq. 15 (clipped to [-1, 1]
-    when ``clip_x0``); x_s ~ N(posterior mean, posterior var). With ``replace_known`` the known
-    pixels are then replaced by the observation noised to s (data consistency), and the
-    output keeps them exactly: m * y + (1 - m) * x. Without it, the model's conditioning
-    alone fills the hole and the output is returned as sampled.
-
-    If ``trajectory`` is a list, (t, x_t, x0_hat) of every step is appended to it (on the CPU).
-    """
-    check_mask(mask, like=y)
-    check_images(y, "y")
-    ts = sampling_timesteps(schedule.T, steps or schedule.T)
-    x = _randn(y.shape, generator, y)
-    for i, t in enumerate(ts):
-        s = ts[i + 1] if i + 1 < len(ts) else -1
-        t_batch = torch.full((y.shape[0],), t, device=y.device, dtype=torch.long)
-        eps = eps_model(x, t_batch, mask, y)
-        x0_hat = predict_x0(x, t, eps, schedule)
-        if clip_x0:
-            x0_hat = x0_hat.clamp(-1, 1)
-        if trajectory is not None:
-            trajectory.append((t, x.cpu(), x0_hat.cpu()))
-        mean, var = posterior(x0_hat, x, t, s, schedule)
-        x = mean + math.sqrt(var) * _randn(y.shape, generator, y) if s >= 0 else mean
-        if replace_known and s >= 0:
-            x = mask * noised_known(y, s, schedule, generator) + (1 - mask) * x
-    if replace_known:
-        x = mask * y + (1 - mask) * x
-    return x
-
-
-def posterior_samples(sampler: Callable[[torch.Generator], torch.Tensor], k: int, seed: int) -> torch.Tensor:
-    """K independent samples from ``sampler(generator)``, stacked K x N x ..., seeds ``seed``, ``seed + 1``, ...
-
-    Their mean over K estimates the posterior mean E[x0 | y], which minimises the expected squared error.
-    """
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
-    return torch.stack([sampler(torch.Generator().manual_seed(seed + i)) for i in range(k)])
-
-
-def ddim_timesteps(T: int, steps: int) -> list[int]:
-    """``steps`` timesteps T-1, T-1-T/steps, ... evenly spaced by T/steps, each rounded (DDIM section 4.2).
-
-    The last reverse step goes from T/steps - 1 straight to the clean image. This is diffusers'
-    ``timestep_spacing="trailing"`` (Lin et al. 2024, "Common Diffusion Noise Schedules...", table 2).
-    """
-    if not 1 <= steps <= T:
-        raise ValueError(f"steps must lie in [1, T={T}], got {steps}")
-    return [int(round(T - i * T / steps)) - 1 for i in range(steps)]
+# --- What the network predicts: one set of conversions (notebook 03, section 2). ---
 
 
 def x0_and_eps(
@@ -156,12 +54,14 @@ def x0_and_eps(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Turn a network output into (x0_hat, eps_hat) with x_t = sqrt(alpha_bar_t) x0_hat + sqrt(1 - alpha_bar_t) eps_hat.
 
-    eps: x0_hat from DDPM eq. 15;  x0: eps_hat = (x_t - sqrt(alpha_bar_t) x0_hat) / sqrt(1 - alpha_bar_t);
-    v:   x0_hat = sqrt(alpha_bar_t) x_t - sqrt(1 - alpha_bar_t) v,  eps_hat = sqrt(1 - alpha_bar_t) x_t + sqrt(alpha_bar_t) v.
-    ``t`` is one timestep or one per image. With ``clip_x0`` x0_hat is clipped to [-1, 1] and eps_hat
-    moved so that the pair still explains x_t (where nothing was clipped, eps_hat is unchanged).
+    Taught in notebook 02 (eps: x0_hat by DDPM eq. 15) and notebook 03 (x0 and v).
+    eps: x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t);
+    x0:  eps_hat = (x_t - sqrt(alpha_bar_t) x0_hat) / sqrt(1 - alpha_bar_t);
+    v:   x0_hat = sqrt(alpha_bar_t) x_t - sqrt(1 - alpha_bar_t) v,  eps_hat = sqrt(1 - alpha_bar_t) x_t + sqrt(alpha_bar_t) v
+    (Salimans & Ho 2022, appendix D). ``t`` is one timestep or one per image. With ``clip_x0`` x0_hat is clipped
+    to [-1, 1] and eps_hat moved so that the pair still explains x_t (where nothing was clipped, eps_hat is unchanged).
     """
-    ab = schedule.alpha_bars
+    ab = schedule.alpha_bars  # coefficients in float64, cast once: the same numbers as math.sqrt of Python floats
     a, b = at(ab.sqrt(), t, x_t), at((1 - ab).sqrt().clamp_min(1e-12), t, x_t)
     if prediction == "eps":
         eps, x0 = output, (x_t - b * output) / a
@@ -178,10 +78,110 @@ def x0_and_eps(
     return x0, eps
 
 
+def diffusion_target(x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, schedule: Schedule, prediction: str):
+    """What the network should output for x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps (notebook 03):
+    eps, x0, or v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x0. :func:`x0_and_eps` inverts it."""
+    if prediction == "eps":
+        return eps
+    if prediction == "x0":
+        return x0
+    if prediction == "v":
+        ab = at(schedule.alpha_bars, t, x0)
+        return ab.sqrt() * eps - (1 - ab).sqrt() * x0
+    raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+
+
+@dataclass
+class Denoiser:
+    """A network with its prediction type and its conditioning: ``denoiser(x_t, t) -> (x0_hat, eps_hat)``.
+
+    Taught in notebook 03 (section 4); every sampler of the course calls the network through one.
+    The network is called as ``network(x_t, t_batch, *condition)``: ``condition`` is (mask, y) for the models of
+    notebooks 02-03, and () for an unconditional prior. A self-conditioned network (``network.self_condition``)
+    also gets the previous x0_hat (None at the first call). The output is read as ``prediction`` (eps, x0 or v)
+    by :func:`x0_and_eps`, clipping x0_hat to [-1, 1] when ``clip_x0``.
+    """
+
+    network: Callable[..., torch.Tensor]
+    schedule: Schedule
+    prediction: str = "eps"
+    condition: tuple = field(default_factory=tuple)
+    clip_x0: bool = True
+
+    def __post_init__(self) -> None:
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {self.prediction!r}")
+
+    @property
+    def self_condition(self) -> bool:
+        return bool(getattr(self.network, "self_condition", False))
+
+    def __call__(self, x_t: torch.Tensor, t: int, x0_prev: torch.Tensor | None = None):
+        t_batch = torch.full((x_t.shape[0],), t, device=x_t.device, dtype=torch.long)
+        extra = (x0_prev,) if self.self_condition else ()
+        out = self.network(x_t, t_batch, *self.condition, *extra)
+        return x0_and_eps(out, x_t, t, self.schedule, self.prediction, self.clip_x0)
+
+
+# --- Timesteps (notebook 02: linspace; notebook 03: trailing). ---
+
+
+def timesteps(T: int, steps: int, spacing: str = "trailing") -> list[int]:
+    """``steps`` decreasing timesteps from T-1 for a sampler; each reverse step goes to the next, the last to the clean image.
+
+    ``linspace`` (notebook 02): round(linspace(T-1, 0, steps)), ending at 0, diffusers' ``timestep_spacing="linspace"``
+    (for steps = 1 diffusers gives [0]; a sampler starting from pure noise needs [T-1]).
+    ``trailing`` (notebook 03, DDIM section 4.2): round(T - i T/steps) - 1, evenly spaced by T/steps, so the last
+    step goes from T/steps - 1 straight to the clean image; diffusers' ``"trailing"`` (Lin et al. 2024, table 2).
+    With steps == T both are T-1, ..., 0.
+    """
+    if not 1 <= steps <= T:
+        raise ValueError(f"steps must lie in [1, T={T}], got {steps}")
+    if spacing == "linspace":
+        return [T - 1] if steps == 1 else torch.linspace(T - 1, 0, steps).round().long().tolist()
+    if spacing == "trailing":
+        return [int(round(T - i * T / steps)) - 1 for i in range(steps)]
+    raise ValueError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
+
+
+# --- Steps from t to s (s = -1: the clean image). ---
+
+
+def _check_pair(t: int, s: int, schedule: Schedule) -> None:
+    if not -1 <= s < t < schedule.T:
+        raise ValueError(f"need -1 <= s < t < T={schedule.T}, got t={t}, s={s}")
+
+
+def posterior(x0: torch.Tensor, x_t: torch.Tensor, t: int, s: int, schedule: Schedule):
+    """Mean and variance of q(x_s | x_t, x0) for s < t (DDPM eq. 6-7 with alpha_t -> alpha_bar_t / alpha_bar_s; notebook 02).
+
+    mean = sqrt(alpha_bar_s) beta_ts / (1 - alpha_bar_t) * x0 + sqrt(alpha_ts) (1 - alpha_bar_s) / (1 - alpha_bar_t) * x_t
+    var  = (1 - alpha_bar_s) / (1 - alpha_bar_t) * beta_ts,   where alpha_ts = alpha_bar_t / alpha_bar_s, beta_ts = 1 - alpha_ts.
+
+    ``s = -1`` means the clean image (alpha_bar = 1, variance 0).
+    """
+    _check_pair(t, s, schedule)
+    ab_t, ab_s = alpha_bar_or_one(schedule, t), alpha_bar_or_one(schedule, s)
+    alpha_ts = ab_t / ab_s
+    beta_ts = 1.0 - alpha_ts
+    mean = (math.sqrt(ab_s) * beta_ts / (1 - ab_t)) * x0 + (math.sqrt(alpha_ts) * (1 - ab_s) / (1 - ab_t)) * x_t
+    var = (1 - ab_s) / (1 - ab_t) * beta_ts
+    return mean, var
+
+
+def ddpm_step(x0_hat: torch.Tensor, x_t: torch.Tensor, t: int, s: int, schedule: Schedule, noise: torch.Tensor):
+    """x_s = posterior mean + sqrt(posterior var) noise (DDPM Algorithm 2, line 4, with x0_hat in eq. 7; notebook 02).
+
+    At ``s = -1`` the variance is 0 and the step returns the posterior mean.
+    """
+    mean, var = posterior(x0_hat, x_t, t, s, schedule)
+    return mean + math.sqrt(var) * noise if s >= 0 else mean
+
+
 def ddim_sigma(schedule: Schedule, t: int, s: int, eta: float) -> float:
     """sigma_t(eta) = eta sqrt((1 - alpha_bar_s) / (1 - alpha_bar_t)) sqrt(1 - alpha_bar_t / alpha_bar_s) (DDIM eq. 16).
 
-    eta = 1 gives the DDPM posterior's standard deviation (eq. 7); eta = 0 a deterministic step.
+    Taught in notebook 03. eta = 1 gives the DDPM posterior's standard deviation (eq. 7); eta = 0 a deterministic step.
     """
     if eta < 0:
         raise ValueError(f"eta must be >= 0, got {eta}")
@@ -192,12 +192,11 @@ def ddim_sigma(schedule: Schedule, t: int, s: int, eta: float) -> float:
 def ddim_step(
     x0_hat: torch.Tensor, eps_hat: torch.Tensor, t: int, s: int, schedule: Schedule, eta: float, noise: torch.Tensor
 ) -> torch.Tensor:
-    """x_s = sqrt(alpha_bar_s) x0_hat + sqrt(1 - alpha_bar_s - sigma^2) eps_hat + sigma noise (DDIM eq. 12).
+    """x_s = sqrt(alpha_bar_s) x0_hat + sqrt(1 - alpha_bar_s - sigma^2) eps_hat + sigma noise (DDIM eq. 12; notebook 03).
 
     ``s = -1`` is the clean image (alpha_bar = 1): the step returns x0_hat.
     """
-    if not -1 <= s < t < schedule.T:
-        raise ValueError(f"need -1 <= s < t < T={schedule.T}, got t={t}, s={s}")
+    _check_pair(t, s, schedule)
     ab_s = alpha_bar_or_one(schedule, s)
     sigma = ddim_sigma(schedule, t, s, eta)
     direction = math.sqrt(max(1 - ab_s - sigma**2, 0.0))
@@ -207,7 +206,8 @@ def ddim_step(
 def renoise(x_s: torch.Tensor, s: int, t: int, schedule: Schedule, noise: torch.Tensor) -> torch.Tensor:
     """A draw from q(x_t | x_s) for s < t: sqrt(alpha_bar_t / alpha_bar_s) x_s + sqrt(1 - alpha_bar_t / alpha_bar_s) noise.
 
-    The forward process from s to t in one jump (DDPM eq. 4 between two noise levels); used to resample.
+    The forward process from s to t in one jump (DDPM eq. 4 between two noise levels); notebook 03 uses it to
+    repeat a step (resampling).
     """
     if not -1 <= s < t < schedule.T:
         raise ValueError(f"need -1 <= s < t < T={schedule.T}, got s={s}, t={t}")
@@ -215,7 +215,124 @@ def renoise(x_s: torch.Tensor, s: int, t: int, schedule: Schedule, noise: torch.
     return math.sqrt(ratio) * x_s + math.sqrt(1 - ratio) * noise
 
 
+# --- Consistency with the observation (notebook 02: replacement; notebook 03: after every DDIM step). ---
+
+
+def _randn(shape, generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
+    return torch.randn(shape, generator=generator).to(device=like.device, dtype=like.dtype)
+
+
+def noised_known(y: torch.Tensor, s: int, schedule: Schedule, generator: torch.Generator | None) -> torch.Tensor:
+    """The observation noised to the step being landed on: sqrt(alpha_bar_s) y + sqrt(1 - alpha_bar_s) noise (notebook 02).
+
+    It draws its noise even at s = -1 (where it returns y exactly), so the random stream does not depend on s.
+    """
+    ab_s = alpha_bar_or_one(schedule, s)
+    return math.sqrt(ab_s) * y + math.sqrt(1 - ab_s) * _randn(y.shape, generator, y)
+
+
+@dataclass
+class Replacement:
+    """Data consistency by replacement (notebooks 02 and 03): after a step lands on s, the known pixels
+    become the observation noised to s, x_s <- m * (sqrt(alpha_bar_s) y + sqrt(1 - alpha_bar_s) noise) + (1 - m) * x_s,
+    and the finished sample keeps them exactly: m * y + (1 - m) * x."""
+
+    y: torch.Tensor
+    mask: torch.Tensor
+    schedule: Schedule
+
+    def __post_init__(self) -> None:
+        check_images(self.y, "y")
+        check_mask(self.mask, like=self.y)
+
+    def __call__(self, x_s: torch.Tensor, s: int, generator: torch.Generator | None) -> torch.Tensor:
+        return self.mask * noised_known(self.y, s, self.schedule, generator) + (1 - self.mask) * x_s
+
+    def finish(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mask * self.y + (1 - self.mask) * x
+
+
+# --- The loop. ---
+
+
 @torch.no_grad()
+def sample(
+    denoiser: Denoiser,
+    like: torch.Tensor,
+    ts: list[int],
+    step: str = "ddim",
+    eta: float = 0.0,
+    consistency: Replacement | None = None,
+    repeats: int = 1,
+    generator: torch.Generator | None = None,
+    trajectory: list | None = None,
+) -> torch.Tensor:
+    """Reverse diffusion over the decreasing timesteps ``ts`` (notebook 03 writes this loop out; notebook 02 its DDPM case).
+
+    x_T ~ N(0, I) shaped like ``like`` (on its device). For each t in ``ts`` and the next entry s (-1 after the last):
+    (x0_hat, eps_hat) = denoiser(x_t, t, previous x0_hat); x_s by ``step`` (``"ddpm"``: :func:`ddpm_step`;
+    ``"ddim"``: :func:`ddim_step` with ``eta``); then ``consistency`` (if any) on x_s. With ``repeats`` = r > 1 the
+    step runs r times, x_s re-noised to t (:func:`renoise`) between runs. The network is called len(ts) * r times.
+    The random draws come from ``generator`` in a fixed order: x_T; then per step and repeat the step's noise
+    (only when the step is stochastic and s >= 0), the consistency rule's, the re-noising's.
+    ``trajectory`` collects (t, x_t, x0_hat) of each step's first run on the CPU when it is a list.
+    """
+    if step not in STEPS:
+        raise ValueError(f"step must be one of {STEPS}, got {step!r}")
+    if repeats < 1:
+        raise ValueError(f"repeats (dc_repeats) must be at least 1, got {repeats}")
+    if eta < 0:
+        raise ValueError(f"eta must be >= 0, got {eta}")
+    if any(a <= b for a, b in zip(ts, ts[1:])) or not ts or not 0 <= ts[-1] <= ts[0] < denoiser.schedule.T:
+        raise ValueError(f"timesteps must decrease within [0, T={denoiser.schedule.T}), got {ts[:5]}...")
+    schedule = denoiser.schedule
+    x = _randn(like.shape, generator, like)
+    x0_hat = None
+    for i, t in enumerate(ts):
+        s = ts[i + 1] if i + 1 < len(ts) else -1
+        for r in range(repeats):
+            x0_hat, eps_hat = denoiser(x, t, x0_hat)
+            if trajectory is not None and r == 0:
+                trajectory.append((t, x.cpu(), x0_hat.cpu()))
+            stochastic = s >= 0 and (step == "ddpm" or eta > 0)
+            noise = _randn(like.shape, generator, like) if stochastic else torch.zeros_like(like)
+            if step == "ddpm":
+                x_s = ddpm_step(x0_hat, x, t, s, schedule, noise)
+            else:
+                x_s = ddim_step(x0_hat, eps_hat, t, s, schedule, eta, noise)
+            if consistency is not None:
+                x_s = consistency(x_s, s, generator)
+            if r + 1 < repeats:
+                x = renoise(x_s, s, t, schedule, _randn(like.shape, generator, like))
+        x = x_s
+    return consistency.finish(x) if consistency is not None else x
+
+
+def ddpm_sample(
+    eps_model: EpsModel,
+    y: torch.Tensor,
+    mask: torch.Tensor,
+    schedule: Schedule,
+    steps: int | None = None,
+    replace_known: bool = False,
+    generator: torch.Generator | None = None,
+    clip_x0: bool = True,
+    trajectory: list | None = None,
+) -> torch.Tensor:
+    """Ancestral DDPM sampling of notebook 02 (DDPM Algorithm 2, on ``steps`` timesteps with ``linspace`` spacing).
+
+    :func:`sample` with a :class:`Denoiser` that reads ``eps_model(x_t, t, mask, y)`` as eps, the ``ddpm`` step,
+    and, with ``replace_known``, :class:`Replacement` (the output then keeps the known pixels exactly; without it
+    the model's conditioning alone fills the hole and the output is returned as sampled).
+    """
+    check_mask(mask, like=y)
+    check_images(y, "y")
+    denoiser = Denoiser(eps_model, schedule, "eps", (mask, y), clip_x0)
+    rule = Replacement(y, mask, schedule) if replace_known else None
+    ts = timesteps(schedule.T, steps or schedule.T, "linspace")
+    return sample(denoiser, y, ts, "ddpm", consistency=rule, generator=generator, trajectory=trajectory)
+
+
 def ddim_inpaint(
     model: Callable[..., torch.Tensor],
     y: torch.Tensor,
@@ -229,42 +346,28 @@ def ddim_inpaint(
     clip_x0: bool = True,
     trajectory: list | None = None,
 ) -> torch.Tensor:
-    """DDIM sampling with data consistency after every step (taught in notebook 03).
+    """DDIM sampling with data consistency after every step, repeated ``dc_repeats`` times (notebook 03, section 4).
 
-    For each pair of consecutive timesteps t > s of :func:`ddim_timesteps` (s = -1 after the last):
-
-    1. x0_hat, eps_hat from the network output (:func:`x0_and_eps`); a self-conditioned model
-       (``model.self_condition``) also gets the previous step's x0_hat;
-    2. x_s from the DDIM update (:func:`ddim_step`, eq. 12);
-    3. data consistency: known pixels become the observation noised to s,
-       x_s = m * (sqrt(alpha_bar_s) y + sqrt(1 - alpha_bar_s) noise) + (1 - m) * x_s;
-    4. with ``dc_repeats`` = r > 1, steps 1-3 run r times: each time but the last, x_s is
-       re-noised to t (:func:`renoise`) and denoised again, so the hole can agree with the known pixels.
-
-    The output keeps the known pixels exactly: m * y + (1 - m) * x. ``trajectory`` collects
-    (t, x_t, x0_hat) on the CPU when it is a list.
+    :func:`sample` with a :class:`Denoiser` on ``model(x_t, t, mask, y[, x0_prev])`` read as ``prediction``,
+    ``trailing`` timesteps, the ``ddim`` step with ``eta`` and :class:`Replacement`: for each t > s,
+    x0_hat and eps_hat, x_s by DDIM eq. 12, known pixels <- y noised to s, and with r = ``dc_repeats`` > 1 the
+    step is re-noised to t and run again, r times in all. The output keeps the known pixels exactly.
     """
     check_mask(mask, like=y)
     check_images(y, "y")
     if dc_repeats < 1:
         raise ValueError(f"dc_repeats must be at least 1, got {dc_repeats}")
-    self_condition = bool(getattr(model, "self_condition", False))
-    ts = ddim_timesteps(schedule.T, steps)
-    x = _randn(y.shape, generator, y)
-    x0_hat = None
-    for i, t in enumerate(ts):
-        s = ts[i + 1] if i + 1 < len(ts) else -1
-        t_batch = torch.full((y.shape[0],), t, device=y.device, dtype=torch.long)
-        for r in range(dc_repeats):
-            extra = (x0_hat,) if self_condition else ()
-            out = model(x, t_batch, mask, y, *extra)
-            x0_hat, eps_hat = x0_and_eps(out, x, t, schedule, prediction, clip_x0)
-            if trajectory is not None and r == 0:
-                trajectory.append((t, x.cpu(), x0_hat.cpu()))
-            noise = _randn(y.shape, generator, y) if eta > 0 and s >= 0 else torch.zeros_like(y)
-            x_s = ddim_step(x0_hat, eps_hat, t, s, schedule, eta, noise)
-            x_s = mask * noised_known(y, s, schedule, generator) + (1 - mask) * x_s
-            if r + 1 < dc_repeats:
-                x = renoise(x_s, s, t, schedule, _randn(y.shape, generator, y))
-        x = x_s
-    return mask * y + (1 - mask) * x
+    denoiser = Denoiser(model, schedule, prediction, (mask, y), clip_x0)
+    ts = timesteps(schedule.T, steps, "trailing")
+    return sample(denoiser, y, ts, "ddim", eta, Replacement(y, mask, schedule), dc_repeats, generator, trajectory)
+
+
+def posterior_samples(sampler: Callable[[torch.Generator], torch.Tensor], k: int, seed: int) -> torch.Tensor:
+    """K independent samples from ``sampler(generator)``, stacked K x N x ..., seeds ``seed``, ``seed + 1``, ...
+
+    Taught in notebook 02. Their mean over K estimates the posterior mean E[x0 | y], which minimises the expected
+    squared error.
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    return torch.stack([sampler(torch.Generator().manual_seed(seed + i)) for i in range(k)])

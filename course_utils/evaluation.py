@@ -45,6 +45,8 @@ class Method:
     ``sample(observation, generator)`` returns one reconstruction per image (N x 1 x 32 x 32 in [-1, 1]);
     ``stochastic`` says whether more samples differ (if not, K = 1); ``fits(task)`` whether it can do a
     task; ``network`` (if any) is the network whose forward calls are counted; ``config`` goes to the JSON.
+
+    Used in notebook 03 (scoring test digits) and by `eval`.
     """
 
     name: str
@@ -55,10 +57,21 @@ class Method:
     config: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class SamplerOptions:
+    """How a diffusion model samples at evaluation time (``eval --steps --eta --dc-repeats``; notebook 03)."""
+
+    steps: int = 50
+    eta: float = 0.0
+    dc_repeats: int = 1
+
+
 def baseline_method(name: str, library: torch.Tensor | None = None) -> Method:
     """A classical baseline of :mod:`course_utils.baselines` as a deterministic :class:`Method`.
 
     ``library`` (the training digits) is needed by ``nearest_neighbour`` and ``smoothing``.
+
+    Used in notebook 03 (scoring test digits) and by `eval`.
     """
     b = get_baseline(name)
     if name in ("nearest_neighbour", "smoothing") and library is None:
@@ -68,7 +81,10 @@ def baseline_method(name: str, library: torch.Tensor | None = None) -> Method:
 
 
 class CallCounter:
-    """Counts the images a network is called on (a forward hook adds each call's batch size)."""
+    """Counts the images a network is called on (a forward hook adds each call's batch size).
+
+    Used in notebook 03 (scoring test digits) and by `eval`.
+    """
 
     def __init__(self, network: nn.Module | None):
         self.images = 0
@@ -83,7 +99,10 @@ class CallCounter:
 
 
 def score(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-image PSNR, L1 and SSIM over the scored region (:func:`~course_utils.metrics.scored_region`)."""
+    """Per-image PSNR, L1 and SSIM over the scored region (:func:`~course_utils.metrics.scored_region`).
+
+    Used in notebook 03 (scoring test digits) and by `eval`.
+    """
     return {"psnr": psnr_on_mask(pred, target, mask), "l1": l1_on_mask(pred, target, mask),
             "ssim": ssim_on_mask(pred, target, mask)}
 
@@ -95,7 +114,8 @@ def _mean(values: dict[str, torch.Tensor]) -> dict[str, float]:
 def draw_samples(method: Method, obs: Observation, k: int, seed: int = 0, batch_size: int = 128,
                  device=None, progress: bool = True) -> tuple[torch.Tensor, float, float]:
     """K reconstructions of every image: (samples K x N x 1 x 32 x 32 on the CPU, seconds per image and sample,
-    network calls per image and sample). Sample j uses one generator seeded ``seed + j`` across all batches."""
+    network calls per image and sample). Sample j uses one generator seeded ``seed + j`` across all batches.
+    Used in notebook 03 (scoring test digits) and by `eval`."""
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     n = len(obs)
@@ -146,6 +166,8 @@ def evaluate(
     ``baselines`` is True (every baseline that fits the task), False, or a list of names; ``library``
     (training digits) is needed by the nearest-neighbour and smoothing baselines. Without ``classifier``
     class_acc and frechet are None.
+
+    Taught in notebook 03.
     """
     task = parse_task(task)
     check_images(images, "images")
@@ -211,7 +233,10 @@ def evaluate(
 
 
 def format_results(summary: dict) -> str:
-    """An eval summary as a readable table: each baseline, then the method's single sample and mean of K."""
+    """An eval summary as a readable table: each baseline, then the method's single sample and mean of K.
+
+    Taught in notebook 03.
+    """
     region = "hole" if summary["region"] == "missing" else "image"
     m, k = summary["metrics"], summary["k"]
     rows = [(name, r) for name, r in summary["baselines"].items()]

@@ -33,7 +33,10 @@ def _check_n_size(n: int, size: int) -> None:
 
 
 def check_mask(mask: torch.Tensor, like: torch.Tensor | None = None, name: str = "mask") -> torch.Tensor:
-    """Raise ``ValueError`` unless ``mask`` holds only 0 and 1 and (if given) has the shape of ``like``."""
+    """Raise ``ValueError`` unless ``mask`` holds only 0 and 1 and (if given) has the shape of ``like``.
+
+    Used in notebook 02 (and shown in notebook 01's gallery).
+    """
     if not isinstance(mask, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(mask).__name__}")
     if like is not None and mask.shape != like.shape:
@@ -49,19 +52,22 @@ def check_mask(mask: torch.Tensor, like: torch.Tensor | None = None, name: str =
 
 
 def observe(x0: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The observation y = m * x0 (missing pixels read 0)."""
+    """The observation y = m * x0 (missing pixels read 0). Taught in notebook 01; used in notebook 02."""
     check_mask(mask, like=x0)
     return mask * x0
 
 
 def missing_fraction(mask: torch.Tensor) -> torch.Tensor:
-    """Fraction of missing pixels (m = 0) per mask, shape N."""
+    """Fraction of missing pixels (m = 0) per mask, shape N. Taught in notebook 01; used in notebooks 02, 03."""
     check_mask(mask)
     return 1.0 - mask.flatten(1).float().mean(dim=1)
 
 
 def center_hole(n: int, hole: int = 12, size: int = 32) -> torch.Tensor:
-    """A square hole of side ``hole`` centred on the canvas (same for every image)."""
+    """A square hole of side ``hole`` centred on the canvas (same for every image).
+
+    Taught in notebook 02; used in notebook 03.
+    """
     _check_n_size(n, size)
     if not 0 < hole <= size:
         raise ValueError(f"hole side must be between 1 and {size}, got {hole}")
@@ -74,7 +80,10 @@ def center_hole(n: int, hole: int = 12, size: int = 32) -> torch.Tensor:
 def random_rectangles(
     n: int, count: tuple[int, int] = (1, 3), side: tuple[int, int] = (6, 14), size: int = 32, seed=None
 ) -> torch.Tensor:
-    """``count`` (inclusive range) axis-aligned rectangles per image, each side in ``side``, placed at random."""
+    """``count`` (inclusive range) axis-aligned rectangles per image, each side in ``side``, placed at random.
+
+    Used in notebook 02 (and shown in notebook 01's gallery).
+    """
     _check_n_size(n, size)
     if not (1 <= count[0] <= count[1] and 1 <= side[0] <= side[1] <= size):
         raise ValueError(f"need 1 <= count[0] <= count[1] and 1 <= side[0] <= side[1] <= {size}, got {count}, {side}")
@@ -98,7 +107,10 @@ def random_rectangles(
 
 
 def random_dropout(n: int, p: float | torch.Tensor = 0.5, size: int = 32, seed=None) -> torch.Tensor:
-    """Each pixel missing independently with probability ``p`` (one number or one per mask; E[missing] = p)."""
+    """Each pixel missing independently with probability ``p`` (one number or one per mask; E[missing] = p).
+
+    Taught in notebook 01; used in notebook 02.
+    """
     _check_n_size(n, size)
     p = torch.as_tensor(p, dtype=torch.float32).flatten()
     if p.numel() not in (1, n):
@@ -128,7 +140,10 @@ def brush_strokes(
     size: int = 32,
     seed=None,
 ) -> torch.Tensor:
-    """Free-form brush strokes: random walks of thick line segments (the free-form masks of DeepFill v2)."""
+    """Free-form brush strokes: random walks of thick line segments (the free-form masks of DeepFill v2).
+
+    Used in notebook 02 (and shown in notebook 01's gallery).
+    """
     _check_n_size(n, size)
     if not (1 <= strokes[0] <= strokes[1] and 2 <= vertices[0] <= vertices[1] and 0 < width[0] <= width[1]):
         raise ValueError(f"invalid stroke ranges: strokes={strokes}, vertices={vertices}, width={width}")
@@ -162,6 +177,8 @@ def procedural_masks(n: int, missing: float | torch.Tensor, size: int = 32, seed
     ``round(missing * size**2)`` highest pixels are marked missing, so every mask hits its target
     to within half a pixel (well inside :data:`PROCEDURAL_TOLERANCE`). ``missing`` is one number
     or one per mask.
+
+    Taught in notebook 01.
     """
     _check_n_size(n, size)
     target = torch.as_tensor(missing, dtype=torch.float32).flatten()
@@ -188,7 +205,10 @@ def procedural_masks(n: int, missing: float | torch.Tensor, size: int = 32, seed
 def mixed_masks(
     n: int, kinds: tuple[str, ...] = MASK_KINDS, hole: int = 12, size: int = 32, seed=None
 ) -> torch.Tensor:
-    """A batch in which each mask is drawn from a kind chosen uniformly from ``kinds`` (the training mix)."""
+    """A batch in which each mask is drawn from a kind chosen uniformly from ``kinds`` (the training mix).
+
+    Taught in notebook 02.
+    """
     _check_n_size(n, size)
     unknown = [k for k in kinds if k not in MASK_KINDS]
     if unknown or not kinds:
@@ -216,7 +236,10 @@ def mixed_masks(
 
 
 def make_masks(kind: str, n: int, size: int = 32, seed=None, **kwargs) -> torch.Tensor:
-    """Masks of one ``kind`` by name (one of :data:`MASK_KINDS`), keyword arguments passed on."""
+    """Masks of one ``kind`` by name (one of :data:`MASK_KINDS`), keyword arguments passed on.
+
+    Taught in notebook 01; used in notebook 02.
+    """
     makers = {
         "center": lambda: center_hole(n, size=size, **kwargs),
         "rectangles": lambda: random_rectangles(n, size=size, seed=seed, **kwargs),

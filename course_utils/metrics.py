@@ -26,7 +26,10 @@ MSE_FLOOR = 1e-10
 
 
 def scored_region(mask: torch.Tensor) -> torch.Tensor:
-    """N x HW weights of the scored pixels: the missing ones (1 - m), or every pixel where none is missing."""
+    """N x HW weights of the scored pixels: the missing ones (1 - m), or every pixel where none is missing.
+
+    Used in notebook 02 (hole scores) and notebook 03 (SSIM).
+    """
     hole = (1 - mask).flatten(1)
     return torch.where(hole.sum(dim=1, keepdim=True) > 0, hole, torch.ones_like(hole))
 
@@ -44,24 +47,30 @@ def _hole_errors(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor):
 
 
 def hole_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per-image mean squared error over the hole, images in [0, 1]; shape N."""
+    """Per-image mean squared error over the hole, images in [0, 1]; shape N.
+
+    Used in notebook 02 (hole scores) and notebook 03 (SSIM).
+    """
     diff, hole, n_hole = _hole_errors(pred, target, mask)
     return (diff**2 * hole).sum(dim=1) / n_hole
 
 
 def psnr_on_mask(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR over the hole: 10 log10(1 / MSE_hole), images in [0, 1]; shape N (average it yourself)."""
+    """Per-image PSNR over the hole: 10 log10(1 / MSE_hole), images in [0, 1]; shape N (average it yourself).
+
+    Taught in notebook 02.
+    """
     return 10 * torch.log10(1.0 / hole_mse(pred, target, mask).clamp_min(MSE_FLOOR))
 
 
 def l1_on_mask(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per-image mean absolute error over the hole, images in [0, 1]; shape N."""
+    """Per-image mean absolute error over the hole, images in [0, 1]; shape N. Taught in notebook 02."""
     diff, hole, n_hole = _hole_errors(pred, target, mask)
     return (diff.abs() * hole).sum(dim=1) / n_hole
 
 
 def hole_metrics(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
-    """Mean hole PSNR and hole L1 over the batch, as plain floats."""
+    """Mean hole PSNR and hole L1 over the batch, as plain floats. Taught in notebook 02."""
     return {
         "hole_psnr": psnr_on_mask(pred, target, mask).mean().item(),
         "hole_l1": l1_on_mask(pred, target, mask).mean().item(),
@@ -80,6 +89,8 @@ def ssim_map(pred: torch.Tensor, target: torch.Tensor, window: int = 7, sigma: f
 
     SSIM = (2 mu_p mu_t + C1)(2 cov + C2) / ((mu_p^2 + mu_t^2 + C1)(var_p + var_t + C2)), local statistics
     under a Gaussian window (side ``window``, ``sigma``), C1 = 0.01^2, C2 = 0.03^2, reflected borders.
+
+    Used in notebook 02 (hole scores) and notebook 03 (SSIM).
     """
     check_images(pred, "prediction")
     check_images(target, "target")
@@ -103,7 +114,7 @@ def ssim_map(pred: torch.Tensor, target: torch.Tensor, window: int = 7, sigma: f
 def ssim_on_mask(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Per-image SSIM averaged over the hole (m = 0) only (the whole image where nothing is missing); shape N.
 
-    1 means a perfect hole."""
+    1 means a perfect hole. Used in notebook 02 (hole scores) and notebook 03 (SSIM)."""
     check_mask(mask, like=target)
     hole = scored_region(mask)
     return (ssim_map(pred, target).flatten(1) * hole).sum(dim=1) / hole.sum(dim=1)

@@ -16,6 +16,7 @@ import torch
 
 from .config import get_profile, output_dir
 from .data import to_unit_range
+from .schedules import q_sample
 
 MISSING_RGB = (0.85, 0.25, 0.25)  # how missing pixels are drawn in an observation
 
@@ -24,6 +25,8 @@ def save_figure(fig: plt.Figure, name: str) -> str:
     """Write ``fig`` to outputs/figures/<profile>/<name>.png and return the path.
 
     One folder per profile (``$COURSE_PROFILE``), so a quick ``ci`` run never overwrites a ``cpu`` run's figures.
+
+    Taught in notebook 01; used in notebooks 02, 03.
     """
     path = output_dir("figures", get_profile().name) / f"{name}.png"
     fig.savefig(path, dpi=110, bbox_inches="tight")
@@ -37,7 +40,10 @@ def _finish(fig: plt.Figure, save: str | None) -> plt.Figure:
 
 
 def to_display(x: torch.Tensor, mask: torch.Tensor | None = None) -> np.ndarray:
-    """One image 1 x H x W in [-1, 1] -> an H x W x 3 array in [0, 1]; missing pixels (m = 0) drawn in red."""
+    """One image 1 x H x W in [-1, 1] -> an H x W x 3 array in [0, 1]; missing pixels (m = 0) drawn in red.
+
+    Used in every notebook (notebook 01 first).
+    """
     img = to_unit_range(x.detach().float().cpu()).clamp(0, 1)[0].numpy()
     rgb = np.repeat(img[:, :, None], 3, axis=2)
     if mask is not None:
@@ -50,7 +56,10 @@ def show_images(
     x: torch.Tensor, ncols: int = 8, title: str | None = None, mask: torch.Tensor | None = None,
     labels: Sequence[str] | None = None, save: str | None = None, scale: float = 1.2,
 ) -> plt.Figure:
-    """A grid of images N x 1 x H x W in [-1, 1] (with ``mask``: missing pixels in red)."""
+    """A grid of images N x 1 x H x W in [-1, 1] (with ``mask``: missing pixels in red).
+
+    Taught in notebook 01; used in notebook 02.
+    """
     n = x.shape[0]
     ncols = min(ncols, n)
     nrows = (n + ncols - 1) // ncols
@@ -72,7 +81,10 @@ def show_rows(
     rows: dict[str, torch.Tensor], masks: dict[str, torch.Tensor] | None = None, title: str | None = None,
     n: int = 8, save: str | None = None, scale: float = 1.2,
 ) -> plt.Figure:
-    """Panels side by side: one labelled row per entry of ``rows`` (e.g. observed / inpainted / ground truth)."""
+    """Panels side by side: one labelled row per entry of ``rows`` (e.g. observed / inpainted / ground truth).
+
+    Taught in notebook 02; used in notebook 03.
+    """
     masks = masks or {}
     n = min(n, min(v.shape[0] for v in rows.values()))
     fig, axes = plt.subplots(len(rows), n, figsize=(scale * n + 1.2, scale * len(rows) + (0.4 if title else 0)),
@@ -95,13 +107,16 @@ def show_observed_reconstructed(
     y: torch.Tensor, mask: torch.Tensor, recon: torch.Tensor, truth: torch.Tensor,
     title: str | None = None, n: int = 8, save: str | None = None,
 ) -> plt.Figure:
-    """The course's standard panel: observed (hole in red) / reconstructed / ground truth."""
+    """The course's standard panel: observed (hole in red) / reconstructed / ground truth.
+
+    Used in every notebook (notebook 01 first).
+    """
     return show_rows({"observed": y, "reconstructed": recon, "ground truth": truth}, masks={"observed": mask},
                      title=title, n=n, save=save)
 
 
 def plot_schedules(schedules: Sequence, save: str | None = None) -> plt.Figure:
-    """beta_t, alpha_bar_t and log SNR(t) against t for each schedule, side by side."""
+    """beta_t, alpha_bar_t and log SNR(t) against t for each schedule, side by side. Taught in notebook 01."""
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
     for sch in schedules:
         t = np.arange(sch.T)
@@ -120,7 +135,7 @@ def plot_schedules(schedules: Sequence, save: str | None = None) -> plt.Figure:
 
 
 def plot_loss(losses: Sequence[float], window: int = 50, title: str = "training loss", save: str | None = None):
-    """The loss of every step (faint) and its moving average over ``window`` steps, log scale."""
+    """The loss of every step (faint) and its moving average over ``window`` steps, log scale. Taught in notebook 02."""
     losses = np.asarray(losses, dtype=float)
     fig, ax = plt.subplots(figsize=(6.5, 3.4))
     ax.plot(losses, alpha=0.3, label="per step")
@@ -145,6 +160,8 @@ def show_strip(
     """Rows of single images in columns: ``images`` is a list of R x 1 x H x W (one per column).
 
     ``masks``, if given, holds one R x 1 x H x W mask per column (missing pixels drawn in red).
+
+    Taught in notebook 01; used in notebooks 02, 03.
     """
     n_cols = len(images)
     n_rows = images[0].shape[0]
@@ -168,7 +185,7 @@ def show_strip(
 
 def bar_compare(results: dict[str, dict[str, float]], metric: str, title: str | None = None,
                 higher_is_better: bool = True, save: str | None = None) -> plt.Figure:
-    """A bar per method for one metric (``results[method][metric]``)."""
+    """A bar per method for one metric (``results[method][metric]``). Taught in notebook 02; used in notebook 03."""
     names = list(results)
     values = [results[k][metric] for k in names]
     fig, ax = plt.subplots(figsize=(1.3 * len(names) + 2, 3.4))
@@ -184,9 +201,7 @@ def bar_compare(results: dict[str, dict[str, float]], metric: str, title: str | 
 def show_noised(
     x0: torch.Tensor, schedules: Sequence, t: int, eps: torch.Tensor, save: str | None = None
 ) -> plt.Figure:
-    """One digit noised to timestep ``t`` under each schedule, with the same eps (x_t from DDPM eq. 4)."""
-    from .schedules import q_sample
-
+    """One digit noised to timestep ``t`` under each schedule, with the same eps (x_t from DDPM eq. 4; notebook 01)."""
     fig, axes = plt.subplots(1, len(schedules) + 1, figsize=(2.1 * (len(schedules) + 1), 2.5))
     axes[0].imshow(to_display(x0[0]), interpolation="nearest")
     axes[0].set_title("x0")

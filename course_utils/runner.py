@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from .config import get_profile, output_dir
+from .data import MNISTNotFoundError, load_mnist
 from .publishing import _root, notebook_sources
 
 HEARTBEAT_SECONDS = 20  # the longest the runner stays silent while a notebook runs
@@ -26,9 +27,10 @@ KEY_RESULT = "key result:"
 
 
 def check_mnist() -> None:
-    """Load (and if needed download) MNIST once before any notebook runs; stop with the data error if it is missing."""
-    from .data import MNISTNotFoundError, load_mnist
+    """Load (and if needed download) MNIST once before any notebook runs; stop with the data error if it is missing.
 
+    Runs notebooks 01 to 03 for `./run_course.sh` (the README's main job).
+    """
     try:
         n_train, n_test = len(load_mnist("train")), len(load_mnist("test"))
     except MNISTNotFoundError as missing:
@@ -147,7 +149,10 @@ def _progress_text(msg: dict) -> str | None:
 
 
 def key_result(nb) -> str | None:
-    """The last output line of an executed notebook that starts with 'key result:' (its headline number)."""
+    """The last output line of an executed notebook that starts with 'key result:' (its headline number).
+
+    Runs notebooks 01 to 03 for `./run_course.sh` (the README's main job).
+    """
     found = None
     for cell in nb.cells:
         for out in cell.get("outputs", []):
@@ -159,7 +164,10 @@ def key_result(nb) -> str | None:
 
 
 def run_notebooks(profile: str, names: list[str] | None = None, timeout: int = 3600) -> dict:
-    """Execute the notebooks (all, or those whose name starts with one of ``names``) in ``profile``."""
+    """Execute the notebooks (all, or those whose name starts with one of ``names``) in ``profile``.
+
+    Runs notebooks 01 to 03 for `./run_course.sh` (the README's main job).
+    """
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError

@@ -30,7 +30,7 @@ SCHEDULE_NAMES = ("linear", "cosine", "quadratic")
 
 @dataclass(frozen=True)
 class Schedule:
-    """A beta schedule and everything derived from it (all 1-D float64 tensors of length T)."""
+    """A beta schedule and everything derived from it (all 1-D float64 tensors of length T). Taught in notebook 01."""
 
     name: str
     betas: torch.Tensor
@@ -67,31 +67,45 @@ def linear_betas(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> to
 
     The DDPM values are for T = 1000; for another T they are scaled by 1000 / T (iDDPM
     section 3.2) so that the total amount of noise stays about the same.
+
+    Taught in notebook 01.
     """
     scale = 1000 / T
     return torch.linspace(beta_start * scale, beta_end * scale, T, dtype=torch.float64)
 
 
 def quadratic_betas(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
-    """sqrt(beta_t) evenly spaced, then squared (the "quad" schedule of DDPM's code; diffusers' scaled_linear)."""
+    """sqrt(beta_t) evenly spaced, then squared (the "quad" schedule of DDPM's code; diffusers' scaled_linear).
+
+    Taught in notebook 01.
+    """
     scale = 1000 / T
     return torch.linspace((beta_start * scale) ** 0.5, (beta_end * scale) ** 0.5, T, dtype=torch.float64) ** 2
 
 
 def cosine_alpha_bar(u: torch.Tensor, s: float = 0.008) -> torch.Tensor:
-    """f(u) = cos^2(((u + s) / (1 + s)) * pi / 2) for u = t / T in [0, 1] (iDDPM eq. 17, before normalising)."""
+    """f(u) = cos^2(((u + s) / (1 + s)) * pi / 2) for u = t / T in [0, 1] (iDDPM eq. 17, before normalising).
+
+    Taught in notebook 01.
+    """
     return torch.cos((u + s) / (1 + s) * math.pi / 2) ** 2
 
 
 def cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
-    """beta_t = 1 - alpha_bar(t+1) / alpha_bar(t), clipped at ``max_beta`` (iDDPM eq. 17 and the clip after it)."""
+    """beta_t = 1 - alpha_bar(t+1) / alpha_bar(t), clipped at ``max_beta`` (iDDPM eq. 17 and the clip after it).
+
+    Taught in notebook 01.
+    """
     u = torch.arange(T + 1, dtype=torch.float64) / T
     f = cosine_alpha_bar(u, s)
     return (1.0 - f[1:] / f[:-1]).clamp(max=max_beta)
 
 
 def make_schedule(name: str = "cosine", T: int = 1000) -> Schedule:
-    """The schedule called ``name`` (one of :data:`SCHEDULE_NAMES`) with ``T`` steps."""
+    """The schedule called ``name`` (one of :data:`SCHEDULE_NAMES`) with ``T`` steps.
+
+    Taught in notebook 01; used in notebooks 02, 03.
+    """
     makers = {"linear": linear_betas, "cosine": cosine_betas, "quadratic": quadratic_betas}
     if name not in makers:
         raise ValueError(f"Unknown schedule {name!r}: choose one of {', '.join(SCHEDULE_NAMES)}.")
@@ -101,7 +115,10 @@ def make_schedule(name: str = "cosine", T: int = 1000) -> Schedule:
 
 
 def at(values: torch.Tensor, t: torch.Tensor | int, x: torch.Tensor) -> torch.Tensor:
-    """values[t], shaped N x 1 x 1 x 1 to broadcast against the batch ``x`` (t: one index or one per image)."""
+    """values[t], shaped N x 1 x 1 x 1 to broadcast against the batch ``x`` (t: one index or one per image).
+
+    Taught in notebook 01.
+    """
     t = torch.as_tensor(t, device=values.device).long()
     if t.ndim == 0:
         t = t.expand(x.shape[0])
@@ -113,7 +130,10 @@ def at(values: torch.Tensor, t: torch.Tensor | int, x: torch.Tensor) -> torch.Te
 
 
 def q_sample(x0: torch.Tensor, t, schedule: Schedule, eps: torch.Tensor) -> torch.Tensor:
-    """x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps, a draw from q(x_t | x0) (DDPM eq. 4)."""
+    """x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps, a draw from q(x_t | x0) (DDPM eq. 4).
+
+    Taught in notebook 01; used in notebooks 02, 03.
+    """
     check_images(x0, "x0")
     if eps.shape != x0.shape:
         raise ValueError(f"eps must have x0's shape {tuple(x0.shape)}, got {tuple(eps.shape)}")
@@ -122,7 +142,10 @@ def q_sample(x0: torch.Tensor, t, schedule: Schedule, eps: torch.Tensor) -> torc
 
 
 def q_step(x_prev: torch.Tensor, t, schedule: Schedule, eps: torch.Tensor) -> torch.Tensor:
-    """One forward step x_t = sqrt(alpha_t) x_{t-1} + sqrt(beta_t) eps, a draw from q(x_t | x_{t-1}) (DDPM eq. 2)."""
+    """One forward step x_t = sqrt(alpha_t) x_{t-1} + sqrt(beta_t) eps, a draw from q(x_t | x_{t-1}) (DDPM eq. 2).
+
+    Taught in notebook 01.
+    """
     a = at(schedule.alphas, t, x_prev)
     return a.sqrt() * x_prev + (1 - a).sqrt() * eps
 
@@ -133,6 +156,8 @@ def forward_chain(
     """Run q_step from the clean image ``x0`` up to code index ``t``; return every state, (t + 2) x N x C x H x W.
 
     Entry 0 is the clean image; entry k + 1 is the state at code index k (noised k + 1 times).
+
+    Taught in notebook 01.
     """
     check_images(x0, "x0")
     if not 0 <= t < schedule.T:
@@ -152,6 +177,8 @@ def chain_moments(schedule: Schedule) -> tuple[torch.Tensor, torch.Tensor]:
     With x_t = sqrt(alpha_t) x_{t-1} + sqrt(beta_t) eps: c_t = sqrt(alpha_t) c_{t-1} and
     v_t = alpha_t v_{t-1} + beta_t, from c = 1, v = 0. These equal sqrt(alpha_bar_t) and
     1 - alpha_bar_t, which is why eq. 4 can jump straight to any t.
+
+    Taught in notebook 01.
     """
     c, v = 1.0, 0.0
     coefs, variances = [], []

@@ -527,9 +527,13 @@ plt.show()
 # ## 10. Into the module
 #
 # What we wrote here now lives in `course_utils` so later notebooks can import it: `models.sinusoidal_embedding`
-# and `models.UNet`, `training.eps_loss` and `training.train_denoiser`, `diffusion.predict_x0`,
-# `diffusion.posterior` and `diffusion.ddpm_sample`. The checks below show that, on fixed seeds, the module
-# and this notebook give the same numbers.
+# and `models.UNet`, `training.eps_loss`, and `training.train_denoiser`, which is this notebook's loop as
+# `training.fit` (the course's one training loop; later notebooks hand it their own loss). The sampler is
+# `diffusion.ddpm_sample`: the course's one sampling loop, `diffusion.sample`, with a `Denoiser` that reads the
+# network's output as $\epsilon$ (`predict_x0` here is `diffusion.x0_and_eps`), `linspace` timesteps
+# (`diffusion.timesteps`), the DDPM step (`diffusion.ddpm_step`, the posterior of `diffusion.posterior`) and,
+# for replacement, the consistency rule `diffusion.Replacement`. The checks below show that, on fixed seeds, the
+# module and this notebook give the same numbers.
 
 # %%
 # GPUs multiply float32 matrices in TF32 (10-bit mantissa) by default, which turns a 1-ulp difference between two
@@ -538,6 +542,12 @@ torch.backends.cudnn.allow_tf32 = False
 torch.backends.cuda.matmul.allow_tf32 = False
 t_all = torch.arange(T)
 assert torch.allclose(models.sinusoidal_embedding(t_all, 64), timestep_embedding(t_all, 64))
+x_chk, eps_chk = torch.rand(2, 1, 32, 32) * 2 - 1, torch.randn(2, 1, 32, 32)
+for t_chk in (5, 500, 995):
+    assert torch.allclose(predict_x0(x_chk, t_chk, eps_chk),
+                          diffusion.x0_and_eps(eps_chk, x_chk, t_chk, sch, "eps", clip_x0=False)[0], atol=1e-4)
+    mean, var = posterior_mean_var(x_chk, eps_chk, t_chk, t_chk - 5)
+    assert torch.allclose(mean, diffusion.posterior(x_chk, eps_chk, t_chk, t_chk - 5, sch)[0], atol=1e-5)
 
 module_model = models.UNet(profile.base_channels, profile.channel_mults).to(device)
 module_model.load_state_dict(model.state_dict())  # same architecture: the weights fit exactly
@@ -552,7 +562,7 @@ for replace in (False, True):
     theirs = diffusion.ddpm_sample(module_model, y_eval[:16], m_eval[:16], sch, steps=20, replace_known=replace,
                                    generator=torch.Generator().manual_seed(3))
     assert torch.allclose(ours, theirs, atol=1e-4), (ours - theirs).abs().max()
-print("embedding, loss and sampler: notebook == course_utils")
+print("embedding, x0 from eps, posterior, loss and sampler: notebook == course_utils")
 
 # %% [markdown]
 # And training: two fresh networks with the same initial weights, trained for a few steps from the same

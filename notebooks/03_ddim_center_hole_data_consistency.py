@@ -79,18 +79,18 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import Image, display
 
-from course_utils import (baselines, classifier, cli, config, data, diffusion, evaluation, kinds, masks, metrics,
-                          models, plotting, schedules, training)
+from course_utils import (baselines, center_hole, classifier, cli, config, data, diffusion, evaluation, masks,
+                          metrics, models, plotting, schedules, training)
 
 profile = config.get_profile()
-cfg = config.center_hole_config(profile)  # e.g. center_hole_config(profile, schedule="linear", hole=10)
+cfg = center_hole.center_hole_config(profile)  # e.g. center_hole_config(profile, schedule="linear", hole=10)
 device = config.get_device()
 # This notebook checks its own code against course_utils on a GPU too. GPUs multiply float32 matrices in TF32
 # (10-bit mantissa) by default, which turns 1-ulp differences into visible ones (notebook 02): full float32 here.
 torch.backends.cudnn.allow_tf32 = False
 torch.backends.cuda.matmul.allow_tf32 = False
 SEED = config.seed_everything(0)
-print(f"profile {profile.name}: this notebook's settings (config.center_hole_config)")
+print(f"profile {profile.name}: this notebook's settings (center_hole.center_hole_config)")
 print(config.profile_table(cfg))
 print("device:", device, "| seed:", SEED)
 
@@ -161,7 +161,8 @@ print("to_x0_eps == diffusion.x0_and_eps for eps, x0 and v")
 # Why this matters here: with $\epsilon$-prediction, $\hat x_0$ divides the network's error by $\sqrt{\bar\alpha_t}$.
 # At the noisy end of the cosine schedule that factor is huge, and that is exactly where the content of a large
 # hole is decided (the known pixels fix everything else). Predicting $x_0$ (or $v$) keeps the error of $\hat x_0$ at
-# the size of the network's error. Section 9 measures the difference.
+# the size of the network's error. That is one explanation; section 5 shows a second one hidden in the loss, and
+# section 9 measures which of the two carries the difference.
 
 # %%
 for t in (999, 900, 700, 400, 100):
@@ -215,7 +216,7 @@ for eta in (0.0, 1.0):
     x_s = ddim_update(x0_true, eps_true, ab_t, ab_s, eta, torch.randn(200_000, generator=g))
     assert abs(x_s.mean() - 0.5 * math.sqrt(ab_s)) < 0.01 and abs(x_s.var() - (1 - ab_s)) < 0.01
 print("DDIM update == diffusion.ddim_step; eta = 1 is the DDPM posterior; the marginal q(x_s | x0) is kept")
-print("DDIM timesteps for 10 steps:", diffusion.ddim_timesteps(cfg.T, 10))
+print("DDIM timesteps for 10 steps:", diffusion.timesteps(cfg.T, 10, "trailing"))
 
 # %% [markdown]
 # ## 4. Data consistency, and repeating it
@@ -237,7 +238,7 @@ print("DDIM timesteps for 10 steps:", diffusion.ddim_timesteps(cfg.T, 10))
 def inpaint(model, y, m, steps, eta=0.0, dc_repeats=1, generator=None, prediction="x0"):
     randn = lambda: torch.randn(y.shape, generator=generator).to(y.device)
     ab = lambda i: 1.0 if i < 0 else sch.alpha_bars[i].item()  # index -1 = the clean image
-    ts = diffusion.ddim_timesteps(sch.T, steps)
+    ts = diffusion.timesteps(sch.T, steps, "trailing")
     x, x0_hat = randn(), None
     for i, t in enumerate(ts):
         s = ts[i + 1] if i + 1 < len(ts) else -1
@@ -255,7 +256,7 @@ def inpaint(model, y, m, steps, eta=0.0, dc_repeats=1, generator=None, predictio
 
 
 torch.manual_seed(SEED)
-untrained = training.build_center_hole_model(cfg).to(device).eval()
+untrained = center_hole.build_center_hole_model(cfg).to(device).eval()
 x_chk = val.images[:4].to(device)
 m_chk = masks.center_hole(4, cfg.hole).to(device)
 for eta, dc in ((0.0, 1), (1.0, 2)):
@@ -269,7 +270,9 @@ print("inpaint == diffusion.ddim_inpaint (eta 0 and 1, with and without repeats)
 # %% [markdown]
 # ## 5. The training improvements, each a switch
 #
-# All of them live in `config.CenterHoleConfig` and in `training.inpaint_loss` / `training.train_center_hole`.
+# This notebook's whole experiment lives in one module, `course_utils.center_hole`: the settings
+# (`CenterHoleConfig`), the model, the loss on a batch (`inpaint_loss`, with every switch below) and the run
+# (`train_center_hole`, which hands that loss to the course's one training loop, `training.fit`).
 #
 # **EMA.** Sample with an exponential moving average of the weights, $\theta_{\text{EMA}} \leftarrow d\,\theta_{\text{EMA}} + (1-d)\,\theta$,
 # which smooths out the noise of the last optimiser steps. With few steps a fixed $d = 0.999$ would still remember
@@ -305,13 +308,26 @@ line = torch.linspace(-1, 1, 32)
 coords = torch.stack(torch.meshgrid(line, line, indexing="xy"))  # channel 0: x (column), channel 1: y (row)
 assert torch.equal(coords[None], models.coord_channels(1, 32))
 print("input channels of this notebook's U-Net:",
-      training.build_center_hole_model(cfg).stem.in_channels, "(x_t, m, y",
+      center_hole.build_center_hole_model(cfg).stem.in_channels, "(x_t, m, y",
       "+ x0_prev" if cfg.self_condition else "", "+ x, y" if cfg.coord_conv else "", ")")
 
 # %% [markdown]
 # **P2 weighting** (Choi et al. 2022). The loss at step $t$ is multiplied by $\lambda_t = 1/(k + \mathrm{SNR}(t))^\gamma$.
 # Nearly clean steps (high SNR) only polish details a hole-filler hardly needs; $\gamma > 0$ moves the effort to
 # the noisy steps where the digit's shape is decided. $\gamma = 0$ switches it off.
+#
+# **P2 on an $x_0$ target is not the paper's P2.** Choi et al. weight the $\epsilon$ loss. This notebook's network
+# predicts $x_0$ and the weight multiplies the $x_0$ error. Both pairs explain the same $x_t$,
+# $\sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon = \sqrt{\bar\alpha_t}\,\hat x_0 + \sqrt{1-\bar\alpha_t}\,\hat\epsilon$, so
+# $x_0 - \hat x_0 = -(\hat\epsilon - \epsilon)\,\sqrt{1-\bar\alpha_t}/\sqrt{\bar\alpha_t}$ and
+#
+# $$\|x_0 - \hat x_0\|^2 = \frac{\|\epsilon - \hat\epsilon\|^2}{\mathrm{SNR}(t)}, \qquad
+# \lambda_t\,\|x_0 - \hat x_0\|^2 = \frac{1}{\mathrm{SNR}(t)\,(1 + \mathrm{SNR}(t))}\,\|\epsilon - \hat\epsilon\|^2
+# \quad (k = \gamma = 1).$$
+#
+# An $x_0$ loss is already an $\epsilon$ loss weighted by $1/\mathrm{SNR}(t)$; with P2 on top the noisy steps
+# weigh even more. So "predict $x_0$" changes two things at once: what the network outputs, and how the loss
+# weighs the timesteps. Section 9's control row separates them.
 #
 # **Hole-weighted loss.** The known pixels are given; only the hole is scored. Pixels in the hole get weight
 # `hole_weight` relative to known ones: $\mathcal L = \sum_p w_p \lambda_t (\text{target}_p - \text{output}_p)^2 / \sum_p w_p$.
@@ -325,6 +341,18 @@ t_all = torch.arange(sch.T)
 assert torch.allclose(p2(sch.snr, 1.0, 1.0).float(), training.p2_weight(sch, t_all, 1.0, 1.0))
 m1 = masks.center_hole(1, cfg.hole)
 assert torch.equal(1 + (4.0 - 1) * (1 - m1), training.pixel_weights(m1, 4.0))
+
+# the identity, on random digits, noise and network errors at five timesteps
+x0_id, eps_id = torch.rand(5, 1, 32, 32) * 2 - 1, torch.randn(5, 1, 32, 32)
+t_id = torch.tensor([10, 200, 500, 800, 990])
+x_t_id = schedules.q_sample(x0_id, t_id, sch, eps_id)
+eps_hat_id = eps_id + 0.1 * torch.randn_like(eps_id)
+x0_hat_id = diffusion.x0_and_eps(eps_hat_id, x_t_id, t_id, sch, "eps", clip_x0=False)[0]
+x0_err, eps_err = ((x0_id - x0_hat_id) ** 2).sum((1, 2, 3)), ((eps_id - eps_hat_id) ** 2).sum((1, 2, 3))
+snr_id = sch.snr[t_id].float()
+assert torch.allclose(x0_err, eps_err / snr_id, rtol=1e-3)
+print("||x0 - x0_hat||^2 = ||eps - eps_hat||^2 / SNR(t); the eps weight of P2 on an x0 target at t =",
+      t_id.tolist(), ":", [f"{w:.3g}" for w in (1 / (snr_id * (1 + snr_id))).tolist()])
 fig, ax = plt.subplots(figsize=(6, 3.2))
 for gamma in (0.0, 0.5, 1.0):
     ax.semilogy(t_all, p2(sch.snr, cfg.p2_k, gamma), label=f"gamma = {gamma:g}")
@@ -336,7 +364,7 @@ plt.show()
 # %% [markdown]
 # ## 6. Training, with checkpoints like a real run
 #
-# `training.train_center_hole` is the loop of notebook 02 plus the switches: AdamW, warm-up then cosine
+# `center_hole.train_center_hole` runs `training.fit`, notebook 02's loop grown up: AdamW, warm-up then cosine
 # learning rate, gradient clipping, EMA. Every `cfg.save_every` steps it writes `last.pt` atomically (model, EMA,
 # optimiser, generator state, step, losses, config) into this configuration's own folder,
 # `outputs/03_center_hole/<profile>-<hash of the config>/`, so an interrupted run resumes exactly where it stopped,
@@ -345,19 +373,19 @@ plt.show()
 # terminal: `python -m course_utils train --profile cpu --out DIR` (add `--resume` to continue).
 
 # %%
-run_dir = training.center_hole_run_dir(cfg)
+run_dir = center_hole.center_hole_run_dir(cfg)
 checkpoint = run_dir / "last.pt"
 cfg_dict = json.loads(json.dumps(dataclasses.asdict(cfg)))
-status = training.run_status(checkpoint, cfg)  # "reuse", "resume" or "train"; nothing is ever deleted
+status = center_hole.run_status(checkpoint, cfg)  # "reuse", "resume" or "train"; nothing is ever deleted
 print(f"run folder {run_dir}: {status}")
 if status == "reuse":
-    _, model, extra = training.load_center_hole(checkpoint)
+    _, model, extra = center_hole.load_center_hole(checkpoint)
     model = training.fast_layout(model, device)
     losses, history, train_seconds = extra["losses"], extra["history"], extra["seconds"]
     print(f"reusing {checkpoint}: {len(losses)} steps, trained in {train_seconds / 60:.1f} min")
 else:
-    run = training.train_center_hole(cfg, train, run_dir, device, seed=SEED, resume=status == "resume",
-                                     val_images=val.images[:64])
+    run = center_hole.train_center_hole(cfg, train, run_dir, device, seed=SEED, resume=status == "resume",
+                                        val_images=val.images[:64])
     model, losses, history, train_seconds = run["ema"], run["losses"], run["history"], run["seconds"]
     print(f"trained {len(losses)} steps in {train_seconds / 60:.1f} min -> {checkpoint}")
 model.eval()
@@ -410,7 +438,7 @@ print(f"course classifier: {'reused' if clf_info['reused'] else 'trained'} ({clf
       f"validation accuracy {100 * clf_info['val_accuracy']:.1f}%")
 task = f"center:{cfg.hole}"
 x_test, y_labels = test.images[: cfg.eval_size], test.labels[: cfg.eval_size]
-method = kinds.center_hole_method(model, cfg, kinds.SamplerOptions(steps=cfg.sample_steps))
+method = center_hole.center_hole_method(model, cfg, evaluation.SamplerOptions(steps=cfg.sample_steps))
 results, per_image, samples = evaluation.evaluate(method, x_test, y_labels, task, k=cfg.n_samples, seed=SEED,
                                                   classifier=clf, library=train.images)
 results["config"].update({"notebook": "03", "profile": profile.name, "model": cfg_dict, "device": str(device),
@@ -511,7 +539,7 @@ labels_abl = val.labels[64 : 64 + n_abl] if len(val) >= 64 + n_abl else val.labe
 
 def score_on_validation(net, row_cfg, steps, eta=0.0, dc=1):
     """One sampler setting of a model on the ablation digits (validation, never test), without baselines."""
-    method = kinds.center_hole_method(net, row_cfg, kinds.SamplerOptions(steps, eta, dc))
+    method = center_hole.center_hole_method(net, row_cfg, evaluation.SamplerOptions(steps, eta, dc))
     return evaluation.evaluate(method, x_abl, labels_abl, task, k=k_abl, seed=SEED, baselines=False,
                                progress=False)[0]
 
@@ -556,6 +584,26 @@ flips = {
 if cfg.prediction == "eps":
     flips.pop("predict eps instead of eps")
     flips["predict x0 instead of eps"] = {"prediction": "x0"}
+
+
+def eps_output_x0_loss(model, x0, mask, schedule, generator, prediction, p2_k, p2_gamma, hole_weight):
+    """The control row's loss: the network outputs eps (and is sampled as such), the loss scores the x0_hat it
+    implies, with the same P2 and hole weights as the x0 row. Same draws as center_hole.inpaint_loss."""
+    assert prediction == "eps" and not getattr(model, "self_condition", False)
+    n = x0.shape[0]
+    t = torch.randint(0, schedule.T, (n,), generator=generator).to(x0.device)
+    eps = torch.randn(x0.shape, generator=generator).to(x0.device)
+    x_t = schedules.q_sample(x0, t, schedule, eps)
+    x0_hat = diffusion.x0_and_eps(model(x_t, t, mask, mask * x0), x_t, t, schedule, "eps", clip_x0=False)[0]
+    w_pix, w_t = training.pixel_weights(mask, hole_weight), training.p2_weight(schedule, t, p2_k, p2_gamma).view(n, 1, 1, 1)
+    return (w_t * w_pix * (x0 - x0_hat) ** 2).sum() / w_pix.sum()
+
+
+CONTROL = "eps output, loss on its x0"
+losses_of = {}
+if cfg.prediction == "x0" and not cfg.self_condition:  # the control is only defined against an x0 model
+    flips[CONTROL] = {"prediction": "eps"}
+    losses_of[CONTROL] = eps_output_x0_loss
 budget = dict(steps=cfg.ablation_steps, batch_size=cfg.ablation_batch, save_every=cfg.ablation_steps,
               warmup=min(cfg.warmup, cfg.ablation_steps // 10 + 1))
 switch_rows = {}
@@ -564,7 +612,8 @@ for name, change in flips.items():
     row_dir = run_dir / "ablation" / name.replace(" ", "_")
     shutil.rmtree(row_dir, ignore_errors=True)
     torch.manual_seed(SEED)
-    row = training.train_center_hole(row_cfg, train, row_dir, device, seed=SEED, progress=False)
+    row = center_hole.train_center_hole(row_cfg, train, row_dir, device, seed=SEED, progress=False,
+                                        loss=losses_of.get(name, center_hole.inpaint_loss))
     res = score_on_validation(row["ema"], row_cfg, cfg.sample_steps)
     switch_rows[name] = dict(res, train_minutes=row["seconds"] / 60)
     print(f"{name:<32} trained in {row['seconds'] / 60:4.1f} min: hole PSNR 1 sample "
@@ -583,6 +632,14 @@ plotting.bar_compare({name: {"hole_psnr": r["metrics"]["psnr"]["mean_k"]} for na
                      title=f"Training switches ({profile.name}: {cfg.ablation_steps} steps each), "
                            f"hole PSNR of the mean of {k_abl}", save="03_switch_ablation")
 plt.show()
+if CONTROL in switch_rows:
+    # the x0 row (defaults) and the control share the loss weighting over t and differ in what the network outputs;
+    # the control and the eps row share the output and differ in the weighting
+    single = {name: switch_rows[name]["metrics"]["psnr"]["single"] for name in ("defaults", CONTROL, "predict eps instead of x0")}
+    print(f"predict x0 vs eps: {single['defaults'] - single['predict eps instead of x0']:+.2f} dB (1 sample) = "
+          f"{single['defaults'] - single[CONTROL]:+.2f} from what the network outputs (same loss weights) "
+          f"+ {single[CONTROL] - single['predict eps instead of x0']:+.2f} from how the loss weighs the timesteps "
+          "(same output)")
 (run_dir / f"ablations_{profile.name}.json").write_text(json.dumps(
     {"sampler": {f"steps={s},eta={e:g},dc={d}": r for (s, e, d), r in sampler_rows.items()},
      "switches": switch_rows, "n_images": len(x_abl), "k": k_abl,
@@ -595,6 +652,13 @@ plt.show()
 # cores, because its extra forward pass costs about a third of the steps in the same time; EMA, coord-conv and the
 # hole weight moved the mean of K by a few tenths of a dB, about as much as a different seed. The rows above
 # are this run's own measurement at its own budget; read them with that noise in mind.
+#
+# The row *eps output, loss on its x0* is the control section 5 asked for: an $\epsilon$-output network trained on
+# the error of the $\hat x_0$ it implies, with the same weights over $t$ as the default $x_0$ model (the identity
+# of section 5 makes that loss an $\epsilon$ loss weighted by $1/(\mathrm{SNR}(1+\mathrm{SNR}))$). The line
+# printed under the table splits "predict $x_0$ instead of $\epsilon$" in two: the default row against the
+# control is what the network outputs, at equal loss weights; the control against the $\epsilon$ row is how the
+# loss weighs the timesteps, at equal output.
 #
 # ## 10. Into the module
 #
@@ -669,7 +733,7 @@ assert cli.main(["sample", "--checkpoint", str(checkpoint), "--steps", str(cfg.s
 #
 # ```python
 # for eta in (0.0, 0.5, 1.0):
-#     eta_method = kinds.center_hole_method(model, cfg, kinds.SamplerOptions(cfg.sample_steps, eta))
+#     eta_method = center_hole.center_hole_method(model, cfg, evaluation.SamplerOptions(cfg.sample_steps, eta))
 #     res, _, _ = evaluation.evaluate(eta_method, val.images[:32], val.labels[:32], task, k=4, baselines=False,
 #                                     progress=False)
 #     print(f"eta {eta}: 1 sample {res['metrics']['psnr']['single']:.2f} dB, mean of 4 {res['metrics']['psnr']['mean_k']:.2f} dB")

@@ -5,9 +5,21 @@ import math
 import pytest
 import torch
 
-from course_utils import config, data, masks, models, schedules, training
+from course_utils import center_hole, checkpoints, config, data, diffusion, masks, models, schedules, training
 
 SCH = schedules.make_schedule("cosine", 1000)
+
+
+def test_center_hole_configs():
+    for name in config.PROFILE_NAMES:
+        cfg = center_hole.center_hole_config(name)
+        assert cfg.profile == name and cfg.hole == 12 and cfg.prediction in ("eps", "x0", "v")
+        assert cfg.steps >= cfg.save_every > 0
+    assert center_hole.center_hole_config("cpu", hole=8).hole == 8
+    with pytest.raises(ValueError, match="hole"):
+        center_hole.center_hole_config("cpu", hole=40)
+    with pytest.raises(ValueError, match="COURSE_PROFILE"):
+        center_hole.center_hole_config("gpu")
 
 
 def test_p2_weight():
@@ -33,11 +45,11 @@ def test_pixel_weights():
 def test_v_target_is_the_velocity():
     x0, eps = torch.rand(2, 1, 4, 4) * 2 - 1, torch.randn(2, 1, 4, 4)
     t = torch.tensor([100, 900])
-    v = training.diffusion_target(x0, eps, t, SCH, "v")
+    v = diffusion.diffusion_target(x0, eps, t, SCH, "v")
     ab = SCH.alpha_bars[t].float().view(2, 1, 1, 1)
     assert torch.allclose(v, ab.sqrt() * eps - (1 - ab).sqrt() * x0)
     with pytest.raises(ValueError, match="prediction"):
-        training.diffusion_target(x0, eps, t, SCH, "score")
+        diffusion.diffusion_target(x0, eps, t, SCH, "score")
 
 
 def test_ema_update_and_warm_up():
@@ -54,7 +66,7 @@ def test_inpaint_loss_hole_weight_and_p2_change_the_weighting():
     net = models.UNet(8, (1, 2), coord_conv=True)
     x0 = torch.rand(4, 1, 32, 32) * 2 - 1
     m = masks.center_hole(4)
-    loss = lambda **kw: training.inpaint_loss(net, x0, m, SCH, torch.Generator().manual_seed(1), "x0", **kw).item()
+    loss = lambda **kw: center_hole.inpaint_loss(net, x0, m, SCH, torch.Generator().manual_seed(1), "x0", **kw).item()
     plain = loss()
     assert math.isfinite(plain) and plain > 0
     assert loss() == plain  # seeded
@@ -69,18 +81,18 @@ def test_inpaint_loss_self_conditioning_feeds_x0_hat_to_half_the_batch():
     forward = net.forward
     net.forward = lambda *a: calls.append(a[4]) or forward(*a)
     x0 = torch.rand(64, 1, 32, 32) * 2 - 1
-    training.inpaint_loss(net, x0, masks.center_hole(64), SCH, torch.Generator().manual_seed(0), "x0")
+    center_hole.inpaint_loss(net, x0, masks.center_hole(64), SCH, torch.Generator().manual_seed(0), "x0")
     assert len(calls) == 2 and torch.all(calls[0] == 0)
     used = calls[1].flatten(1).abs().sum(1) > 0
     assert 16 < used.sum().item() < 48
 
 
 def _tiny_run(tmp_path, name, **kw):
-    cfg = config.center_hole_config("ci", steps=8, save_every=4, batch_size=4, train_size=32)
+    cfg = center_hole.center_hole_config("ci", steps=8, save_every=4, batch_size=4, train_size=32)
     torch.manual_seed(0)
     digits = data.DigitSet(torch.rand(32, 1, 32, 32) * 2 - 1, torch.arange(32) % 10)
     val = torch.rand(4, 1, 32, 32) * 2 - 1
-    return cfg, training.train_center_hole(cfg, digits, tmp_path / name, torch.device("cpu"), seed=3,
+    return cfg, center_hole.train_center_hole(cfg, digits, tmp_path / name, torch.device("cpu"), seed=3,
                                            val_images=val, progress=False, **kw)
 
 
@@ -100,7 +112,7 @@ def test_checkpoint_holds_everything_and_loads_weights_only(tmp_path):
     payload = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert {"ema", "optimizer", "step", "losses", "rng", "history"} <= set(payload["extra"])
     assert payload["extra"]["step"] == 8 and payload["config"]["steps"] == 8
-    loaded_cfg, model, extra = training.load_center_hole(tmp_path / "run" / "last.pt")
+    loaded_cfg, model, extra = center_hole.load_center_hole(tmp_path / "run" / "last.pt")
     assert loaded_cfg == cfg
     for a, b in zip(model.state_dict().values(), run["ema"].state_dict().values()):
         assert torch.equal(a, b.cpu())
@@ -108,37 +120,37 @@ def test_checkpoint_holds_everything_and_loads_weights_only(tmp_path):
 
 def test_load_center_hole_rejects_other_checkpoints(tmp_path):
     with pytest.raises(FileNotFoundError):
-        training.load_center_hole(tmp_path / "missing.pt")
+        center_hole.load_center_hole(tmp_path / "missing.pt")
     other = tmp_path / "02.pt"
-    training.save_checkpoint(other, models.UNet(8, (1, 2)), {"base_channels": 8})
-    with pytest.raises(training.CheckpointMismatchError, match="not a notebook-03"):
-        training.load_center_hole(other)
+    checkpoints.save_checkpoint(other, models.UNet(8, (1, 2)), {"base_channels": 8})
+    with pytest.raises(checkpoints.CheckpointMismatchError, match="not a notebook-03"):
+        center_hole.load_center_hole(other)
 
 
 def test_resume_refuses_another_configuration(tmp_path):
     cfg, _ = _tiny_run(tmp_path, "run")
     digits = data.DigitSet(torch.rand(8, 1, 32, 32) * 2 - 1, torch.arange(8))
-    other = config.center_hole_config("ci", steps=8, save_every=4, batch_size=4, train_size=32, hole=8)
-    with pytest.raises(training.CheckpointMismatchError, match="hole"):
-        training.train_center_hole(other, digits, tmp_path / "run", torch.device("cpu"), resume=True, progress=False)
+    other = center_hole.center_hole_config("ci", steps=8, save_every=4, batch_size=4, train_size=32, hole=8)
+    with pytest.raises(checkpoints.CheckpointMismatchError, match="hole"):
+        center_hole.train_center_hole(other, digits, tmp_path / "run", torch.device("cpu"), resume=True, progress=False)
 
 
 def test_runs_of_other_profiles_or_configs_never_touch_each_others_checkpoints(tmp_path, monkeypatch):
     """Notebook 03 used to unlink last.pt when its config differed; now every config has its own folder."""
     monkeypatch.setenv("COURSE_OUTPUT_DIR", str(tmp_path))
-    cpu, ci = config.center_hole_config("cpu"), config.center_hole_config("ci")
-    longer = config.center_hole_config("ci", steps=ci.steps + 10)
-    dirs = {training.center_hole_run_dir(c) for c in (cpu, ci, longer)}
+    cpu, ci = center_hole.center_hole_config("cpu"), center_hole.center_hole_config("ci")
+    longer = center_hole.center_hole_config("ci", steps=ci.steps + 10)
+    dirs = {center_hole.center_hole_run_dir(c) for c in (cpu, ci, longer)}
     assert len(dirs) == 3 and all(d.parent == tmp_path / "03_center_hole" for d in dirs)
-    assert training.center_hole_run_dir(ci) == training.center_hole_run_dir(config.center_hole_config("ci"))
-    cpu_ckpt = training.center_hole_run_dir(cpu) / "last.pt"
+    assert center_hole.center_hole_run_dir(ci) == center_hole.center_hole_run_dir(center_hole.center_hole_config("ci"))
+    cpu_ckpt = center_hole.center_hole_run_dir(cpu) / "last.pt"
     net = models.UNet(8, (1, 2))
-    training.save_checkpoint(cpu_ckpt, net, training.plain(__import__("dataclasses").asdict(cpu)), step=cpu.steps)
+    checkpoints.save_checkpoint(cpu_ckpt, net, center_hole.config_dict(cpu), step=cpu.steps)
     before = cpu_ckpt.read_bytes()
-    assert training.run_status(cpu_ckpt, cpu) == "reuse"
-    assert training.run_status(training.center_hole_run_dir(ci) / "last.pt", ci) == "train"
-    with pytest.raises(training.CheckpointMismatchError, match="left as it is"):
-        training.run_status(cpu_ckpt, ci)  # another config's checkpoint is an error, never deleted
+    assert center_hole.run_status(cpu_ckpt, cpu) == "reuse"
+    assert center_hole.run_status(center_hole.center_hole_run_dir(ci) / "last.pt", ci) == "train"
+    with pytest.raises(checkpoints.CheckpointMismatchError, match="left as it is"):
+        center_hole.run_status(cpu_ckpt, ci)  # another config's checkpoint is an error, never deleted
     assert cpu_ckpt.read_bytes() == before
-    training.save_checkpoint(cpu_ckpt, net, training.plain(__import__("dataclasses").asdict(cpu)), step=5)
-    assert training.run_status(cpu_ckpt, cpu) == "resume"
+    checkpoints.save_checkpoint(cpu_ckpt, net, center_hole.config_dict(cpu), step=5)
+    assert center_hole.run_status(cpu_ckpt, cpu) == "resume"

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from course_utils import cli, config, training
+from course_utils import center_hole, checkpoints, cli, config, training
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +35,11 @@ def test_python_m_course_utils_help():
 
 
 def test_train_writes_a_resumable_checkpoint(trained):
-    cfg, _, extra = training.load_center_hole(trained / "last.pt")
+    cfg, _, extra = center_hole.load_center_hole(trained / "last.pt")
     assert cfg.profile == "ci" and cfg.steps == 6 and extra["step"] == 6
     _fails(["train", "--profile", "ci", "--out", str(trained)], "--resume")
     assert cli.main(["train", "--profile", "ci", "--out", str(trained), "--resume", "--steps", "8"]) == 0
-    assert training.load_center_hole(trained / "last.pt")[2]["step"] == 8
+    assert center_hole.load_center_hole(trained / "last.pt")[2]["step"] == 8
     _fails(["train", "--profile", "cpu", "--out", str(trained), "--resume"], "profile")
 
 
@@ -112,7 +112,7 @@ def test_eval_errors_say_what_to_fix(trained, tmp_path):
     _fails(["eval", "--method", "harmonic", "--data-dir", data], "needs --task")
     _fails(["eval", "--method", "magic", "--data-dir", data, "--task", "rect"], "unknown --method")
     other = tmp_path / "02.pt"
-    training.save_checkpoint(other, torch.nn.Linear(1, 1), {"base_channels": 8})
+    checkpoints.save_checkpoint(other, torch.nn.Linear(1, 1), {"base_channels": 8})
     _fails(["eval", "--checkpoint", str(other), "--data-dir", data], "no model kind")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")

@@ -91,14 +91,3 @@ def test_folders(monkeypatch, tmp_path):
     monkeypatch.delenv("COURSE_DATA_DIR")
     assert config.data_dir() == config.repo_root() / "data"
 
-
-def test_center_hole_configs():
-    for name in config.PROFILE_NAMES:
-        cfg = config.center_hole_config(name)
-        assert cfg.profile == name and cfg.hole == 12 and cfg.prediction in ("eps", "x0", "v")
-        assert cfg.steps >= cfg.save_every > 0
-    assert config.center_hole_config("cpu", hole=8).hole == 8
-    with pytest.raises(ValueError, match="hole"):
-        config.center_hole_config("cpu", hole=40)
-    with pytest.raises(ValueError, match="COURSE_PROFILE"):
-        config.center_hole_config("gpu")

@@ -11,26 +11,25 @@ SCH = schedules.make_schedule("cosine", 1000)
 
 
 def test_ddim_timesteps_are_evenly_spaced_from_T_minus_1():
-    ts = diffusion.ddim_timesteps(1000, 50)
+    ts = diffusion.timesteps(1000, 50, "trailing")
     assert ts[0] == 999 and len(ts) == 50 and ts[-1] == 19
     assert all(a - b == 20 for a, b in zip(ts, ts[1:]))
-    assert diffusion.ddim_timesteps(1000, 1000) == list(range(999, -1, -1))
-    assert len(set(diffusion.ddim_timesteps(1000, 30))) == 30
+    assert diffusion.timesteps(1000, 1000, "trailing") == list(range(999, -1, -1))
+    assert len(set(diffusion.timesteps(1000, 30, "trailing"))) == 30
     with pytest.raises(ValueError, match="steps"):
-        diffusion.ddim_timesteps(1000, 0)
+        diffusion.timesteps(1000, 0, "trailing")
 
 
 @pytest.mark.parametrize("prediction", ["eps", "x0", "v"])
 def test_x0_and_eps_invert_the_forward_process(prediction):
     """With the true target as the output, x0_and_eps recovers (x0, eps) exactly."""
-    from course_utils.training import diffusion_target
 
     g = torch.Generator().manual_seed(0)
     x0 = torch.rand(3, 1, 8, 8, generator=g) * 2 - 1
     eps = torch.randn(3, 1, 8, 8, generator=g)
     t = torch.tensor([10, 500, 990])
     x_t = schedules.q_sample(x0, t, SCH, eps)
-    out = diffusion_target(x0, eps, t, SCH, prediction)
+    out = diffusion.diffusion_target(x0, eps, t, SCH, prediction)
     x0_hat, eps_hat = diffusion.x0_and_eps(out, x_t, t, SCH, prediction, clip_x0=False)
     assert torch.allclose(x0_hat, x0, atol=2e-3)
     assert torch.allclose(eps_hat, eps, atol=2e-3)

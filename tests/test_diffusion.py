@@ -19,12 +19,12 @@ def oracle(x0, sch):
     return eps_model
 
 
-def test_predict_x0_inverts_q_sample(sch):
+def test_x0_from_eps_inverts_q_sample(sch):
     x0 = torch.rand(4, 1, 8, 8) * 2 - 1
     eps = torch.randn_like(x0)
     t = torch.tensor([0, 10, 500, 998])
     x_t = schedules.q_sample(x0, t, sch, eps)
-    assert torch.allclose(diffusion.predict_x0(x_t, t, eps, sch), x0, atol=1e-3)
+    assert torch.allclose(diffusion.x0_and_eps(eps, x_t, t, sch, "eps", clip_x0=False)[0], x0, atol=1e-3)
 
 
 def test_posterior_reduces_to_ddpm_eq7(sch):
@@ -60,12 +60,12 @@ def test_posterior_errors(sch):
 
 
 def test_sampling_timesteps():
-    assert diffusion.sampling_timesteps(1000, 1000) == list(range(999, -1, -1))
-    ts = diffusion.sampling_timesteps(1000, 10)
+    assert diffusion.timesteps(1000, 1000, "linspace") == list(range(999, -1, -1))
+    ts = diffusion.timesteps(1000, 10, "linspace")
     assert ts[0] == 999 and ts[-1] == 0 and len(set(ts)) == 10 and ts == sorted(ts, reverse=True)
-    assert diffusion.sampling_timesteps(1000, 1) == [999]
+    assert diffusion.timesteps(1000, 1, "linspace") == [999]
     with pytest.raises(ValueError):
-        diffusion.sampling_timesteps(10, 11)
+        diffusion.timesteps(10, 11, "linspace")
 
 
 @pytest.mark.parametrize("steps", [1000, 50])
@@ -104,7 +104,7 @@ def test_trajectory_is_recorded(sch):
     m = masks.center_hole(1, 4, 8)
     traj = []
     diffusion.ddpm_sample(oracle(x0, sch), m * x0, m, sch, steps=5, trajectory=traj)
-    assert [t for t, _, _ in traj] == diffusion.sampling_timesteps(1000, 5)
+    assert [t for t, _, _ in traj] == diffusion.timesteps(1000, 5, "linspace")
     assert traj[0][1].shape == (1, 1, 8, 8) and traj[0][2].abs().max() <= 1
 
 
@@ -125,3 +125,97 @@ def test_noised_known_and_posterior_samples(sch):
     assert torch.equal(stack, diffusion.posterior_samples(lambda g: torch.randn(2, generator=g), 3, seed=10))
     with pytest.raises(ValueError):
         diffusion.posterior_samples(lambda g: torch.zeros(1), 0, seed=0)
+
+
+# --- The sampling contract: denoiser, named timesteps, step, consistency rule, one loop. ---
+
+
+def test_timesteps_name_their_spacing():
+    assert diffusion.timesteps(1000, 10, "linspace")[-1] == 0  # ends at 0, then one step to the clean image
+    assert diffusion.timesteps(1000, 10, "trailing") == [999, 899, 799, 699, 599, 499, 399, 299, 199, 99]
+    assert diffusion.timesteps(1000, 1000, "trailing") == diffusion.timesteps(1000, 1000, "linspace")
+    with pytest.raises(ValueError, match="spacing"):
+        diffusion.timesteps(1000, 10, "leading")
+
+
+def test_denoiser_passes_its_condition_and_reads_its_prediction(sch):
+    seen = {}
+
+    def net(x_t, t, *condition):
+        seen["condition"], seen["t"] = condition, t
+        return torch.zeros_like(x_t)
+
+    x_t = torch.randn(2, 1, 4, 4)
+    c = torch.ones(2, 1, 4, 4)
+    x0_hat, eps_hat = diffusion.Denoiser(net, sch, "x0", (c,))(x_t, 300)
+    assert seen["condition"] == (c,) and seen["t"].tolist() == [300, 300]
+    assert torch.equal(x0_hat, torch.zeros_like(x_t))  # an x0 network's output is x0_hat
+    x0_eps, _ = diffusion.Denoiser(net, sch, "eps")(x_t, 300)
+    assert seen["condition"] == () and torch.allclose(x0_eps, (x_t / sch.alpha_bars[300].sqrt()).float().clamp(-1, 1))
+    with pytest.raises(ValueError, match="prediction"):
+        diffusion.Denoiser(net, sch, "score")
+
+
+def test_self_conditioned_network_gets_the_previous_x0_hat(sch):
+    calls = []
+
+    class Net(torch.nn.Module):
+        self_condition = True
+
+        def forward(self, x_t, t, x0_prev):
+            calls.append(None if x0_prev is None else x0_prev.clone())
+            return torch.full_like(x_t, 0.5)
+
+    diffusion.sample(diffusion.Denoiser(Net(), sch, "x0"), torch.zeros(1, 1, 4, 4), [999, 500, 0],
+                     generator=torch.Generator().manual_seed(0))
+    assert calls[0] is None and torch.equal(calls[1], torch.full((1, 1, 4, 4), 0.5))
+
+
+@pytest.mark.parametrize("step", ["ddpm", "ddim"])
+def test_sample_calls_the_network_once_per_timestep_and_repeat(sch, step):
+    calls = []
+
+    def net(x_t, t):
+        calls.append(int(t[0]))
+        return torch.zeros_like(x_t)
+
+    ts = diffusion.timesteps(1000, 6, "trailing")
+    out = diffusion.sample(diffusion.Denoiser(net, sch, "eps"), torch.zeros(2, 1, 4, 4), ts, step, repeats=3,
+                           generator=torch.Generator().manual_seed(1))
+    assert out.shape == (2, 1, 4, 4)
+    assert calls == [t for t in ts for _ in range(3)]
+
+
+def test_ddim_inpaint_is_the_loop_with_replacement(sch):
+    """The named sampler equals the loop put together by hand, draw for draw; without a rule the known pixels
+    are not kept, with Replacement they are kept exactly."""
+    torch.manual_seed(0)
+    net = lambda x_t, t, m, y: 0.3 * x_t + 0.1 * y
+    y = (torch.rand(2, 1, 8, 8) * 2 - 1) * masks.center_hole(2, 4, 8)
+    m = masks.center_hole(2, 4, 8)
+    named = diffusion.ddim_inpaint(net, y, m, sch, 7, 0.5, 2, torch.Generator().manual_seed(4), prediction="v")
+    rule = diffusion.Replacement(y, m, sch)
+    by_hand = diffusion.sample(diffusion.Denoiser(net, sch, "v", (m, y)), y, diffusion.timesteps(1000, 7, "trailing"),
+                               "ddim", 0.5, rule, 2, torch.Generator().manual_seed(4))
+    assert torch.equal(named, by_hand) and torch.equal(named[m == 1], y[m == 1])
+    free = diffusion.sample(diffusion.Denoiser(net, sch, "v", (m, y)), y, diffusion.timesteps(1000, 7, "trailing"),
+                            "ddim", 0.5, None, 2, torch.Generator().manual_seed(4))
+    assert not torch.equal(free[m == 1], y[m == 1])
+
+
+def test_ddpm_step_is_the_posterior_draw(sch):
+    x0, x_t, z = torch.zeros(1, 1, 2, 2), torch.ones(1, 1, 2, 2), torch.randn(1, 1, 2, 2)
+    mean, var = diffusion.posterior(x0, x_t, 500, 400, sch)
+    assert torch.allclose(diffusion.ddpm_step(x0, x_t, 500, 400, sch, z), mean + var**0.5 * z)
+    assert torch.equal(diffusion.ddpm_step(x0, x_t, 5, -1, sch, z), diffusion.posterior(x0, x_t, 5, -1, sch)[0])
+
+
+def test_sample_rejects_bad_settings(sch):
+    d = diffusion.Denoiser(lambda x, t: x, sch)
+    like = torch.zeros(1, 1, 2, 2)
+    for kwargs, match in [({"step": "euler"}, "step"), ({"repeats": 0}, "repeats"), ({"eta": -1.0}, "eta")]:
+        with pytest.raises(ValueError, match=match):
+            diffusion.sample(d, like, [999, 0], **kwargs)
+    for ts in ([0, 999], [], [1000, 5], [5, 5]):
+        with pytest.raises(ValueError, match="timesteps"):
+            diffusion.sample(d, like, ts)

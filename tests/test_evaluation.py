@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from course_utils import classifier, config, data, evaluation, kinds, metrics, models, tasks
+from course_utils import center_hole, checkpoints, classifier, config, data, evaluation, kinds, metrics, models, tasks
 
 KEYS = {"task", "region", "n_images", "k", "method", "metrics", "baselines", "classifier_test_accuracy",
         "known_pixels_max_abs_error", "seconds_per_image", "network_calls_per_image", "config"}
@@ -121,25 +121,23 @@ def test_bad_input(digits, library):
 
 def test_the_center_hole_kind_samples_with_ddim_and_counts_its_calls(digits, tmp_path):
     images, labels = digits
-    cfg = config.center_hole_config("ci")
+    cfg = center_hole.center_hole_config("ci")
     torch.manual_seed(0)
     net = models.UNet(cfg.base_channels, cfg.channel_mults, coord_conv=cfg.coord_conv).eval()
     kind = kinds.KINDS["center_hole"]
-    method = kind.method(net, cfg, kinds.SamplerOptions(steps=4, eta=0.0, dc_repeats=2))
+    method = kind.method(net, cfg, evaluation.SamplerOptions(steps=4, eta=0.0, dc_repeats=2))
     assert method.fits(tasks.parse_task("sparse:0.1")) and not method.fits(tasks.parse_task("kspace:0.25"))
     summary, _, _ = evaluation.evaluate(method, images[:6], labels[:6], kind.default_task(cfg), k=2,
                                         baselines=False, progress=False)
     assert summary["network_calls_per_image"] == 8 and summary["known_pixels_max_abs_error"] == 0.0
-    from course_utils import training
-
-    path = training.save_checkpoint(tmp_path / "last.pt", net, training.plain(__import__("dataclasses").asdict(cfg)))
+    path = checkpoints.save_checkpoint(tmp_path / "last.pt", net, center_hole.config_dict(cfg))
     assert kinds.kind_of_checkpoint(path).name == "center_hole"
-    other = training.save_checkpoint(tmp_path / "other.pt", nn.Linear(1, 1), {"width": 3})
-    with pytest.raises(training.CheckpointMismatchError, match="no model kind"):
+    other = checkpoints.save_checkpoint(tmp_path / "other.pt", nn.Linear(1, 1), {"width": 3})
+    with pytest.raises(checkpoints.CheckpointMismatchError, match="no model kind"):
         kinds.kind_of_checkpoint(other)
     junk = tmp_path / "junk.pt"
     junk.write_text("not a checkpoint")
-    with pytest.raises(training.CheckpointMismatchError, match="not a course checkpoint"):
+    with pytest.raises(checkpoints.CheckpointMismatchError, match="not a course checkpoint"):
         kinds.kind_of_checkpoint(junk)
 
 
@@ -150,7 +148,7 @@ def test_the_harness_reproduces_notebook_03s_former_evaluation_exactly(digits):
     from course_utils import diffusion, masks, schedules
 
     images, labels = digits
-    cfg = config.center_hole_config("ci")
+    cfg = center_hole.center_hole_config("ci")
     torch.manual_seed(1)
     net = models.UNet(cfg.base_channels, cfg.channel_mults, coord_conv=cfg.coord_conv).eval()
     sch = schedules.make_schedule(cfg.schedule, cfg.T)
@@ -162,7 +160,7 @@ def test_the_harness_reproduces_notebook_03s_former_evaluation_exactly(digits):
         for i in range(0, len(images), 10):
             former[j, i : i + 10] = diffusion.ddim_inpaint(net, y[i : i + 10], mask[i : i + 10], sch, 4, 0.0, 1, gen,
                                                            prediction=cfg.prediction)
-    method = kinds.center_hole_method(net, cfg, kinds.SamplerOptions(steps=4))
+    method = center_hole.center_hole_method(net, cfg, evaluation.SamplerOptions(steps=4))
     summary, _, samples = evaluation.evaluate(method, images, labels, "center:12", k=3, seed=7, baselines=False,
                                               batch_size=10, progress=False)
     assert torch.equal(samples, former)

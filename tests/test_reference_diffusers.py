@@ -40,7 +40,7 @@ def test_ddpm_step_matches_diffusers(name):
     for t in [999, 600, 250, 10, 1]:
         # diffusers: prev_sample = mean + sigma * z, with z drawn from the generator we pass
         out = ref.step(eps, t, x_t, generator=torch.Generator().manual_seed(5))
-        x0_hat = diffusion.predict_x0(x_t, t, eps, ours)
+        x0_hat = diffusion.x0_and_eps(eps, x_t, t, ours, "eps", clip_x0=False)[0]
         assert torch.allclose(x0_hat, out.pred_original_sample, rtol=1e-4, atol=1e-4)
         mean, var = diffusion.posterior(x0_hat, x_t, t, t - 1, ours)
         ref_var = ref._get_variance(t)
@@ -56,7 +56,7 @@ def test_last_step_is_the_mean():
     ref.set_timesteps(1000)
     x_t, eps = torch.randn(1, 1, 4, 4), torch.randn(1, 1, 4, 4)
     out = ref.step(eps, 0, x_t)
-    x0_hat = diffusion.predict_x0(x_t, 0, eps, ours)
+    x0_hat = diffusion.x0_and_eps(eps, x_t, 0, ours, "eps", clip_x0=False)[0]
     mean, var = diffusion.posterior(x0_hat, x_t, 0, -1, ours)
     assert var == 0 and torch.allclose(mean, out.prev_sample, atol=1e-5)
 
@@ -72,7 +72,7 @@ def ddim_reference(T=1000):
 def test_ddim_timesteps_match_diffusers_trailing(steps):
     ref = ddim_reference()
     ref.set_timesteps(steps)
-    assert diffusion.ddim_timesteps(1000, steps) == ref.timesteps.tolist()
+    assert diffusion.timesteps(1000, steps, "trailing") == ref.timesteps.tolist()
 
 
 @pytest.mark.parametrize("eta", [0.0, 1.0])
@@ -85,7 +85,7 @@ def test_ddim_update_matches_diffusers(eta):
     g = torch.Generator().manual_seed(0)
     x_ours = torch.randn(2, 1, 8, 8, generator=g)
     x_ref = x_ours.clone()
-    ts = diffusion.ddim_timesteps(1000, steps)
+    ts = diffusion.timesteps(1000, steps, "trailing")
     for i, t in enumerate(ts):
         s = ts[i + 1] if i + 1 < len(ts) else -1
         eps = torch.tanh(x_ours) * 0.5 + 0.1 * t / 1000  # a smooth stand-in for a network
@@ -100,6 +100,15 @@ def test_ddim_sigma_matches_diffusers_variance():
     ours = schedules.make_schedule("cosine", 1000)
     ref = ddim_reference()
     ref.set_timesteps(50)
-    ts = diffusion.ddim_timesteps(1000, 50)
+    ts = diffusion.timesteps(1000, 50, "trailing")
     for t, s in zip(ts[:-1], ts[1:]):
         assert diffusion.ddim_sigma(ours, t, s, 1.0) ** 2 == pytest.approx(ref._get_variance(t, s).item(), rel=1e-3)
+
+
+@pytest.mark.parametrize("steps", [2, 10, 37, 250])
+def test_linspace_timesteps_match_diffusers(steps):
+    """Notebook 02's DDPM walks diffusers' ``timestep_spacing="linspace"`` (for one step diffusers' linspace is [0],
+    a single step from nearly clean data; ours starts from noise at T-1)."""
+    ref = reference("cosine", timestep_spacing="linspace")
+    ref.set_timesteps(steps)
+    assert diffusion.timesteps(1000, steps, "linspace") == ref.timesteps.tolist()

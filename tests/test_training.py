@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from course_utils import data, masks, models, schedules, training
+from course_utils import checkpoints, data, masks, models, schedules, training
 
 
 def tiny_setup(seed=0):
@@ -59,9 +59,9 @@ def test_training_is_seeded_and_reduces_the_loss():
 def test_checkpoint_round_trip(tmp_path):
     net, _, _ = tiny_setup()
     cfg = {"base_channels": 8, "channel_mults": (1, 2), "T": 100}
-    path = training.save_checkpoint(tmp_path / "ck.pt", net, cfg, losses=[1.0, 0.5])
+    path = checkpoints.save_checkpoint(tmp_path / "ck.pt", net, cfg, losses=[1.0, 0.5])
     other, _, _ = tiny_setup(seed=5)
-    extra = training.load_checkpoint(path, other, cfg)
+    extra = checkpoints.load_checkpoint(path, other, cfg)
     assert extra["losses"] == [1.0, 0.5]
     for a, b in zip(net.state_dict().values(), other.state_dict().values()):
         assert torch.equal(a, b)
@@ -70,17 +70,17 @@ def test_checkpoint_round_trip(tmp_path):
 
 def test_checkpoint_from_another_config_is_refused(tmp_path):
     net, _, _ = tiny_setup()
-    path = training.save_checkpoint(tmp_path / "ck.pt", net, {"base_channels": 8, "T": 100})
-    with pytest.raises(training.CheckpointMismatchError, match="T: checkpoint 100 vs wanted 1000"):
-        training.load_checkpoint(path, net, {"base_channels": 8, "T": 1000})
+    path = checkpoints.save_checkpoint(tmp_path / "ck.pt", net, {"base_channels": 8, "T": 100})
+    with pytest.raises(checkpoints.CheckpointMismatchError, match="T: checkpoint 100 vs wanted 1000"):
+        checkpoints.load_checkpoint(path, net, {"base_channels": 8, "T": 1000})
     torch.save({"weights": 1}, tmp_path / "foreign.pt")
-    with pytest.raises(training.CheckpointMismatchError, match="not a course checkpoint"):
-        training.load_checkpoint(tmp_path / "foreign.pt", net, {})
+    with pytest.raises(checkpoints.CheckpointMismatchError, match="not a course checkpoint"):
+        checkpoints.load_checkpoint(tmp_path / "foreign.pt", net, {})
 
 
 def test_checkpoint_loads_with_weights_only(tmp_path, monkeypatch):
     net, _, _ = tiny_setup()
-    path = training.save_checkpoint(tmp_path / "ck.pt", net, {"a": 1})
+    path = checkpoints.save_checkpoint(tmp_path / "ck.pt", net, {"a": 1})
     seen = {}
     real_load = torch.load
 
@@ -89,13 +89,13 @@ def test_checkpoint_loads_with_weights_only(tmp_path, monkeypatch):
         return real_load(*args, **kwargs)
 
     monkeypatch.setattr(torch, "load", spy)
-    training.load_checkpoint(path, net, {"a": 1})
+    checkpoints.load_checkpoint(path, net, {"a": 1})
     assert seen.get("weights_only") is True
 
 
 def test_interrupted_save_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     net, _, _ = tiny_setup()
-    path = training.save_checkpoint(tmp_path / "ck.pt", net, {"v": 1})
+    path = checkpoints.save_checkpoint(tmp_path / "ck.pt", net, {"v": 1})
     good = path.read_bytes()
 
     def crash(*args, **kwargs):
@@ -103,7 +103,7 @@ def test_interrupted_save_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", crash)
     with pytest.raises(KeyboardInterrupt):
-        training.save_checkpoint(path, net, {"v": 2})
+        checkpoints.save_checkpoint(path, net, {"v": 2})
     assert path.read_bytes() == good
     assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]
 
@@ -121,6 +121,54 @@ def test_load_or_train(tmp_path):
     losses, reused = training.load_or_train(tmp_path / "ck.pt", net, {"k": 1}, train)
     assert (losses, reused, len(calls)) == ([0.3, 0.2], True, 1)
     before = (tmp_path / "ck.pt").read_bytes()
-    with pytest.raises(training.CheckpointMismatchError, match="another configuration"):
+    with pytest.raises(checkpoints.CheckpointMismatchError, match="another configuration"):
         training.load_or_train(tmp_path / "ck.pt", net, {"k": 2}, train)  # never overwrites another config's run
     assert len(calls) == 1 and (tmp_path / "ck.pt").read_bytes() == before
+
+
+def _toy_run(tmp_path, **kwargs):
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 1)
+    target = torch.tensor([[1.0], [-2.0], [0.5]])
+
+    def loss_fn(model, g):
+        x = torch.randn(8, 3, generator=g)
+        return ((model(x) - x @ target) ** 2).mean()
+
+    state = {"saves": []}
+    on_save = lambda step, sample_model, seconds: state["saves"].append(step)
+    run = training.fit(net, loss_fn, 12, 0.05, torch.Generator().manual_seed(1), warmup=2, ema_decay=0.9,
+                       checkpoint=tmp_path / "last.pt", config={"toy": 1, "steps": 12}, save_every=5,
+                       on_save=on_save, state=state, **kwargs)
+    return run, state
+
+
+def test_fit_saves_on_schedule_and_resumes_the_same_run(tmp_path):
+    whole, state = _toy_run(tmp_path / "a")
+    assert state["saves"] == [5, 10, 12] and whole["step"] == 12
+    assert whole["losses"][-1] < whole["losses"][0]
+    assert whole["ema"] is not whole["model"]  # with EMA on, the model to sample with is the average
+    _toy_run(tmp_path / "b", until=5)
+    resumed, state_b = _toy_run(tmp_path / "b", resume=True)
+    assert resumed["losses"] == whole["losses"]  # bit for bit
+    assert state_b["saves"] == [5, 10, 12]  # the state was read back from the checkpoint, then extended
+    assert torch.equal(resumed["ema"].weight, whole["ema"].weight)
+    saved = checkpoints.read_checkpoint(tmp_path / "b" / "last.pt")
+    assert saved["extra"]["saves"] == [5, 10, 12] and saved["extra"]["step"] == 12
+
+
+def test_fit_refuses_unsafe_settings(tmp_path):
+    net = torch.nn.Linear(1, 1)
+    loss = lambda model, g: model(torch.ones(1, 1)).sum()
+    g = torch.Generator()
+    with pytest.raises(ValueError, match="steps"):
+        training.fit(net, loss, 0, 0.1, g)
+    with pytest.raises(ValueError, match="config"):
+        training.fit(net, loss, 3, 0.1, g, checkpoint=tmp_path / "x.pt")
+    with pytest.raises(ValueError, match="resume"):
+        training.fit(net, loss, 3, 0.1, g, resume=True)
+    _toy_run(tmp_path, until=5)
+    torch.manual_seed(0)
+    with pytest.raises(checkpoints.CheckpointMismatchError, match="toy"):
+        training.fit(torch.nn.Linear(3, 1), loss, 12, 0.1, g, checkpoint=tmp_path / "last.pt",
+                     config={"toy": 2, "steps": 12}, save_every=5, resume=True)
