@@ -94,6 +94,9 @@ def test_ddim_inpaint_keeps_known_pixels_exactly_and_is_seeded(eta, dc):
     assert out.shape == x0.shape
     assert torch.equal(out * m, x0 * m)
     assert torch.equal(out, run())
+    other_seed = diffusion.ddim_inpaint(net, m * x0, m, SCH, 5, eta, dc, torch.Generator().manual_seed(4),
+                                        prediction="x0")
+    assert not torch.equal(out, other_seed)  # the seed is used: "seeded" is not "constant"
     assert out.abs().max() <= 1 + 1e-6
 
 

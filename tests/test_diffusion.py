@@ -94,6 +94,9 @@ def test_replacement_keeps_known_pixels_and_is_seeded(sch):
                                         generator=torch.Generator().manual_seed(3))
     a, b = run(), run()
     assert torch.equal(a, b)
+    other_seed = diffusion.ddpm_sample(zero_model, y, m, sch, steps=20, replace_known=True,
+                                       generator=torch.Generator().manual_seed(4))
+    assert not torch.equal(a, other_seed)  # the seed is used: "seeded" is not "constant"
     assert torch.equal(a[m == 1], y[m == 1])  # known pixels exactly
     free = diffusion.ddpm_sample(zero_model, y, m, sch, steps=20, generator=torch.Generator().manual_seed(3))
     assert not torch.allclose(free[m == 1], y[m == 1])  # conditioning alone does not copy them

@@ -96,5 +96,6 @@ def test_forward_chain_is_seeded():
     a = S.forward_chain(x0, 10, s, torch.Generator().manual_seed(1))
     b = S.forward_chain(x0, 10, s, torch.Generator().manual_seed(1))
     assert torch.equal(a, b)
+    assert not torch.equal(a, S.forward_chain(x0, 10, s, torch.Generator().manual_seed(2)))
     with pytest.raises(ValueError):
         S.forward_chain(x0, 50, s)
