@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import html
 import platform
 import re
 import tempfile
@@ -144,7 +145,7 @@ def _progress_text(msg: dict) -> str | None:
     if msg.get("msg_type") == "comm_msg":
         value = content.get("data", {}).get("state", {}).get("value")
         if isinstance(value, str) and re.search(r"\d+/\d+", value):
-            return re.sub(r"<[^>]+>|&nbsp;", " ", value)
+            return html.unescape(re.sub(r"<[^>]+>", " ", value)).replace("\xa0", " ")  # tqdm writes &lt; and &nbsp;
     return None
 
 

@@ -101,7 +101,9 @@ def test_runner_progress_pieces(monkeypatch, capsys):
     nb.cells[3].outputs = [nbformat.v4.new_output("stream", name="stdout", text="loss 0.1\nKey result: 12.3 dB\n")]
     assert runner.key_result(nb) == "Key result: 12.3 dB"
     assert runner._progress_text({"msg_type": "stream", "content": {"text": "step 3\n"}}) == "step 3\n"
-    widget = {"msg_type": "comm_msg", "content": {"data": {"method": "update", "state": {"value": " 12/32 [01:46<02:54]"}}}}
+    # what tqdm.auto's widget really sends: its counter as HTML, with &lt; and &nbsp;
+    value = "&nbsp;12/32&nbsp;[01:46&lt;02:54]"
+    widget = {"msg_type": "comm_msg", "content": {"data": {"method": "update", "state": {"value": value}}}}
     assert runner._progress_text(widget).strip() == "12/32 [01:46<02:54]"
     assert runner._progress_text({"msg_type": "comm_msg", "content": {"data": {"state": {"value": 0.5}}}}) is None
     monkeypatch.setattr(runner, "HEARTBEAT_SECONDS", 0.2)
