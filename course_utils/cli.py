@@ -16,13 +16,26 @@ on a model kind of :mod:`course_utils.kinds` or a baseline of :mod:`course_utils
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
-from .config import PROFILE_NAMES, get_profile
+import torch
+
+from .baselines import BASELINES, baselines_for
+from .checkpoints import CheckpointMismatchError, read_checkpoint
+from .classifier import load_or_train_classifier
+from .config import PROFILE_NAMES, get_device, get_profile, seed_everything
+from .data import MNIST_RAW_FILES, MNISTNotFoundError, load_mnist, load_splits
+from .evaluation import SamplerOptions, baseline_method, evaluate, format_results
+from .kinds import KINDS, kind_of_checkpoint
+from .plotting import show_rows
 from .publishing import write_badges
 from .runner import run_notebooks
+from .tasks import TaskSpecError, parse_task
+from .training import fast_layout
+
 
 class UsageError(SystemExit):
     """Bad input to a command: exits with status 1 and one line (on stderr) saying what to fix.
@@ -36,10 +49,6 @@ class UsageError(SystemExit):
 
 def _load_model(path: str, device):
     """(kind, cfg, model on ``device``, extra) of a checkpoint ``train`` wrote, or one line saying what is wrong."""
-    from .checkpoints import CheckpointMismatchError
-    from .kinds import kind_of_checkpoint
-    from .training import fast_layout
-
     try:
         kind = kind_of_checkpoint(path)
         cfg, model, extra = kind.load(path, map_location="cpu")
@@ -66,18 +75,12 @@ def _check_sampler_options(args, T: int = 1000) -> None:
 
 
 def command_train(args) -> int:
-    """``train``: the notebook-03 model, checkpointed to DIR/last.pt (atomically, every cfg.save_every steps).
-
-    The commands taught in notebook 03.
-    """
-    from .center_hole import center_hole_config, train_center_hole
-    from .checkpoints import CheckpointMismatchError, read_checkpoint
-    from .config import get_device, seed_everything
-    from .data import MNISTNotFoundError, load_splits
-
+    """``train``: a model kind of :mod:`course_utils.kinds` (``--model``; notebook 03's by default), checkpointed to
+    DIR/last.pt atomically every cfg.save_every steps. The commands are taught in notebook 03."""
+    kind = KINDS[args.model]
     out = Path(args.out)
     last = out / "last.pt"
-    cfg = center_hole_config(args.profile)
+    cfg = kind.config(args.profile)
     if args.steps is not None and args.steps < 1:
         raise UsageError(f"--steps must be at least 1, got {args.steps}")
     if args.seed < 0:
@@ -89,75 +92,68 @@ def command_train(args) -> int:
             saved = read_checkpoint(last)["config"]
         except CheckpointMismatchError as why:
             raise UsageError(str(why).splitlines()[0])
+        if not kind.recognise(saved):
+            raise UsageError(f"{last} is not a {kind.name} checkpoint; pass the --model it was trained as")
         if saved.get("profile") != cfg.profile:
             raise UsageError(f"{last} was trained with profile {saved.get('profile')!r}, not {cfg.profile!r}")
         steps = args.steps if args.steps is not None else saved.get("steps", cfg.steps)
-        cfg = center_hole_config(args.profile, steps=steps)
+        cfg = kind.config(args.profile, steps=steps)
     else:
         if last.exists():
             raise UsageError(f"{last} exists: pass --resume to continue that run, or choose another --out")
         if args.steps is not None:
-            cfg = center_hole_config(args.profile, steps=args.steps)
+            cfg = kind.config(args.profile, steps=args.steps)
     seed_everything(args.seed)
     device = get_device()
-    try:  # the same splits as notebook 03 (validation carved from MNIST's training split)
+    try:  # the same splits as the notebooks (validation carved from MNIST's training split)
         train, val, _ = load_splits(cfg, seed=0)
     except MNISTNotFoundError as missing:
         raise UsageError(str(missing).splitlines()[0] + " (set COURSE_DATA_DIR to a folder holding MNIST/raw/)")
-    print(f"training the notebook-03 model ({cfg.profile} profile) on {device}: {len(train)} training digits, "
-          f"{len(val)} validation digits, {cfg.steps} steps -> {last}", flush=True)
+    print(f"training the {kind.description.split(':')[0]} model ({kind.name}, {cfg.profile} profile) on {device}: "
+          f"{len(train)} training digits, {len(val)} validation digits, {cfg.steps} steps -> {last}", flush=True)
     try:
-        result = train_center_hole(cfg, train, out, device, seed=args.seed, resume=args.resume,
-                                   val_images=val.images[:64])
+        result = kind.train(cfg, train, out, device, seed=args.seed, resume=args.resume, val_images=val.images[:64])
     except CheckpointMismatchError as why:
         raise UsageError(str(why))
     step, seconds, history = result["step"], result["seconds"], result["history"]
-    psnr = f", validation hole PSNR {history[-1][2]:.2f} dB (1 sample, 64 digits)" if history else ""
+    psnr = f", validation PSNR {history[-1][2]:.2f} dB (1 sample, 64 digits)" if history else ""
     print(f"done: {step} steps, {seconds / 60:.1f} min of training{psnr}; checkpoint {last}")
     return 0
 
 
 def command_sample(args) -> int:
-    """``sample``: inpaint ``--n`` test digits with a centre hole and save ground truth / masked / samples as a PNG.
-
-    The commands taught in notebook 03.
-    """
-    import torch
-
-    from .config import get_device
-    from .data import MNISTNotFoundError, load_mnist
-    from .diffusion import ddim_inpaint
-    from .masks import center_hole
-    from .plotting import show_rows
-    from .schedules import make_schedule
-
+    """``sample``: reconstruct ``--n`` test digits with a trained model on its task (or ``--task``, ``--hole``) and
+    save ground truth / observation / samples as a PNG. The commands are taught in notebook 03."""
     _check_sampler_options(args)
     device = get_device()
-    _, cfg, model, _ = _load_model(args.checkpoint, device)
-    args.hole = cfg.hole if args.hole is None else args.hole
+    kind, cfg, model, _ = _load_model(args.checkpoint, device)
+    spec = args.task or (f"center:{args.hole}" if args.hole is not None else kind.default_task(cfg))
+    try:
+        task = parse_task(spec)
+        method = kind.method(model, cfg, SamplerOptions(args.steps, args.eta, args.dc_repeats))
+    except (TaskSpecError, ValueError) as why:
+        raise UsageError(str(why).splitlines()[0])
     try:
         test = load_mnist("test", download=True)
     except MNISTNotFoundError as missing:
         raise UsageError(str(missing).splitlines()[0] + " (set COURSE_DATA_DIR to a folder holding MNIST/raw/)")
     x0 = test.images[: args.n].to(device)
-    mask = center_hole(x0.shape[0], args.hole).to(device)
-    out = ddim_inpaint(model, mask * x0, mask, make_schedule(cfg.schedule, cfg.T), args.steps, args.eta,
-                       args.dc_repeats, torch.Generator().manual_seed(args.seed), prediction=cfg.prediction)
-    title = (f"DDIM {args.steps} steps, eta {args.eta:g}, dc_repeats {args.dc_repeats}, hole {args.hole}, "
-             f"seed {args.seed}")
-    fig = show_rows({"ground truth": x0, "masked": mask * x0, "sample": out}, masks={"masked": mask},
-                    n=args.n, title=title)
+    obs = task.observe(x0.cpu(), seed=args.seed).to(device)
+    out = method.sample(obs, torch.Generator().manual_seed(args.seed))
+    title = (f"{kind.name}: task {task.spec}, DDIM {args.steps} steps, eta {args.eta:g}, "
+             f"dc_repeats {args.dc_repeats}, seed {args.seed}")
+    observed = obs.mask * obs.y if task.is_mask_task else obs.y.clamp(-1, 1)
+    fig = show_rows({"ground truth": x0, "observed": observed, "sample": out},
+                    masks={"observed": obs.mask} if task.is_mask_task else None, n=args.n, title=title)
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
-    print(f"saved {x0.shape[0]} inpainted test digits to {path}")
+    print(f"saved {x0.shape[0]} reconstructed test digits ({task.spec}) to {path}")
     return 0
 
 
 def _mnist_root(data_dir: str) -> Path:
     """Accept the folder that holds MNIST/raw/ (torchvision's root) or the MNIST folder itself."""
-    from .data import MNIST_RAW_FILES
-
     root = Path(data_dir).expanduser()
     for candidate in (root, root.parent):
         raw = candidate / "MNIST" / "raw"
@@ -172,15 +168,6 @@ def command_eval(args) -> int:
 
     The commands taught in notebook 03.
     """
-    import dataclasses
-
-    from .baselines import BASELINES, baselines_for
-    from .classifier import load_or_train_classifier
-    from .config import get_device
-    from .data import load_mnist
-    from .evaluation import SamplerOptions, baseline_method, evaluate, format_results
-    from .tasks import TaskSpecError, parse_task
-
     _check_sampler_options(args)
     if args.k < 1:
         raise UsageError(f"--k must be at least 1 (samples per image), got {args.k}")
@@ -199,7 +186,10 @@ def command_eval(args) -> int:
     if args.checkpoint is not None:
         kind, cfg, model, _ = _load_model(args.checkpoint, device)
         task = task or parse_task(kind.default_task(cfg))
-        method = kind.method(model, cfg, SamplerOptions(args.steps, args.eta, args.dc_repeats))
+        try:
+            method = kind.method(model, cfg, SamplerOptions(args.steps, args.eta, args.dc_repeats))
+        except ValueError as why:
+            raise UsageError(f"{kind.name} model: {str(why).splitlines()[0]}")
         if not method.fits(task):
             raise UsageError(f"the {kind.name} model in {args.checkpoint} cannot do task {task.spec}: it fills masks "
                              "(center:N, rect, strokes, procedural:A-B, sparse:P)")
@@ -253,7 +243,7 @@ def _add_sampler_options(p, steps: int = 50, n: int = 16) -> None:
                    help="data-consistency repeats per step: re-noise and denoise again (default 1 = none)")
     p.add_argument("--n", type=int, default=n, help=f"number of digits (default {n})")
     p.add_argument("--hole", type=int, default=None,
-                   help="side of the centre hole in pixels (default: the one the model was trained for)")
+                   help="side of a centre hole in pixels: short for --task center:N (default: the model's task)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (default 0)")
 
 
@@ -266,7 +256,9 @@ def main(argv: list[str] | None = None) -> int:
                      help="ci, cpu or full (default: $COURSE_PROFILE, else full with CUDA and cpu without)")
     run.add_argument("notebooks", nargs="*", help="only notebooks whose name starts with these (e.g. 01 02)")
     sub.add_parser("badges", help="rewrite Colab badges and setup cells from pyproject.toml's Repository URL")
-    train = sub.add_parser("train", help="train the notebook-03 centre-hole model, checkpointing DIR/last.pt")
+    train = sub.add_parser("train", help="train a model kind (notebook 03's by default), checkpointing DIR/last.pt")
+    train.add_argument("--model", choices=tuple(KINDS), default="center_hole",
+                       help="which model: " + "; ".join(f"{k.name} = {k.description}" for k in KINDS.values()))
     train.add_argument("--profile", choices=PROFILE_NAMES, required=True, help="size of model and training")
     train.add_argument("--out", required=True, help="folder for last.pt and the validation panels")
     train.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the profile's)")
@@ -275,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     sample = sub.add_parser("sample", help="inpaint test digits with a trained model and save a PNG")
     sample.add_argument("--checkpoint", required=True, help="a last.pt written by train")
     sample.add_argument("--out", required=True, help="PNG to write")
+    sample.add_argument("--task", default=None, help="task spec (default: the one the model was trained for)")
     _add_sampler_options(sample, steps=50, n=16)
     evaluate = sub.add_parser("eval", help="score a trained model or a baseline on a task (PSNR, L1, SSIM, class, "
                                            "Frechet distance, time, network calls)")

@@ -13,14 +13,16 @@ from pathlib import Path
 
 from torch import nn
 
-from .center_hole import center_hole_method, is_center_hole_config, load_center_hole
+from . import center_hole, conditional
 from .checkpoints import CheckpointMismatchError, read_checkpoint
 from .evaluation import Method, SamplerOptions
 
 
 @dataclass(frozen=True)
 class ModelKind:
-    """One trainable model kind: ``load(path) -> (cfg, model, extra)``, ``default_task(cfg)`` (a task spec),
+    """One trainable model kind: ``config(profile, **changes)`` (its settings in a profile),
+    ``train(cfg, train digits, out_dir, device, seed=, resume=, val_images=) -> dict`` (a resumable run writing
+    out_dir/last.pt), ``load(path) -> (cfg, model, extra)``, ``default_task(cfg)`` (a task spec),
     ``method(model, cfg, options) -> Method``, and ``recognise(config dict)`` to tell its checkpoints apart.
     Used in notebook 03 and by `eval`."""
 
@@ -28,6 +30,8 @@ class ModelKind:
     description: str
     notebook: str
     train_command: str
+    config: Callable[..., object]
+    train: Callable[..., dict]
     load: Callable[..., tuple]
     recognise: Callable[[dict], bool]
     default_task: Callable[[object], str]
@@ -40,10 +44,24 @@ KINDS: dict[str, ModelKind] = {
         description="notebook 03: U-Net on [x_t, m, y] for a centre hole, DDIM with data consistency",
         notebook="03_ddim_center_hole_data_consistency",
         train_command="python -m course_utils train --profile cpu --out DIR",
-        load=load_center_hole,
-        recognise=is_center_hole_config,
+        config=center_hole.center_hole_config,
+        train=center_hole.train_center_hole,
+        load=center_hole.load_center_hole,
+        recognise=center_hole.is_center_hole_config,
         default_task=lambda cfg: f"center:{cfg.hole}",
-        method=center_hole_method,
+        method=center_hole.center_hole_method,
+    ),
+    "conditional": ModelKind(
+        name="conditional",
+        description="notebook 04: p(x0 | c) with a control encoder and cross-attention, for every task, no projection",
+        notebook="04_conditional_cross_attention",
+        train_command="python -m course_utils train --model conditional --profile cpu --out DIR",
+        config=conditional.conditional_config,
+        train=conditional.train_conditional,
+        load=conditional.load_conditional,
+        recognise=conditional.is_conditional_config,
+        default_task=lambda cfg: "sparse:0.1",
+        method=conditional.conditional_method,
     ),
 }
 

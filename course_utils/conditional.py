@@ -1,0 +1,338 @@
+"""Notebook 04's experiment in one place: a diffusion model that learns p(x0 | c) for many degradations at once.
+
+Taught in: 04_conditional_cross_attention. The model is told only the condition image c (the observation y of a
+task of :mod:`course_utils.tasks`) and, for mask tasks, the mask; it samples without replacing known pixels
+(no projection, no guidance): reconstruction is sampling the learned posterior. Top to bottom:
+
+- :class:`ConditionalConfig` and the settings of each profile (:data:`CONDITIONAL`, :func:`conditional_config`);
+- :class:`ConditionalUNet`: a U-Net on x_t with linear self-attention at 32x32 and 16x16, cross-attention to the
+  control encoder's tokens at 16x16 and 8x8, and the control encoder's features added at every resolution
+  (:mod:`course_utils.attention`); ``architecture`` picks the full model or an ablation (``cross``: no
+  per-resolution features; ``concat``: notebook 02's U-Net fed [m, c] as channels);
+- the training mixture (:func:`observe_mixture`) and the loss on a batch (:func:`conditional_loss`);
+- the resumable run (:func:`train_conditional`, the course's one loop :func:`~course_utils.training.fit`),
+  reading it back (:func:`load_conditional`) and sampling it (:func:`conditional_method`: DDIM or DDPM through
+  :func:`~course_utils.diffusion.sample`, with no consistency rule).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .attention import ControlEncoder, CrossAttention, LinearAttention
+from .checkpoints import CheckpointMismatchError, plain, read_checkpoint
+from .config import Profile, get_profile, output_dir, run_name
+from .data import DigitSet, check_images
+from .diffusion import Denoiser, diffusion_target, sample, timesteps
+from .evaluation import Method, SamplerOptions
+from .metrics import psnr_on_mask
+from .models import ResBlock, UNet, group_norm, sinusoidal_embedding
+from .schedules import Schedule, make_schedule, q_sample
+from .tasks import parse_task
+from .training import fast_layout, fit, p2_weight
+
+# The conditions of notebook 04, as task specs: sparse pixels (5 to 20 percent kept), additive noise (sigma 0.3 to
+# 1.0), low resolution (x4), large occlusions (rectangles and the centre hole) and undersampled k-space.
+TRAINING_TASKS = ("sparse:0.05-0.2", "noise:0.3-1.0", "lowres:4", "rect", "center:12", "kspace:0.25")
+ARCHITECTURES = ("control_cross", "cross", "concat")
+
+
+@dataclass(frozen=True)
+class ConditionalConfig:
+    """Everything that defines a notebook-04 run; a checkpoint stores it (notebook 04)."""
+
+    profile: str
+    architecture: str = "control_cross"  # control encoder + cross-attention; "cross": no added features; "concat"
+    tasks: tuple[str, ...] = TRAINING_TASKS  # each training image gets one of these, drawn uniformly
+    schedule: str = "cosine"
+    T: int = 1000
+    prediction: str = "x0"  # notebook 03's finding: x0 beat eps at this budget
+    base_channels: int = 16
+    channel_mults: tuple[int, ...] = (1, 2, 4)
+    heads: int = 2
+    batch_size: int = 64
+    steps: int = 2000
+    lr: float = 2e-3
+    warmup: int = 100
+    ema_decay: float = 0.999
+    p2_k: float = 1.0
+    p2_gamma: float = 1.0
+    train_size: int = 60000
+    val_size: int = 500
+    save_every: int = 250
+    sample_steps: int = 25
+    n_samples: int = 8
+    eval_size: int = 200
+
+
+CONDITIONAL: dict[str, ConditionalConfig] = {
+    "ci": ConditionalConfig(profile="ci", base_channels=8, channel_mults=(1, 2, 2), batch_size=16, steps=30,
+                            warmup=5, train_size=512, val_size=64, save_every=15, sample_steps=5, n_samples=2,
+                            eval_size=16),
+    "cpu": ConditionalConfig(profile="cpu", steps=1800, save_every=300),
+    "full": ConditionalConfig(profile="full", base_channels=32, batch_size=128, steps=3000, val_size=2000,
+                              save_every=500, eval_size=1000),
+}
+
+
+def conditional_config(profile: str | Profile | None = None, **changes) -> ConditionalConfig:
+    """The notebook-04 configuration of a profile (default: ``$COURSE_PROFILE``) with ``changes`` (notebook 04)."""
+    name = profile.name if isinstance(profile, Profile) else get_profile(profile).name
+    cfg = dataclasses.replace(CONDITIONAL[name], **changes)
+    if cfg.architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {cfg.architecture!r}")
+    for spec in cfg.tasks:
+        parse_task(spec)  # a bad spec fails here, with the list of valid ones
+    return cfg
+
+
+def config_dict(cfg: ConditionalConfig) -> dict:
+    """The config as the plain dict a checkpoint stores (tuples become lists); notebook 04."""
+    return plain(dataclasses.asdict(cfg))
+
+
+class ConditionalUNet(nn.Module):
+    """x0 (or eps, v) predictor for p(x0 | c): ``model(x_t, t, mask, c)`` (notebook 04).
+
+    Level i of the U-Net works at 32 / 2^i pixels. Down: a residual block; then the control encoder's level-i
+    features are added (``control_features``); linear self-attention at 32x32 and 16x16 (levels 0 and 1) and
+    cross-attention at 16x16 and 8x8 (levels 1 and 2) to the 64 tokens of the encoder's 8x8 features (tokens at
+    16x16 would be 4 times as many, and cross-attention to them cost more than the rest of the U-Net). Middle: residual
+    block, cross-attention, residual block. Up: a residual block per level with the skip concatenated, and
+    cross-attention once more at 16x16. (Measured on 2 CPU cores with attention on the way up too, a training step
+    took 1.6 times as long as notebook 03's U-Net of the same width; this layout keeps it under 1.5.)
+    """
+
+    def __init__(self, base_channels: int = 16, channel_mults: tuple[int, ...] = (1, 2, 4), heads: int = 2,
+                 control_features: bool = True, size: int = 32):
+        super().__init__()
+        if len(channel_mults) != 3:
+            raise ValueError(f"the conditional U-Net has three levels (32, 16, 8), got channel_mults={channel_mults}")
+        widths = [base_channels * m for m in channel_mults]
+        self.linear_levels, self.cross_levels = (0, 1), (1, 2)
+        self.control_features = bool(control_features)
+        self.time_dim = 4 * base_channels
+        self.time_mlp = nn.Sequential(nn.Linear(base_channels, self.time_dim), nn.SiLU(),
+                                      nn.Linear(self.time_dim, self.time_dim))
+        self.encoder = ControlEncoder(tuple(widths), token_levels=(2,), size=size)
+        self.stem = nn.Conv2d(1, base_channels, 3, padding=1)
+
+        def attention(level: int, ch: int, linear: tuple[int, ...], cross: tuple[int, ...]) -> nn.ModuleDict:
+            blocks = nn.ModuleDict()
+            if level in linear:
+                blocks["linear"] = LinearAttention(ch, heads)
+            if level in cross:
+                blocks["cross"] = CrossAttention(ch, widths[2], heads)
+            return blocks
+
+        self.down, self.down_attn, self.downsample = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
+        ch = base_channels
+        for level, w in enumerate(widths):
+            self.down.append(ResBlock(ch, w, self.time_dim))
+            self.down_attn.append(attention(level, w, self.linear_levels, self.cross_levels))
+            ch = w
+            self.downsample.append(nn.Identity() if level == 2 else nn.Conv2d(ch, ch, 3, stride=2, padding=1))
+        self.mid1 = ResBlock(ch, ch, self.time_dim)
+        self.mid_attn = CrossAttention(ch, widths[2], heads)
+        self.mid2 = ResBlock(ch, ch, self.time_dim)
+        self.up, self.up_attn, self.upsample = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
+        for level, w in reversed(list(enumerate(widths))):
+            self.up.append(ResBlock(ch + w, w, self.time_dim))
+            self.up_attn.append(attention(level, w, (), (1,)))  # the middle block just attended at 8x8
+            ch = w
+            self.upsample.append(nn.Identity() if level == 0 else
+                                 nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(ch, ch, 3, padding=1)))
+        self.out_norm = group_norm(ch)
+        self.out = nn.Conv2d(ch, 1, 3, padding=1)
+
+    @staticmethod
+    def _attend(blocks: nn.ModuleDict, h: torch.Tensor, tokens: dict, level: int) -> torch.Tensor:
+        if "linear" in blocks:
+            h = blocks["linear"](h)
+        if "cross" in blocks:
+            h = blocks["cross"](h, tokens[2])
+        return h
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, mask: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        if x_t.shape[-2:] != c.shape[-2:] or mask.shape != c.shape:
+            raise ValueError(f"x_t {tuple(x_t.shape)}, mask {tuple(mask.shape)} and c {tuple(c.shape)} must agree")
+        features, tokens = self.encoder(torch.cat([c, mask], dim=1))
+        temb = self.time_mlp(sinusoidal_embedding(t, self.time_mlp[0].in_features).to(x_t.device))
+        h = self.stem(x_t)
+        skips = []
+        for level, (block, attn, down) in enumerate(zip(self.down, self.down_attn, self.downsample)):
+            h = block(h, temb)
+            if self.control_features:
+                h = h + features[level]
+            h = self._attend(attn, h, tokens, level)
+            skips.append(h)
+            h = down(h)
+        h = self.mid2(self.mid_attn(self.mid1(h, temb), tokens[2]), temb)
+        for i, (block, attn, up) in enumerate(zip(self.up, self.up_attn, self.upsample)):
+            level = 2 - i
+            h = self._attend(attn, block(torch.cat([h, skips.pop()], dim=1), temb), tokens, level)
+            h = up(h)
+        return self.out(nn.functional.silu(self.out_norm(h)))
+
+
+def build_conditional_model(cfg: ConditionalConfig) -> nn.Module:
+    """The network of a :class:`ConditionalConfig`: :class:`ConditionalUNet` with or without the control encoder's
+    added features, or (``concat``) notebook 02's U-Net with [m, c] as input channels (notebook 04)."""
+    if cfg.architecture == "concat":
+        return UNet(cfg.base_channels, cfg.channel_mults, cond_channels=2)
+    return ConditionalUNet(cfg.base_channels, cfg.channel_mults, cfg.heads,
+                           control_features=cfg.architecture == "control_cross")
+
+
+def observe_mixture(x0: torch.Tensor, specs: tuple[str, ...], generator: torch.Generator):
+    """(c, mask, task index) for a batch: each image gets a task drawn uniformly from ``specs`` (notebook 04).
+
+    Draws on the CPU from ``generator`` in a fixed order: the task of every image, then each task's observation
+    of its images, task by task.
+    """
+    check_images(x0, "x0")
+    tasks = [parse_task(spec) for spec in specs]
+    which = torch.randint(len(tasks), (x0.shape[0],), generator=generator)
+    c, mask = torch.zeros_like(x0), torch.zeros_like(x0)
+    for j, task in enumerate(tasks):
+        rows = (which == j).nonzero().flatten()
+        if len(rows):
+            obs = task.observe(x0[rows.to(x0.device)], generator)
+            c[rows.to(x0.device)] = obs.y.to(x0)
+            mask[rows.to(x0.device)] = obs.mask.to(x0)
+    return c, mask, which
+
+
+def conditional_loss(model: nn.Module, x0: torch.Tensor, c: torch.Tensor, mask: torch.Tensor, schedule: Schedule,
+                     generator: torch.Generator, prediction: str = "x0", p2_k: float = 1.0,
+                     p2_gamma: float = 1.0) -> torch.Tensor:
+    """mean over pixels and images of lambda_t (target - model(x_t, t, m, c))^2, every pixel scored (notebook 04).
+
+    t ~ U{0..T-1} and eps ~ N(0, I) drawn in that order from ``generator``; x_t from q_sample (DDPM eq. 4); the
+    target is eps, x0 or v (:func:`~course_utils.diffusion.diffusion_target`); lambda_t is P2
+    (:func:`~course_utils.training.p2_weight`).
+    """
+    n = x0.shape[0]
+    t = torch.randint(0, schedule.T, (n,), generator=generator).to(x0.device)
+    eps = torch.randn(x0.shape, generator=generator).to(x0.device)
+    x_t = q_sample(x0, t, schedule, eps)
+    out = model(x_t, t, mask, c)
+    w_t = p2_weight(schedule, t, p2_k, p2_gamma).view(n, 1, 1, 1)
+    return (w_t * (diffusion_target(x0, eps, t, schedule, prediction) - out) ** 2).mean()
+
+
+def conditional_run_dir(cfg: ConditionalConfig) -> Path:
+    """``outputs/04_conditional/<profile>-<hash of the config>``: one folder per configuration (notebook 04)."""
+    return output_dir("04_conditional", run_name(cfg.profile, config_dict(cfg)))
+
+
+def train_conditional(
+    cfg: ConditionalConfig,
+    train: DigitSet,
+    out_dir: str | Path,
+    device: torch.device,
+    seed: int = 0,
+    resume: bool = False,
+    val_images: torch.Tensor | None = None,
+    until: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train the notebook-04 model on the task mixture with :func:`~course_utils.training.fit` (notebook 04).
+
+    Each step draws a batch (with replacement), each image's task and observation (:func:`observe_mixture`), t and
+    eps from one CPU generator seeded with ``seed``; ``out_dir/last.pt`` is written every ``cfg.save_every`` steps
+    and resumes bit for bit on the CPU. ``val_images`` (validation digits) are not used for training; at every
+    save the model to sample with reconstructs them from one observation of each training task, and the mean
+    PSNR over the tasks goes to the history. Returns {"model", "ema", "losses", "history", "step", "seconds"}.
+    """
+    out_dir = Path(out_dir)
+    schedule = make_schedule(cfg.schedule, cfg.T)
+    torch.manual_seed(seed)
+    model = fast_layout(build_conditional_model(cfg), device)
+    g = torch.Generator().manual_seed(seed)
+    state = {"history": []}
+
+    def loss_fn(net: nn.Module, generator: torch.Generator) -> torch.Tensor:
+        idx = torch.randint(len(train), (cfg.batch_size,), generator=generator)
+        x0 = train.images[idx].to(device)
+        c, mask, _ = observe_mixture(x0, cfg.tasks, generator)
+        return conditional_loss(net, x0, c, mask, schedule, generator, cfg.prediction, cfg.p2_k, cfg.p2_gamma)
+
+    def on_save(step: int, sample_model: nn.Module, seconds: float) -> None:
+        if val_images is None:
+            return
+        scores = validate_conditional(sample_model, cfg, val_images.to(device))
+        state["history"].append((step, seconds, sum(scores.values()) / len(scores)))
+
+    run = fit(model, loss_fn, cfg.steps, cfg.lr, g, warmup=cfg.warmup, ema_decay=cfg.ema_decay,
+              checkpoint=out_dir / "last.pt", config=config_dict(cfg), save_every=cfg.save_every, on_save=on_save,
+              state=state, resume=resume, until=until, seed=seed, progress=progress)
+    return {**run, "history": state["history"]}
+
+
+@torch.no_grad()
+def validate_conditional(model: nn.Module, cfg: ConditionalConfig, images: torch.Tensor, seed: int = 0) -> dict:
+    """PSNR of one DDIM sample (``cfg.sample_steps``) per image and training task, {spec: dB} (notebook 04).
+
+    Mask tasks are scored on the missing pixels, measurement tasks on the whole image.
+    """
+    scores = {}
+    for j, spec in enumerate(cfg.tasks):
+        task = parse_task(spec)
+        obs = task.observe(images.cpu(), seed + j).to(images.device)
+        method = conditional_method(model, cfg, SamplerOptions(cfg.sample_steps))
+        out = method.sample(obs, torch.Generator().manual_seed(seed))
+        scores[spec] = psnr_on_mask(out, images, obs.mask).mean().item()
+    return scores
+
+
+def is_conditional_config(config: dict) -> bool:
+    """Whether a checkpoint's stored config is a :class:`ConditionalConfig` (the same field names); notebook 04."""
+    return set(config) == {f.name for f in dataclasses.fields(ConditionalConfig)}
+
+
+def load_conditional(path: str | Path, map_location="cpu"):
+    """Read a notebook-04 checkpoint: (config, model to sample with (EMA if any), extra), weights_only=True.
+
+    Raises ``FileNotFoundError`` without a file and :class:`~course_utils.checkpoints.CheckpointMismatchError`
+    when the file is not a notebook-04 checkpoint. Taught in notebook 04.
+    """
+    path = Path(path)
+    payload = read_checkpoint(path, map_location)
+    saved = payload["config"]
+    if not is_conditional_config(saved):
+        raise CheckpointMismatchError(f"{path} is not a notebook-04 conditional checkpoint; train one with "
+                                      "`python -m course_utils train --model conditional`")
+    cfg = ConditionalConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
+    model = build_conditional_model(cfg)
+    extra = payload.get("extra", {})
+    model.load_state_dict(extra["ema"] if "ema" in extra else payload["state_dict"])
+    return cfg, model.eval(), extra
+
+
+def conditional_method(model: nn.Module, cfg: ConditionalConfig, options: SamplerOptions = SamplerOptions(),
+                       sampler: str = "ddim") -> Method:
+    """The notebook-04 model as an evaluation method: ``sampler`` ``ddim`` (``options.steps``, ``eta``, trailing
+    timesteps) or ``ddpm`` (``linspace`` timesteps) from x_T ~ N(0, I), with no consistency rule: the known
+    pixels are whatever the model samples (notebook 04)."""
+    if sampler not in ("ddim", "ddpm"):
+        raise ValueError(f"sampler must be 'ddim' or 'ddpm', got {sampler!r}")
+    if options.dc_repeats != 1:
+        raise ValueError("the conditional model samples without data consistency: dc_repeats must be 1")
+    schedule = make_schedule(cfg.schedule, cfg.T)
+    spacing = "trailing" if sampler == "ddim" else "linspace"
+    ts = timesteps(cfg.T, options.steps, spacing)
+
+    def draw(obs, generator):
+        denoiser = Denoiser(model, schedule, cfg.prediction, (obs.mask, obs.y))
+        return sample(denoiser, obs.y, ts, sampler, options.eta, None, 1, generator)
+
+    return Method(f"conditional_{cfg.architecture}", draw, stochastic=True, fits=lambda task: True, network=model,
+                  config={"kind": "conditional", "architecture": cfg.architecture, "sampler": sampler,
+                          "steps": options.steps, "eta": options.eta, "prediction": cfg.prediction,
+                          "trained_for": list(cfg.tasks)})
