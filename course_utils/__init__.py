@@ -17,6 +17,8 @@ One module per concern, in the order the course teaches them:
 * ``metrics``    PSNR / L1 / SSIM over the missing pixels (or the whole image): pure functions of tensors
 * ``classifier`` the course's MNIST classifier: class preservation and a Frechet distance on its features
 * ``evaluation`` any method on any task, scored the same way (what ``eval`` runs)
+* ``attention``  linear self-attention, cross-attention and the control encoder (notebook 04)
+* ``conditional`` notebook 04's experiment: p(x0 | c) for every task, its U-Net, loss, run and sampler
 * ``kinds``      the trained model kinds, each described once (checkpoint, default task, how it samples)
 * ``plotting``   image grids, panels and curves every notebook uses
 * ``widgets``    ipywidgets controls (each paired with a static figure)
