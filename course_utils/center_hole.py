@@ -34,8 +34,8 @@ from .masks import center_hole, check_mask
 from .metrics import psnr_on_mask
 from .models import UNet
 from .plotting import show_rows
-from .schedules import Schedule, make_schedule, q_sample
-from .training import fast_layout, fit, p2_weight, pixel_weights
+from .schedules import Schedule, make_schedule
+from .training import fast_layout, fit, noised_batch, p2_weight, pixel_weights
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ def inpaint_loss(
 ) -> torch.Tensor:
     """The notebook-03 objective on one batch: sum_pixels w_t w_pix (target - output)^2 / sum_pixels w_pix.
 
-    t ~ U{0..T-1}, eps ~ N(0, I), x_t from q_sample (DDPM eq. 4), y = m * x0. The target is
+    t, eps and x_t from :func:`~course_utils.training.noised_batch` (DDPM eq. 4), y = m * x0. The target is
     eps, x0 or v (:func:`~course_utils.diffusion.diffusion_target`); w_t is P2 (:func:`~course_utils.training.p2_weight`)
     and w_pix the hole weight (:func:`~course_utils.training.pixel_weights`). A self-conditioned model gets, for half
     of the images, its own x0_hat from a first pass without gradients, and zeros for the other half (Analog Bits,
@@ -135,9 +135,7 @@ def inpaint_loss(
     check_images(x0, "x0")
     check_mask(mask, like=x0)
     n = x0.shape[0]
-    t = torch.randint(0, schedule.T, (n,), generator=generator).to(x0.device)
-    eps = torch.randn(x0.shape, generator=generator).to(x0.device)
-    x_t = q_sample(x0, t, schedule, eps)
+    t, eps, x_t = noised_batch(x0, schedule, generator)
     y = mask * x0
     extra = ()
     if getattr(model, "self_condition", False):

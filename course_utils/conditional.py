@@ -32,9 +32,9 @@ from .diffusion import Denoiser, diffusion_target, sample, timesteps
 from .evaluation import Method, SamplerOptions
 from .metrics import psnr_on_mask
 from .models import ResBlock, UNet, group_norm, sinusoidal_embedding
-from .schedules import Schedule, make_schedule, q_sample
+from .schedules import Schedule, make_schedule
 from .tasks import parse_task
-from .training import fast_layout, fit, p2_weight
+from .training import fast_layout, fit, noised_batch, p2_weight
 
 # The conditions of notebook 04, as task specs: sparse pixels (5 to 20 percent kept), additive noise (sigma 0.3 to
 # 1.0), low resolution (x4), large occlusions (rectangles and the centre hole) and undersampled k-space.
@@ -213,14 +213,12 @@ def conditional_loss(model: nn.Module, x0: torch.Tensor, c: torch.Tensor, mask: 
                      p2_gamma: float = 1.0) -> torch.Tensor:
     """mean over pixels and images of lambda_t (target - model(x_t, t, m, c))^2, every pixel scored (notebook 04).
 
-    t ~ U{0..T-1} and eps ~ N(0, I) drawn in that order from ``generator``; x_t from q_sample (DDPM eq. 4); the
+    t, eps and x_t from :func:`~course_utils.training.noised_batch` (DDPM eq. 4); the
     target is eps, x0 or v (:func:`~course_utils.diffusion.diffusion_target`); lambda_t is P2
     (:func:`~course_utils.training.p2_weight`).
     """
     n = x0.shape[0]
-    t = torch.randint(0, schedule.T, (n,), generator=generator).to(x0.device)
-    eps = torch.randn(x0.shape, generator=generator).to(x0.device)
-    x_t = q_sample(x0, t, schedule, eps)
+    t, eps, x_t = noised_batch(x0, schedule, generator)
     out = model(x_t, t, mask, c)
     w_t = p2_weight(schedule, t, p2_k, p2_gamma).view(n, 1, 1, 1)
     return (w_t * (diffusion_target(x0, eps, t, schedule, prediction) - out) ** 2).mean()

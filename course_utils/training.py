@@ -31,6 +31,17 @@ MaskFn = Callable[[int, torch.Generator], torch.Tensor]
 LossFn = Callable[[nn.Module, torch.Generator], torch.Tensor]
 
 
+def noised_batch(x0: torch.Tensor, schedule: Schedule, generator: torch.Generator):
+    """(t, eps, x_t) for one batch: t ~ U{0..T-1}, then eps ~ N(0, I), both drawn on the CPU from ``generator`` and
+    moved to x0's device, and x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps (DDPM eq. 4). Taught in notebook 02.
+
+    Every loss of the course starts here, so a seed draws the same timesteps and noise on every device.
+    """
+    t = torch.randint(0, schedule.T, (x0.shape[0],), generator=generator).to(x0.device)
+    eps = torch.randn(x0.shape, generator=generator).to(x0.device)
+    return t, eps, q_sample(x0, t, schedule, eps)
+
+
 def eps_loss(
     model: nn.Module, x0: torch.Tensor, mask: torch.Tensor, schedule: Schedule, generator: torch.Generator
 ) -> torch.Tensor:
@@ -42,12 +53,8 @@ def eps_loss(
     """
     check_images(x0, "x0")
     check_mask(mask, like=x0)
-    n = x0.shape[0]
-    t = torch.randint(0, schedule.T, (n,), generator=generator).to(x0.device)
-    eps = torch.randn(x0.shape, generator=generator).to(x0.device)
-    x_t = q_sample(x0, t, schedule, eps)
-    y = mask * x0
-    return ((eps - model(x_t, t, mask, y)) ** 2).mean()
+    t, eps, x_t = noised_batch(x0, schedule, generator)
+    return ((eps - model(x_t, t, mask, mask * x0)) ** 2).mean()
 
 
 def warmup_cosine(step: int, total: int, warmup: int = 100) -> float:

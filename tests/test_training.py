@@ -172,3 +172,15 @@ def test_fit_refuses_unsafe_settings(tmp_path):
     with pytest.raises(checkpoints.CheckpointMismatchError, match="toy"):
         training.fit(torch.nn.Linear(3, 1), loss, 12, 0.1, g, checkpoint=tmp_path / "last.pt",
                      config={"toy": 2, "steps": 12}, save_every=5, resume=True)
+
+
+def test_noised_batch_draws_t_then_eps_and_applies_eq_4():
+    sch = schedules.make_schedule("cosine", 1000)
+    x0 = torch.rand(5, 1, 4, 4) * 2 - 1
+    t, eps, x_t = training.noised_batch(x0, sch, torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)
+    assert torch.equal(t, torch.randint(0, 1000, (5,), generator=g)) and torch.equal(eps, torch.randn(5, 1, 4, 4, generator=g))
+    ab = sch.alpha_bars[t].float().view(5, 1, 1, 1)
+    assert torch.allclose(x_t, ab.sqrt() * x0 + (1 - ab).sqrt() * eps, atol=1e-6)
+    t2, _, _ = training.noised_batch(x0, sch, torch.Generator().manual_seed(4))
+    assert not torch.equal(t, t2)
