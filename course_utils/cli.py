@@ -194,8 +194,8 @@ def command_eval(args) -> int:
             raise UsageError(f"the {kind.name} model in {args.checkpoint} cannot do task {task.spec}: it fills masks "
                              "(center:N, rect, strokes, procedural:A-B, sparse:P)")
         model_config = {"kind": kind.name, **dataclasses.asdict(cfg)}
-        if task.spec != kind.default_task(cfg):
-            print(f"note: the model was trained for {kind.default_task(cfg)}, evaluating on {task.spec}")
+        if task.spec not in kind.trained_on(cfg):
+            print(f"note: the model was trained on {', '.join(kind.trained_on(cfg))}; evaluating on {task.spec}")
     else:
         if args.method not in BASELINES:
             raise UsageError(f"unknown --method {args.method!r}; baselines: {', '.join(BASELINES)}")

@@ -22,7 +22,8 @@ from .evaluation import Method, SamplerOptions
 class ModelKind:
     """One trainable model kind: ``config(profile, **changes)`` (its settings in a profile),
     ``train(cfg, train digits, out_dir, device, seed=, resume=, val_images=) -> dict`` (a resumable run writing
-    out_dir/last.pt), ``load(path) -> (cfg, model, extra)``, ``default_task(cfg)`` (a task spec),
+    out_dir/last.pt), ``trained_on(cfg)`` (the task specs it learned), ``load(path) -> (cfg, model, extra)``,
+    ``default_task(cfg)`` (the task ``eval`` scores unless told otherwise),
     ``method(model, cfg, options) -> Method``, and ``recognise(config dict)`` to tell its checkpoints apart.
     Used in notebook 03 and by `eval`."""
 
@@ -32,6 +33,7 @@ class ModelKind:
     train_command: str
     config: Callable[..., object]
     train: Callable[..., dict]
+    trained_on: Callable[[object], tuple[str, ...]]
     load: Callable[..., tuple]
     recognise: Callable[[dict], bool]
     default_task: Callable[[object], str]
@@ -46,6 +48,7 @@ KINDS: dict[str, ModelKind] = {
         train_command="python -m course_utils train --profile cpu --out DIR",
         config=center_hole.center_hole_config,
         train=center_hole.train_center_hole,
+        trained_on=lambda cfg: (f"center:{cfg.hole}",),
         load=center_hole.load_center_hole,
         recognise=center_hole.is_center_hole_config,
         default_task=lambda cfg: f"center:{cfg.hole}",
@@ -58,6 +61,7 @@ KINDS: dict[str, ModelKind] = {
         train_command="python -m course_utils train --model conditional --profile cpu --out DIR",
         config=conditional.conditional_config,
         train=conditional.train_conditional,
+        trained_on=lambda cfg: tuple(cfg.tasks),
         load=conditional.load_conditional,
         recognise=conditional.is_conditional_config,
         default_task=lambda cfg: "sparse:0.1",

@@ -29,6 +29,7 @@ def test_train_resume_sample_and_eval(trained, tmp_path, capsys):
     assert cli.main(["eval", "--checkpoint", str(trained / "last.pt"), "--task", "noise:0.5", "--data-dir",
                      str(config.data_dir()), "--n", "4", "--k", "2", "--steps", "2", "--profile", "ci",
                      "--json", str(out)]) == 0
+    assert "trained on sparse:0.05-0.2, noise:0.3-1.0, lowres:4" in capsys.readouterr().out  # noise:0.5 is not one
     res = json.loads(out.read_text())
     assert res["task"] == "noise:0.5" and res["region"] == "image" and res["network_calls_per_image"] == 2  # per sample
     assert res["config"]["model"]["architecture"] == "control_cross" and "smoothing" in res["baselines"]
