@@ -13,7 +13,7 @@ from pathlib import Path
 
 from torch import nn
 
-from . import center_hole, conditional
+from . import center_hole, conditional, mmse
 from .checkpoints import CheckpointMismatchError, read_checkpoint
 from .evaluation import Method, SamplerOptions
 
@@ -66,6 +66,19 @@ KINDS: dict[str, ModelKind] = {
         recognise=conditional.is_conditional_config,
         default_task=lambda cfg: "sparse:0.1",
         method=conditional.conditional_method,
+    ),
+    "mmse": ModelKind(
+        name="mmse",
+        description="notebook 06: notebook 03's U-Net regressing x0 in one call (the MMSE baseline)",
+        notebook="06_benchmark",
+        train_command="python -m course_utils train --model mmse --profile cpu --out DIR",
+        config=mmse.mmse_config,
+        train=mmse.train_mmse,
+        trained_on=lambda cfg: (f"center:{cfg.hole}",),
+        load=mmse.load_mmse,
+        recognise=mmse.is_mmse_config,
+        default_task=lambda cfg: f"center:{cfg.hole}",
+        method=mmse.mmse_method,
     ),
 }
 
