@@ -19,6 +19,7 @@ One module per concern, in the order the course teaches them:
 * ``evaluation`` any method on any task, scored the same way (what ``eval`` runs)
 * ``attention``  linear self-attention, cross-attention and the control encoder (notebook 04)
 * ``conditional`` notebook 04's experiment: p(x0 | c) for every task, its U-Net, loss, run and sampler
+* ``mmse``       the MMSE regressor: notebook 03's U-Net regressing x0 in one call (for notebook 06)
 * ``kinds``      the trained model kinds, each described once (checkpoint, default task, how it samples)
 * ``plotting``   image grids, panels and curves every notebook uses
 * ``widgets``    ipywidgets controls (each paired with a static figure)
