@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from .checkpoints import CheckpointMismatchError, plain, read_checkpoint
+from .checkpoints import CheckpointMismatchError, load_trained, plain, read_checkpoint
 from .config import Profile, get_profile, output_dir, run_name
 from .data import DigitSet, check_images
 from .diffusion import ddim_inpaint, diffusion_target, x0_and_eps
@@ -252,27 +252,14 @@ def is_center_hole_config(config: dict) -> bool:
 
 
 def load_center_hole(path: str | Path, map_location="cpu"):
-    """Read a notebook-03 checkpoint: (config, model to sample with (EMA if any), extra). weights_only=True.
+    """Read a checkpoint of notebook 03: (config, model to sample with (EMA if any), extra). weights_only=True.
 
     Raises ``FileNotFoundError`` without a file and :class:`~course_utils.checkpoints.CheckpointMismatchError`
     when the file is not a notebook-03 checkpoint.
-
-    Taught in notebook 03.
     """
-    path = Path(path)
-    payload = read_checkpoint(path, map_location)
-    saved = payload["config"]
-    if not is_center_hole_config(saved):
-        raise CheckpointMismatchError(
-            f"{path} is not a notebook-03 center-hole checkpoint (its config has keys {sorted(saved)[:6]}...); "
-            "train one with `python -m course_utils train`"
-        )
-    cfg = CenterHoleConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
-    model = build_center_hole_model(cfg)
-    extra = payload.get("extra", {})
-    model.load_state_dict(extra["ema"] if "ema" in extra else payload["state_dict"])
-    model.eval()
-    return cfg, model, extra
+    return load_trained(path, CenterHoleConfig, build_center_hole_model, is_center_hole_config,
+                        "is not a notebook-03 center-hole checkpoint; train one with `python -m course_utils train`",
+                        map_location)
 
 
 def center_hole_method(model: nn.Module, cfg: CenterHoleConfig, options: SamplerOptions = SamplerOptions()) -> Method:

@@ -107,3 +107,19 @@ def load_checkpoint(path: str | Path, model: nn.Module, config: dict, map_locati
         raise CheckpointMismatchError(f"{path} was written for another configuration ({diffs})")
     model.load_state_dict(payload["state_dict"])
     return payload["extra"]
+
+
+def load_trained(path: str | Path, config_class, build, recognise, refusal: str, map_location="cpu"):
+    """(config, model, extra) of a model kind's checkpoint: read with ``weights_only=True``, the stored config checked
+    by ``recognise`` (else :class:`CheckpointMismatchError` with ``refusal``), rebuilt as ``config_class`` (lists back
+    to tuples), the model built by ``build(config)`` with the EMA weights if the run kept them. Used by the kinds of
+    notebooks 03 (center_hole), 04 (conditional) and 06 (mmse)."""
+    payload = read_checkpoint(path, map_location)
+    saved = payload["config"]
+    if not recognise(saved):
+        raise CheckpointMismatchError(f"{path} {refusal}")
+    cfg = config_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
+    model = build(cfg)
+    extra = payload.get("extra", {})
+    model.load_state_dict(extra["ema"] if "ema" in extra else payload["state_dict"])
+    return cfg, model.eval(), extra

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from .attention import ControlEncoder, CrossAttention, LinearAttention
-from .checkpoints import CheckpointMismatchError, plain, read_checkpoint
+from .checkpoints import load_trained, plain
 from .config import Profile, get_profile, output_dir, run_name
 from .data import DigitSet, check_images
 from .diffusion import Denoiser, diffusion_target, sample, timesteps
@@ -300,17 +300,9 @@ def load_conditional(path: str | Path, map_location="cpu"):
     Raises ``FileNotFoundError`` without a file and :class:`~course_utils.checkpoints.CheckpointMismatchError`
     when the file is not a notebook-04 checkpoint. Taught in notebook 04.
     """
-    path = Path(path)
-    payload = read_checkpoint(path, map_location)
-    saved = payload["config"]
-    if not is_conditional_config(saved):
-        raise CheckpointMismatchError(f"{path} is not a notebook-04 conditional checkpoint; train one with "
-                                      "`python -m course_utils train --model conditional`")
-    cfg = ConditionalConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
-    model = build_conditional_model(cfg)
-    extra = payload.get("extra", {})
-    model.load_state_dict(extra["ema"] if "ema" in extra else payload["state_dict"])
-    return cfg, model.eval(), extra
+    return load_trained(path, ConditionalConfig, build_conditional_model, is_conditional_config,
+                        "is not a notebook-04 conditional checkpoint; train one with "
+                        "`python -m course_utils train --model conditional`", map_location)
 
 
 def conditional_method(model: nn.Module, cfg: ConditionalConfig, options: SamplerOptions = SamplerOptions(),

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .center_hole import center_hole_config
-from .checkpoints import CheckpointMismatchError, plain, read_checkpoint
+from .checkpoints import load_trained, plain
 from .config import Profile, get_profile
 from .data import DigitSet, check_images
 from .evaluation import Method, SamplerOptions
@@ -130,15 +130,9 @@ def is_mmse_config(config: dict) -> bool:
 
 def load_mmse(path: str | Path, map_location="cpu"):
     """Read a regressor checkpoint: (config, model (EMA weights if any), extra), weights_only=True (notebook 06)."""
-    payload = read_checkpoint(path, map_location)
-    if not is_mmse_config(payload["config"]):
-        raise CheckpointMismatchError(f"{path} is not an MMSE-regressor checkpoint; train one with "
-                                      "`python -m course_utils train --model mmse`")
-    cfg = MMSEConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in payload["config"].items()})
-    model = build_mmse_model(cfg)
-    extra = payload.get("extra", {})
-    model.load_state_dict(extra["ema"] if "ema" in extra else payload["state_dict"])
-    return cfg, model.eval(), extra
+    return load_trained(path, MMSEConfig, build_mmse_model, is_mmse_config,
+                        "is not an MMSE-regressor checkpoint; train one with `python -m course_utils train --model mmse`",
+                        map_location)
 
 
 def mmse_method(model: nn.Module, cfg: MMSEConfig, options: SamplerOptions = SamplerOptions()) -> Method:
