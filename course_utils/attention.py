@@ -115,11 +115,11 @@ class ControlEncoder(nn.Module):
     (features, tokens): ``features[i]`` is added to the U-Net's level-i features through a 1x1 convolution whose
     weights start at zero, so an untrained encoder changes nothing (ControlNet's zero convolutions);
     ``tokens[i]`` are the level's features as N x (H W) x widths[i] tokens for cross-attention, for the levels in
-    ``token_levels``.
+    ``token_levels``. With ``add_features=False`` (tokens only) there are no zero convolutions and no features.
     """
 
     def __init__(self, widths: tuple[int, ...], token_levels: tuple[int, ...] = (2,), size: int = 32,
-                 in_channels: int = 2):
+                 in_channels: int = 2, add_features: bool = True):
         super().__init__()
         if any(not 0 <= level < len(widths) for level in token_levels):
             raise ValueError(f"token levels {token_levels} must index the {len(widths)} levels")
@@ -131,8 +131,8 @@ class ControlEncoder(nn.Module):
             stride = 1 if i == 0 else 2
             self.blocks.append(nn.Sequential(nn.Conv2d(ch, w, 3, stride=stride, padding=1), group_norm(w), nn.SiLU()))
             ch = w
-        self.zero_convs = nn.ModuleList(nn.Conv2d(w, w, 1) for w in widths)
-        for conv in self.zero_convs:
+        self.zero_convs = nn.ModuleList(nn.Conv2d(w, w, 1) for w in widths) if add_features else None
+        for conv in self.zero_convs or ():
             nn.init.zeros_(conv.weight)
             nn.init.zeros_(conv.bias)
         self.positions = nn.ParameterDict({
@@ -143,9 +143,10 @@ class ControlEncoder(nn.Module):
     def forward(self, condition: torch.Tensor) -> tuple[list[torch.Tensor], dict[int, torch.Tensor]]:
         h = self.stem(condition)
         features, tokens = [], {}
-        for level, (block, zero) in enumerate(zip(self.blocks, self.zero_convs)):
+        for level, block in enumerate(self.blocks):
             h = block(h)
-            features.append(zero(h))
+            if self.zero_convs is not None:
+                features.append(self.zero_convs[level](h))
             if level in self.token_levels:
                 tokens[level] = feature_tokens(h, self.positions[str(level)])
         return features, tokens

@@ -25,7 +25,8 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from .checkpoints import CheckpointMismatchError, load_trained, plain, read_checkpoint
+from .checkpoints import load_trained, plain
+from .checkpoints import run_status as checkpoint_run_status
 from .config import Profile, get_profile, output_dir, run_name
 from .data import DigitSet, check_images
 from .diffusion import ddim_inpaint, diffusion_target, x0_and_eps
@@ -233,17 +234,8 @@ def center_hole_run_dir(cfg: CenterHoleConfig) -> Path:
 
 
 def run_status(checkpoint: str | Path, cfg: CenterHoleConfig) -> str:
-    """What to do with a run folder's ``last.pt`` for ``cfg`` (notebook 03): ``reuse`` it (finished), ``resume`` it
-    (the same configuration, fewer steps done) or ``train`` (no checkpoint yet). A checkpoint of another
-    configuration is an error, never a reason to delete it."""
-    checkpoint = Path(checkpoint)
-    if not checkpoint.exists():
-        return "train"
-    saved = read_checkpoint(checkpoint)
-    if saved["config"] != config_dict(cfg):
-        raise CheckpointMismatchError(f"{checkpoint} holds a run of another configuration; it is left as it is: "
-                                      "train into another folder")
-    return "reuse" if saved["extra"]["step"] >= cfg.steps else "resume"
+    """``reuse``, ``resume`` or ``train`` for notebook 03's run of ``cfg`` (:func:`~course_utils.checkpoints.run_status`)."""
+    return checkpoint_run_status(checkpoint, config_dict(cfg), cfg.steps)
 
 
 def is_center_hole_config(config: dict) -> bool:

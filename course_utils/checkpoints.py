@@ -123,3 +123,20 @@ def load_trained(path: str | Path, config_class, build, recognise, refusal: str,
     extra = payload.get("extra", {})
     model.load_state_dict(extra["ema"] if "ema" in extra else payload["state_dict"])
     return cfg, model.eval(), extra
+
+
+def run_status(checkpoint: str | Path, config: dict, steps: int) -> str:
+    """What to do with a run folder's ``last.pt`` for a run of ``config`` (its stored dict) and ``steps`` steps:
+    ``reuse`` it (finished), ``resume`` it (the same configuration, fewer steps done) or ``train`` (no checkpoint
+    yet). A checkpoint of another configuration is an error, never a reason to delete it.
+
+    Used in notebooks 03 and 04 (a finished run is reused, an interrupted one resumed).
+    """
+    checkpoint = Path(checkpoint)
+    if not checkpoint.exists():
+        return "train"
+    saved = read_checkpoint(checkpoint)
+    if saved["config"] != config:
+        raise CheckpointMismatchError(f"{checkpoint} holds a run of another configuration; it is left as it is: "
+                                      "train into another folder")
+    return "reuse" if saved["extra"]["step"] >= steps else "resume"

@@ -65,15 +65,19 @@ class ConditionalConfig:
     train_size: int = 60000
     val_size: int = 500
     save_every: int = 250
-    sample_steps: int = 25
-    n_samples: int = 8
-    eval_size: int = 200
+    sample_steps: int = 25  # DDIM steps when scoring and in the widget
+    ddpm_steps: int = 100  # ancestral (DDPM) steps in the sampler comparison
+    n_samples: int = 8  # K, samples per observation
+    eval_size: int = 200  # test digits per task
+    ablation_steps: int = 150  # each architecture of the equal-budget ablation trains this many steps ...
+    ablation_batch: int = 32  # ... of this many digits
+    ablation_size: int = 64  # validation digits per task in the ablation
 
 
 CONDITIONAL: dict[str, ConditionalConfig] = {
     "ci": ConditionalConfig(profile="ci", base_channels=8, channel_mults=(1, 2, 2), batch_size=16, steps=30,
-                            warmup=5, train_size=512, val_size=64, save_every=15, sample_steps=5, n_samples=2,
-                            eval_size=16),
+                            warmup=5, train_size=512, val_size=64, save_every=15, sample_steps=5, ddpm_steps=8,
+                            n_samples=2, eval_size=16, ablation_steps=6, ablation_batch=8, ablation_size=8),
     "cpu": ConditionalConfig(profile="cpu", steps=1800, save_every=300),
     "full": ConditionalConfig(profile="full", base_channels=32, batch_size=128, steps=3000, val_size=2000,
                               save_every=500, eval_size=1000),
@@ -119,7 +123,7 @@ class ConditionalUNet(nn.Module):
         self.time_dim = 4 * base_channels
         self.time_mlp = nn.Sequential(nn.Linear(base_channels, self.time_dim), nn.SiLU(),
                                       nn.Linear(self.time_dim, self.time_dim))
-        self.encoder = ControlEncoder(tuple(widths), token_levels=(2,), size=size)
+        self.encoder = ControlEncoder(tuple(widths), token_levels=(2,), size=size, add_features=control_features)
         self.stem = nn.Conv2d(1, base_channels, 3, padding=1)
 
         def attention(level: int, ch: int, linear: tuple[int, ...], cross: tuple[int, ...]) -> nn.ModuleDict:

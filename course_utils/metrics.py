@@ -118,3 +118,47 @@ def ssim_on_mask(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -
     check_mask(mask, like=target)
     hole = scored_region(mask)
     return (ssim_map(pred, target).flatten(1) * hole).sum(dim=1) / hole.sum(dim=1)
+
+
+def _check_samples(samples: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> None:
+    if samples.dim() != 5 or samples.shape[1:] != target.shape:
+        raise ValueError(f"samples must be K x N x 1 x H x W around targets {tuple(target.shape)}, "
+                         f"got {tuple(samples.shape)}")
+    if samples.shape[0] < 2:
+        raise ValueError("the spread of a posterior needs at least 2 samples (K >= 2)")
+    check_images(samples.flatten(0, 1), "samples")
+    check_images(target, "target")
+    check_mask(mask, like=target)
+
+
+def posterior_mean_std(samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pixel mean and standard deviation of K samples (K x N x 1 x H x W, in [-1, 1]), both N x 1 x H x W on
+    the [0, 1] scale of the metrics; the standard deviation divides by K (the spread of these samples).
+
+    Taught in notebook 04 (the uncertainty map).
+    """
+    if samples.dim() != 5 or samples.shape[0] < 2:
+        raise ValueError(f"need K x N x 1 x H x W samples with K >= 2, got {tuple(samples.shape)}")
+    unit = to_unit_range(samples.float())
+    return unit.mean(0), unit.std(0, correction=0)
+
+
+def uncertainty_calibration(samples: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+    """How well K posterior samples know where they are wrong, over the scored pixels of all images (notebook 04).
+
+    ``std_error_corr``: Pearson's correlation, pooled over the scored pixels, between a pixel's standard deviation
+    across the samples and the absolute error of their mean; ``coverage``: the share of scored pixels whose true
+    value lies within the samples' range [min_k, max_k] (ties count as inside). If the truth were one more exact
+    posterior sample, the chance that it falls inside the range of K others is (K - 1) / (K + 1).
+    """
+    _check_samples(samples, target, mask)
+    mean, std = posterior_mean_std(samples)
+    truth = to_unit_range(target.float())
+    unit = to_unit_range(samples.float())
+    region = scored_region(mask).flatten() > 0
+    s, e = std.flatten()[region], (mean - truth).abs().flatten()[region]
+    s, e = s - s.mean(), e - e.mean()
+    denom = (s.norm() * e.norm()).item()
+    corr = (s @ e).item() / denom if denom > 0 else float("nan")
+    inside = (unit.amin(0) <= truth) & (truth <= unit.amax(0))
+    return {"std_error_corr": corr, "coverage": inside.flatten()[region].float().mean().item()}

@@ -215,3 +215,44 @@ def show_noised(
     fig.suptitle(f"t = {t}")
     fig.tight_layout()
     return _finish(fig, save)
+
+
+def show_posterior(
+    rows: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]], n_samples: int = 3,
+    title: str | None = None, save: str | None = None, scale: float = 1.25,
+) -> plt.Figure:
+    """Posterior samples and their spread, one row per entry ``name: (y, mask, samples, truth)`` (notebook 04).
+
+    ``y``, ``mask`` and ``truth`` are 1 x H x W and ``samples`` K x 1 x H x W (K >= 2), in [-1, 1]. Columns: the
+    observation (missing pixels in red for a mask task), ``n_samples`` samples, the mean of all K, their per-pixel
+    standard deviation (the uncertainty map) and the absolute error of the mean, the last two on one colour scale.
+    """
+    if not rows:
+        raise ValueError("show_posterior needs at least one row")
+    heads = ["observation"] + [f"sample {i + 1}" for i in range(n_samples)] + ["mean of K", "std (uncertainty)",
+                                                                                 "|mean - truth|"]
+    fig, axes = plt.subplots(len(rows), len(heads), squeeze=False,
+                             figsize=(scale * len(heads) + 1.4, scale * len(rows) + (0.5 if title else 0.2)))
+    for r, (name, (y, mask, samples, truth)) in enumerate(rows.items()):
+        if samples.dim() != 4 or samples.shape[0] < 2:
+            raise ValueError(f"row {name!r}: samples must be K x 1 x H x W with K >= 2, got {tuple(samples.shape)}")
+        unit = to_unit_range(samples.detach().float().cpu()).clamp(0, 1)
+        mean, std = unit.mean(0), unit.std(0, correction=0)
+        err = (mean - to_unit_range(truth.detach().float().cpu())).abs()
+        shown_mask = mask if mask.sum() > 0 else None  # a measurement task knows no pixel exactly
+        panels = [to_display(y, shown_mask)] + [to_display(s) for s in samples[:n_samples]] + [to_display(2 * mean - 1)]
+        for c, ax in enumerate(axes[r]):
+            if c < len(panels):
+                ax.imshow(panels[c], interpolation="nearest")
+            else:
+                ax.imshow((std if c == len(panels) else err)[0].numpy(), cmap="magma", vmin=0, vmax=0.5,
+                          interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(heads[c], fontsize=8)
+        axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _finish(fig, save)

@@ -69,3 +69,12 @@ def test_control_encoder_starts_at_zero_and_gives_tokens():
 def test_heads_must_divide_the_channels():
     with pytest.raises(ValueError, match="multiple of heads"):
         attention.LinearAttention(6, heads=4)
+
+
+def test_control_encoder_tokens_only_has_no_feature_path():
+    enc = attention.ControlEncoder((8, 16, 32), token_levels=(2,), add_features=False)
+    feats, toks = enc(torch.randn(2, 2, 32, 32))
+    assert feats == [] and enc.zero_convs is None and toks[2].shape == (2, 64, 32)
+    full = attention.ControlEncoder((8, 16, 32), token_levels=(2,))
+    extra = sum(p.numel() for p in full.zero_convs.parameters())
+    assert sum(p.numel() for p in full.parameters()) - extra == sum(p.numel() for p in enc.parameters())

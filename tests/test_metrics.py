@@ -73,3 +73,37 @@ def test_a_mask_with_nothing_missing_scores_the_whole_image():
     mixed[0, 0, 0, 0] = 0  # image 0 has one missing pixel: only it is scored there
     assert metrics.l1_on_mask(pred, x, mixed)[0] == pytest.approx(((pred - x) / 2).abs()[0, 0, 0, 0].item())
     assert torch.allclose(metrics.l1_on_mask(pred, x, mixed)[1:], whole[1:])
+
+
+def test_posterior_mean_std_on_unit_scale():
+    samples = torch.stack([torch.full((2, 1, 4, 4), -1.0), torch.full((2, 1, 4, 4), 1.0)])
+    mean, std = metrics.posterior_mean_std(samples)
+    assert torch.allclose(mean, torch.full((2, 1, 4, 4), 0.5)) and torch.allclose(std, torch.full((2, 1, 4, 4), 0.5))
+    with pytest.raises(ValueError, match="K >= 2"):
+        metrics.posterior_mean_std(samples[:1])
+
+
+def test_uncertainty_calibration_coverage_and_correlation():
+    g = torch.Generator().manual_seed(0)
+    truth = torch.rand(4, 1, 8, 8, generator=g) * 0.6 - 0.8  # in [-0.8, -0.2]
+    spread = torch.rand(4, 1, 8, 8, generator=g) * 0.1
+    # samples centred on the truth, each pixel with its own spread: covered everywhere, and a wider spread
+    # goes with a larger error of the mean (the mean is offset by the spread)
+    samples = torch.stack([truth + spread, truth - spread, truth + 2 * spread])
+    mask = torch.zeros_like(truth)
+    out = metrics.uncertainty_calibration(samples, truth, mask)
+    assert out["coverage"] == 1.0 and out["std_error_corr"] > 0.99
+    shifted = metrics.uncertainty_calibration(samples + 0.5, truth, mask)
+    assert shifted["coverage"] == 0.0
+    # only the scored (missing) pixels count: a mask that knows the wrong half leaves the covered half
+    samples[:, :, :, :, :4] += 3.0
+    half = torch.zeros_like(truth)
+    half[..., :4] = 1
+    assert metrics.uncertainty_calibration(samples.clamp(-1, 1), truth, half)["coverage"] == 1.0
+    # exchangeable draws: the truth falls inside the range of K others with chance (K - 1) / (K + 1)
+    k = 5
+    draws = torch.rand(k + 1, 200, 1, 8, 8, generator=g) * 2 - 1
+    cov = metrics.uncertainty_calibration(draws[1:], draws[0], torch.zeros(200, 1, 8, 8))["coverage"]
+    assert abs(cov - (k - 1) / (k + 1)) < 0.02
+    with pytest.raises(ValueError, match="K x N"):
+        metrics.uncertainty_calibration(samples[0], truth, mask)

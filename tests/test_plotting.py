@@ -64,3 +64,15 @@ def test_save_figure_goes_to_a_folder_per_profile(tmp_path, monkeypatch):
         plt.close(fig)
     assert paths["cpu"] == str(tmp_path / "figures" / "cpu" / "x.png") != paths["ci"]
     assert (tmp_path / "figures" / "cpu" / "x.png").exists() and (tmp_path / "figures" / "ci" / "x.png").exists()
+
+
+def test_show_posterior_columns_and_bad_samples():
+    y, truth = torch.zeros(1, 32, 32), torch.zeros(1, 32, 32)
+    mask = torch.ones(1, 32, 32)
+    mask[:, 10:20, 10:20] = 0
+    fig = plotting.show_posterior({"a": (y, mask, torch.zeros(4, 1, 32, 32), truth),
+                                   "b": (y, torch.zeros_like(mask), torch.zeros(4, 1, 32, 32), truth)}, n_samples=2)
+    assert len(fig.axes) == 2 * (1 + 2 + 3)
+    plt.close(fig)
+    with pytest.raises(ValueError, match="K >= 2"):
+        plotting.show_posterior({"a": (y, mask, torch.zeros(1, 1, 32, 32), truth)})
