@@ -115,3 +115,15 @@ def test_method_samples_every_task_without_projection():
         conditional.conditional_method(net, cfg, evaluation.SamplerOptions(steps=3, dc_repeats=2))
     with pytest.raises(ValueError, match="sampler"):
         conditional.conditional_method(net, cfg, sampler="euler")
+
+
+def test_observe_mixture_weights_set_the_task_frequencies():
+    x0 = torch.zeros(4000, 1, 32, 32) - 1
+    specs = ("sparse:0.1", "noise:0.5", "center:12")
+    _, _, which = conditional.observe_mixture(x0, specs, torch.Generator().manual_seed(0), (2.0, 1.0, 1.0))
+    share = torch.bincount(which, minlength=3).float() / len(which)
+    assert torch.allclose(share, torch.tensor([0.5, 0.25, 0.25]), atol=0.03)
+    with pytest.raises(ValueError, match="positive weight"):
+        conditional.observe_mixture(x0[:4], specs, torch.Generator(), (1.0, 0.0, 1.0))
+    with pytest.raises(ValueError, match="positive weight"):
+        conditional.conditional_config("ci", task_weights=(1.0, 1.0))
