@@ -134,20 +134,38 @@ def plot_schedules(schedules: Sequence, save: str | None = None) -> plt.Figure:
     return _finish(fig, save)
 
 
-def plot_loss(losses: Sequence[float], window: int = 50, title: str = "training loss", save: str | None = None):
-    """The loss of every step (faint) and its moving average over ``window`` steps, log scale. Taught in notebook 02."""
+def _loss_panel(ax: plt.Axes, losses: Sequence[float], window: int, ylabel: str, title: str) -> None:
     losses = np.asarray(losses, dtype=float)
-    fig, ax = plt.subplots(figsize=(6.5, 3.4))
     ax.plot(losses, alpha=0.3, label="per step")
     if len(losses) >= window:
         smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
         ax.plot(np.arange(window - 1, len(losses)), smooth, label=f"moving average ({window})")
     ax.set_yscale("log")
     ax.set_xlabel("optimiser step")
-    ax.set_ylabel(r"$\|\epsilon - \epsilon_\theta\|^2$")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
+
+
+def plot_loss(losses: Sequence[float], window: int = 50, title: str = "training loss", save: str | None = None):
+    """The loss of every step (faint) and its moving average over ``window`` steps, log scale. Taught in notebook 02."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    _loss_panel(ax, losses, window, r"$\|\epsilon - \epsilon_\theta\|^2$", title)
+    fig.tight_layout()
+    return _finish(fig, save)
+
+
+def plot_training(losses: Sequence[float], history: Sequence[tuple[int, float, float]], loss_label: str,
+                  score_label: str, score_title: str, save: str | None = None) -> plt.Figure:
+    """A training run in two panels: the loss (:func:`plot_loss`'s view, window a fifth of the run up to 50) and
+    the validation score of each checkpoint, ``history`` = [(step, seconds, score), ...], against minutes of
+    training. Used in notebooks 03 and 04."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.4))
+    _loss_panel(ax1, losses, max(1, min(50, len(losses) // 5)), loss_label, "training loss")
+    ax2.plot([h[1] / 60 for h in history], [h[2] for h in history], "o-")
+    ax2.set(xlabel="minutes of training", ylabel=score_label, title=score_title)
+    ax2.grid(alpha=0.3)
     fig.tight_layout()
     return _finish(fig, save)
 

@@ -391,17 +391,8 @@ else:
 model.eval()
 
 # %%
-fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.4))
-window = max(1, min(50, len(losses) // 5))
-smooth = torch.tensor(losses).unfold(0, window, 1).mean(1) if len(losses) >= window else torch.tensor(losses)
-ax1.plot(losses, alpha=0.3, label="per step")
-ax1.plot(range(window - 1, window - 1 + len(smooth)), smooth, label=f"mean of {window}")
-ax1.set(yscale="log", xlabel="step", ylabel="weighted loss", title="training loss")
-ax1.legend()
-ax2.plot([h[1] / 60 for h in history], [h[2] for h in history], "o-")
-ax2.set(xlabel="minutes of training", ylabel="hole PSNR (dB)",
-        title=f"validation: 64 digits, 1 sample, DDIM {cfg.sample_steps}")
-plotting.save_figure(fig, "03_training_curves")
+plotting.plot_training(losses, history, "weighted loss", "hole PSNR (dB)",
+                       f"validation: 64 digits, 1 sample, DDIM {cfg.sample_steps}", save="03_training_curves")
 plt.show()
 for step, seconds, psnr in history:
     print(f"step {step:5d}  {seconds / 60:5.1f} min  validation hole PSNR {psnr:6.2f} dB")

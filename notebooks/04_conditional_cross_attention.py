@@ -347,17 +347,8 @@ model.eval()
 print(f"{train_seconds / len(losses):.2f} s per training step (batch {cfg.batch_size}, {device})")
 
 # %%
-fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.4))
-window = max(1, min(50, len(losses) // 5))
-smooth = torch.tensor(losses).unfold(0, window, 1).mean(1)
-ax1.plot(losses, alpha=0.3, label="per step")
-ax1.plot(range(window - 1, window - 1 + len(smooth)), smooth, label=f"mean of {window}")
-ax1.set(yscale="log", xlabel="step", ylabel="P2-weighted x0 loss", title="training loss")
-ax1.legend()
-ax2.plot([h[1] / 60 for h in history], [h[2] for h in history], "o-")
-ax2.set(xlabel="minutes of training", ylabel="PSNR (dB)",
-        title=f"validation: 32 digits, mean over the {len(cfg.tasks)} tasks, 1 sample")
-plotting.save_figure(fig, "04_training_curves")
+plotting.plot_training(losses, history, "P2-weighted x0 loss", "PSNR (dB)",
+                       f"validation: 32 digits, mean over the {len(cfg.tasks)} tasks, 1 sample", save="04_training_curves")
 plt.show()
 assert sum(losses[-(len(losses) // 10):]) < sum(losses[: len(losses) // 10]), "the loss should go down"
 

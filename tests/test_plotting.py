@@ -76,3 +76,11 @@ def test_show_posterior_columns_and_bad_samples():
     plt.close(fig)
     with pytest.raises(ValueError, match="K >= 2"):
         plotting.show_posterior({"a": (y, mask, torch.zeros(1, 1, 32, 32), truth)})
+
+
+def test_plot_training_two_panels():
+    fig = plotting.plot_training(list(np.linspace(1, 0.1, 40)), [(10, 30.0, 9.0), (20, 60.0, 11.0)], "loss", "PSNR",
+                                 "validation")
+    assert len(fig.axes) == 2 and fig.axes[1].get_xlabel() == "minutes of training"
+    assert list(fig.axes[1].lines[0].get_xdata()) == [0.5, 1.0]
+    plt.close(fig)
