@@ -1,10 +1,13 @@
-"""Attention blocks for the conditional U-Net: linear self-attention, cross-attention, and the control encoder.
+"""Attention blocks: softmax self-attention, linear self-attention, cross-attention, and the control encoder.
 
-Taught in: 04_conditional_cross_attention (built block by block there, each checked against this module).
+Taught in: 04_conditional_cross_attention (built block by block there, each checked against this module);
+05_unconditional_prior_adaptation uses :class:`SelfAttention` in the prior's U-Net and puts LoRA on its projections.
 
 Shapes: feature maps are N x C x H x W; a map is read as a sequence of H * W positions ("pixels"), each a
 C-vector. Token sequences are N x L x D.
 
+- :class:`SelfAttention` (Vaswani et al. 2017, eq. 1, with queries, keys and values all from the feature map):
+  softmax(Q K^T / sqrt(d)) V over the H W positions, quadratic in their number, so only at 8x8 (64 positions);
 - :class:`LinearAttention` (Shen et al. 2021, "Efficient Attention", eq. 4): softmax over the features for each
   query and over the positions for each key, so attention is q(i)^T (sum_j k(j) v(j)^T), linear in the number of
   pixels instead of quadratic. Its implied weights a_ij = q(i) . k(j) are positive and sum to 1 over j.
@@ -30,6 +33,31 @@ def _heads_and_width(channels: int, heads: int) -> int:
     if channels < 1 or heads < 1 or channels % heads:
         raise ValueError(f"channels ({channels}) must be a positive multiple of heads ({heads})")
     return channels // heads
+
+
+class SelfAttention(nn.Module):
+    """x + W_o softmax(Q K^T / sqrt(d)) V with Q, K, V = W_qkv norm(x), per head (Vaswani et al. 2017, eq. 1).
+
+    The self-attention of DDPM's U-Net (Ho et al. 2020, appendix B) at the lowest resolution, used by the prior of
+    notebook 05; the projections ``to_qkv`` and ``to_out`` are the linear layers LoRA adapts there. Weights
+    N x heads x (H W) x (H W) come back with ``return_weights``; each row sums to 1.
+    """
+
+    def __init__(self, channels: int, heads: int = 2):
+        super().__init__()
+        self.heads, self.dim = heads, _heads_and_width(channels, heads)
+        self.norm = group_norm(channels)
+        self.to_qkv = nn.Linear(channels, 3 * channels, bias=False)
+        self.to_out = nn.Linear(channels, channels)
+
+    def forward(self, x: torch.Tensor, return_weights: bool = False):
+        n, c, h, w = x.shape
+        qkv = self.to_qkv(self.norm(x).flatten(2).transpose(1, 2))  # N x HW x 3C
+        q, k, v = qkv.reshape(n, h * w, 3, self.heads, self.dim).permute(2, 0, 3, 1, 4)  # each N x heads x HW x d
+        weights = (q @ k.transpose(-1, -2) / math.sqrt(self.dim)).softmax(dim=-1)
+        out = self.to_out((weights @ v).transpose(1, 2).reshape(n, h * w, c))  # N x HW x C
+        out = x + out.transpose(1, 2).reshape(n, c, h, w)
+        return (out, weights) if return_weights else out
 
 
 class LinearAttention(nn.Module):

@@ -106,7 +106,7 @@ def command_train(args) -> int:
     seed_everything(args.seed)
     device = get_device()
     try:  # the same splits as the notebooks (validation carved from MNIST's training split)
-        train, val, _ = load_splits(cfg, seed=0)
+        train, val, _ = (kind.splits or load_splits)(cfg, seed=0)
     except MNISTNotFoundError as missing:
         raise UsageError(str(missing).splitlines()[0] + " (set COURSE_DATA_DIR to a folder holding MNIST/raw/)")
     print(f"training the {kind.description.split(':')[0]} model ({kind.name}, {cfg.profile} profile) on {device}: "

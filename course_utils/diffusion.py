@@ -13,9 +13,10 @@ standing for the clean image (alpha_bar = 1) as the target of the last reverse s
 - a step goes from t to the next timestep s given (x0_hat, eps_hat): :func:`ddpm_step` (the posterior
   q(x_s | x_t, x0), DDPM eq. 6-7, on a respaced chain as in iDDPM, Nichol & Dhariwal 2021, section 4) or
   :func:`ddim_step` (Song et al. 2021, eq. 12, with eta choosing sigma by eq. 16);
-- a consistency rule acts after each step: none, or :class:`Replacement` (known pixels become the observation
-  noised to s), optionally repeated by re-noising s -> t and denoising again (RePaint's resampling,
-  Lugmayr et al. 2022, Algorithm 1);
+- a consistency rule acts on each step: none, :class:`Replacement` (after the step, known pixels become the
+  observation noised to s), or :class:`NullSpaceProjection` (before the step, x0_hat takes the observation's known
+  pixels: DDNM, Wang et al. 2023, eq. 13 for a mask), optionally repeated by re-noising s -> t and denoising again
+  (the resampling of RePaint, Lugmayr et al. 2022, Algorithm 1);
 - :func:`sample` is the one loop; :func:`ddpm_sample` (notebook 02) and :func:`ddim_inpaint` (notebook 03) are
   that loop with their settings.
 
@@ -35,7 +36,7 @@ from .masks import check_mask
 from .schedules import Schedule, at
 
 PREDICTIONS = ("eps", "x0", "v")
-SPACINGS = ("linspace", "trailing")
+SPACINGS = ("linspace", "trailing", "leading")
 STEPS = ("ddpm", "ddim")
 
 EpsModel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -133,7 +134,9 @@ def timesteps(T: int, steps: int, spacing: str = "trailing") -> list[int]:
     (for steps = 1 diffusers gives [0]; a sampler starting from pure noise needs [T-1]).
     ``trailing`` (notebook 03, DDIM section 4.2): round(T - i T/steps) - 1, evenly spaced by T/steps, so the last
     step goes from T/steps - 1 straight to the clean image; diffusers' ``"trailing"`` (Lin et al. 2024, table 2).
-    With steps == T both are T-1, ..., 0.
+    ``leading`` (notebook 05, the grid of diffusers' ``RePaintScheduler``): i * (T // steps) for i = steps-1 .. 0,
+    ending at 0 and starting T // steps below T-1 (so not from pure noise unless steps == T).
+    With steps == T all three are T-1, ..., 0.
     """
     if not 1 <= steps <= T:
         raise ValueError(f"steps must lie in [1, T={T}], got {steps}")
@@ -141,6 +144,8 @@ def timesteps(T: int, steps: int, spacing: str = "trailing") -> list[int]:
         return [T - 1] if steps == 1 else torch.linspace(T - 1, 0, steps).round().long().tolist()
     if spacing == "trailing":
         return [int(round(T - i * T / steps)) - 1 for i in range(steps)]
+    if spacing == "leading":
+        return [i * (T // steps) for i in reversed(range(steps))]
     raise ValueError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
 
 
@@ -245,8 +250,36 @@ class Replacement:
         check_images(self.y, "y")
         check_mask(self.mask, like=self.y)
 
+    def project(self, x0_hat: torch.Tensor) -> torch.Tensor:
+        """Replacement leaves the network's x0_hat as it is (it acts on x_s after the step)."""
+        return x0_hat
+
     def __call__(self, x_s: torch.Tensor, s: int, generator: torch.Generator | None) -> torch.Tensor:
         return self.mask * noised_known(self.y, s, self.schedule, generator) + (1 - self.mask) * x_s
+
+    def finish(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mask * self.y + (1 - self.mask) * x
+
+
+@dataclass
+class NullSpaceProjection:
+    """Data consistency on the clean estimate (DDNM, Wang et al. 2023, eq. 13 with A = diag(m), so A^+ = A):
+    before each step x0_hat <- m * y + (1 - m) * x0_hat, the range part from the observation and the null-space
+    part from the network; the step then uses this x0_hat with the network's eps_hat, x_s is left alone, and the
+    finished sample keeps the known pixels exactly. Taught in notebook 05 (the fewer-call sampler)."""
+
+    y: torch.Tensor
+    mask: torch.Tensor
+
+    def __post_init__(self) -> None:
+        check_images(self.y, "y")
+        check_mask(self.mask, like=self.y)
+
+    def project(self, x0_hat: torch.Tensor) -> torch.Tensor:
+        return self.mask * self.y + (1 - self.mask) * x0_hat
+
+    def __call__(self, x_s: torch.Tensor, s: int, generator: torch.Generator | None) -> torch.Tensor:
+        return x_s
 
     def finish(self, x: torch.Tensor) -> torch.Tensor:
         return self.mask * self.y + (1 - self.mask) * x
@@ -262,7 +295,7 @@ def sample(
     ts: list[int],
     step: str = "ddim",
     eta: float = 0.0,
-    consistency: Replacement | None = None,
+    consistency: Replacement | NullSpaceProjection | None = None,
     repeats: int = 1,
     generator: torch.Generator | None = None,
     trajectory: list | None = None,
@@ -270,8 +303,9 @@ def sample(
     """Reverse diffusion over the decreasing timesteps ``ts`` (notebook 03 writes this loop out; notebook 02 its DDPM case).
 
     x_T ~ N(0, I) shaped like ``like`` (on its device). For each t in ``ts`` and the next entry s (-1 after the last):
-    (x0_hat, eps_hat) = denoiser(x_t, t, previous x0_hat); x_s by ``step`` (``"ddpm"``: :func:`ddpm_step`;
-    ``"ddim"``: :func:`ddim_step` with ``eta``); then ``consistency`` (if any) on x_s. With ``repeats`` = r > 1 the
+    (x0_hat, eps_hat) = denoiser(x_t, t, previous x0_hat); with a ``consistency`` rule x0_hat <- its ``project``;
+    x_s by ``step`` (``"ddpm"``: :func:`ddpm_step`; ``"ddim"``: :func:`ddim_step` with ``eta``); then the rule
+    (if any) on x_s. With ``repeats`` = r > 1 the
     step runs r times, x_s re-noised to t (:func:`renoise`) between runs. The network is called len(ts) * r times.
     The random draws come from ``generator`` in a fixed order: x_T; then per step and repeat the step's noise
     (only when the step is stochastic and s >= 0), the consistency rule's, the re-noising's.
@@ -292,6 +326,8 @@ def sample(
         s = ts[i + 1] if i + 1 < len(ts) else -1
         for r in range(repeats):
             x0_hat, eps_hat = denoiser(x, t, x0_hat)
+            if consistency is not None:
+                x0_hat = consistency.project(x0_hat)
             if trajectory is not None and r == 0:
                 trajectory.append((t, x.cpu(), x0_hat.cpu()))
             stochastic = s >= 0 and (step == "ddpm" or eta > 0)

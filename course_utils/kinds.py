@@ -13,7 +13,7 @@ from pathlib import Path
 
 from torch import nn
 
-from . import center_hole, conditional, mmse
+from . import center_hole, conditional, mmse, prior
 from .checkpoints import CheckpointMismatchError, read_checkpoint
 from .evaluation import Method, SamplerOptions
 
@@ -24,8 +24,9 @@ class ModelKind:
     ``train(cfg, train digits, out_dir, device, seed=, resume=, val_images=) -> dict`` (a resumable run writing
     out_dir/last.pt), ``trained_on(cfg)`` (the task specs it learned), ``load(path) -> (cfg, model, extra)``,
     ``default_task(cfg)`` (the task ``eval`` scores unless told otherwise),
-    ``method(model, cfg, options) -> Method``, and ``recognise(config dict)`` to tell its checkpoints apart.
-    Used in notebook 03 and by `eval`."""
+    ``method(model, cfg, options) -> Method``, ``recognise(config dict)`` to tell its checkpoints apart, and
+    ``splits(cfg, seed=) -> (train, val, test)`` when the kind trains on other digits than
+    :func:`~course_utils.data.load_splits` gives (notebook 05's 75/15/10 split). Used in notebook 03 and by `eval`."""
 
     name: str
     description: str
@@ -38,6 +39,7 @@ class ModelKind:
     recognise: Callable[[dict], bool]
     default_task: Callable[[object], str]
     method: Callable[[nn.Module, object, SamplerOptions], Method]
+    splits: Callable[..., tuple] | None = None
 
 
 KINDS: dict[str, ModelKind] = {
@@ -79,6 +81,21 @@ KINDS: dict[str, ModelKind] = {
         recognise=mmse.is_mmse_config,
         default_task=lambda cfg: f"center:{cfg.hole}",
         method=mmse.mmse_method,
+    ),
+    "prior": ModelKind(
+        name="prior",
+        description="notebook 05: an unconditional DDPM prior (U-Net on x_t with self-attention at 8x8), "
+                    "inpainting with RePaint",
+        notebook="05_unconditional_prior_adaptation",
+        train_command="python -m course_utils train --model prior --profile cpu --out DIR",
+        config=prior.prior_config,
+        train=prior.train_prior,
+        trained_on=lambda cfg: (),
+        load=prior.load_prior,
+        recognise=prior.is_prior_config,
+        default_task=lambda cfg: "procedural:0.05-0.6",
+        method=prior.prior_method,
+        splits=prior.prior_splits,
     ),
 }
 

@@ -202,6 +202,17 @@ def procedural_masks(n: int, missing: float | torch.Tensor, size: int = 32, seed
     return (ranks >= k.view(n, 1)).float().view(n, 1, size, size)
 
 
+def duplicate_count(masks: torch.Tensor) -> int:
+    """How many masks of a batch repeat an earlier one exactly (0: all unique).
+
+    Taught in notebook 05, which asserts that every split's masks are unique and that no two splits share one
+    (``duplicate_count(torch.cat([a, b]))`` counts both kinds of repeat).
+    """
+    check_mask(masks)
+    keys = {bytes(m.flatten().bool().numpy()) for m in masks.cpu()}
+    return masks.shape[0] - len(keys)
+
+
 def mixed_masks(
     n: int, kinds: tuple[str, ...] = MASK_KINDS, hole: int = 12, size: int = 32, seed=None
 ) -> torch.Tensor:

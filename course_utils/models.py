@@ -13,6 +13,9 @@ Two optional inputs (notebook 03):
   estimate x0_hat is one more input channel (zeros when there is none yet);
 * coord-conv (Liu et al. 2018): two constant channels holding each pixel's (x, y) position in
   [-1, 1], so a convolution knows where on the canvas it is (where the hole is).
+
+Notebook 05's unconditional prior is this U-Net with no condition channels and ``attention=True``: softmax
+self-attention between the two middle blocks, at the lowest resolution (8x8 for three levels), as in DDPM's U-Net.
 """
 
 from __future__ import annotations
@@ -86,7 +89,8 @@ class UNet(nn.Module):
     two in the middle, one per resolution on the way up with the matching skip concatenated;
     stride-2 convolutions halve, nearest-neighbour upsampling + conv doubles. ``cond_channels``
     is 2 for [m, y] (inpainting) and 0 for an unconditional model. ``self_condition`` adds the
-    previous x0_hat as an input, ``coord_conv`` the two position channels (notebook 03).
+    previous x0_hat as an input, ``coord_conv`` the two position channels (notebook 03), ``attention`` a
+    self-attention block between the middle residual blocks (notebook 05's prior).
     """
 
     def __init__(
@@ -97,6 +101,7 @@ class UNet(nn.Module):
         cond_channels: int = 2,
         self_condition: bool = False,
         coord_conv: bool = False,
+        attention: bool = False,
     ):
         super().__init__()
         if base_channels < 1 or not channel_mults:
@@ -104,7 +109,7 @@ class UNet(nn.Module):
         self.config = dict(
             base_channels=base_channels, channel_mults=tuple(channel_mults),
             image_channels=image_channels, cond_channels=cond_channels,
-            self_condition=bool(self_condition), coord_conv=bool(coord_conv),
+            self_condition=bool(self_condition), coord_conv=bool(coord_conv), attention=bool(attention),
         )
         self.cond_channels = cond_channels
         self.self_condition = bool(self_condition)
@@ -125,6 +130,12 @@ class UNet(nn.Module):
             last = i == len(widths) - 1
             self.downsample.append(nn.Identity() if last else nn.Conv2d(ch, ch, 3, stride=2, padding=1))
         self.mid1 = ResBlock(ch, ch, self.time_dim)
+        if attention:
+            from .attention import SelfAttention  # attention.py builds on this module's group_norm
+
+            self.mid_attn = SelfAttention(ch)
+        else:
+            self.mid_attn = nn.Identity()
         self.mid2 = ResBlock(ch, ch, self.time_dim)
         self.up = nn.ModuleList()
         self.upsample = nn.ModuleList()
@@ -170,7 +181,7 @@ class UNet(nn.Module):
             h = block(h, temb)
             skips.append(h)
             h = down(h)
-        h = self.mid2(self.mid1(h, temb), temb)
+        h = self.mid2(self.mid_attn(self.mid1(h, temb)), temb)
         for block, up in zip(self.up, self.upsample):
             h = block(torch.cat([h, skips.pop()], dim=1), temb)
             h = up(h)

@@ -1,0 +1,156 @@
+"""Training-free inpainting with an unconditional prior: replacement, RePaint resampling, and DDNM's projection.
+
+Taught in: 05_unconditional_prior_adaptation. The prior eps_theta(x_t, t) was trained to generate digits and knows
+nothing of masks; every sampler here makes it inpaint by acting on its reverse process from outside, and they
+differ in where they act and in how many network calls they spend:
+
+- **replacement** (ground-truth noise injection; Song et al. 2021, "Score-Based Generative Modeling", appendix G):
+  after every reverse step the known pixels become the observation noised to the step landed on. It is
+  :func:`~course_utils.diffusion.sample` with :class:`~course_utils.diffusion.Replacement`, one call per step.
+  The unknown pixels never see the known ones except through the network's next call, so the border can stay
+  incoherent.
+- **RePaint** (Lugmayr et al. 2022, Algorithm 1 and section 4.2): the same step, but after every ``jump_length``
+  steps down the chain jumps back up by ``jump_length`` steps (pure forward noising, no network call) and
+  descends again, ``jump_n_sample`` times in all, so the unknown region is harmonised with the known one.
+  :func:`repaint_walk` is the schedule of up and down moves (the one of diffusers' ``RePaintScheduler``),
+  :func:`repaint_step` one step down, :func:`repaint` the loop.
+- **DDNM** (Wang et al. 2023, "Zero-Shot Image Restoration Using Denoising Diffusion Null-Space Model"): a DDIM
+  step whose x0_hat first takes the known pixels, x0_hat <- m * y + (1 - m) * x0_hat
+  (:class:`~course_utils.diffusion.NullSpaceProjection`), optionally with a few resampling repeats.
+
+Network calls are what cost: a RePaint walk has more entries than calls (the up moves are free), and
+:func:`walk_calls` counts the calls.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .data import check_images
+from .diffusion import (Denoiser, NullSpaceProjection, Replacement, _randn, alpha_bar_or_one, ddim_sigma, renoise,
+                        sample, timesteps)
+from .masks import check_mask
+from .schedules import Schedule
+
+
+def replacement_inpaint(denoiser: Denoiser, y: torch.Tensor, mask: torch.Tensor, steps: int, step: str = "ddpm",
+                        eta: float = 1.0, generator: torch.Generator | None = None,
+                        trajectory: list | None = None) -> torch.Tensor:
+    """Ground-truth noise injection with an unconditional ``denoiser``: ``steps`` reverse steps (trailing
+    timesteps, DDPM or DDIM), the known pixels replaced by y noised to s after each, kept exactly at the end.
+    One network call per step (notebook 05)."""
+    check_mask(mask, like=y)
+    ts = timesteps(denoiser.schedule.T, steps, "trailing")
+    return sample(denoiser, y, ts, step, eta, Replacement(y, mask, denoiser.schedule), 1, generator, trajectory)
+
+
+def ddnm_inpaint(denoiser: Denoiser, y: torch.Tensor, mask: torch.Tensor, steps: int, eta: float = 0.85,
+                 repeats: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
+    """DDNM for a mask (notebook 05's fewer-call sampler): DDIM over ``steps`` trailing timesteps with
+    x0_hat <- m * y + (1 - m) * x0_hat before each step (DDNM eq. 13), each step run ``repeats`` times with
+    re-noising in between (DDNM+'s "time travel" of one step). ``steps * repeats`` network calls."""
+    check_mask(mask, like=y)
+    ts = timesteps(denoiser.schedule.T, steps, "trailing")
+    return sample(denoiser, y, ts, "ddim", eta, NullSpaceProjection(y, mask), repeats, generator)
+
+
+def repaint_walk(steps: int, jump_length: int = 10, jump_n_sample: int = 10) -> list[int]:
+    """RePaint's schedule as indices into a grid of ``steps`` noise levels (0 = least noisy), in walking order.
+
+    Start at the top (index steps - 1) and walk down one index at a time; at every index j = 0, L, 2L, ... below
+    steps - L (L = ``jump_length``), the first ``jump_n_sample`` - 1 arrivals jump back up L indices, one at a
+    time, before walking down again (Lugmayr et al. 2022, section 4.2 and their figure of the schedule; diffusers'
+    ``RePaintScheduler.set_timesteps`` builds the same list). An entry lower than the one before it is a step
+    down (one network call); a higher one is a step up (forward noising, no call). Taught in notebook 05.
+    """
+    if steps < 1 or jump_length < 1 or jump_n_sample < 1:
+        raise ValueError(f"steps, jump_length and jump_n_sample must be >= 1, got {steps}, {jump_length}, "
+                         f"{jump_n_sample}")
+    jumps = {j: jump_n_sample - 1 for j in range(0, steps - jump_length, jump_length)}
+    walk, i = [], steps
+    while i >= 1:
+        i -= 1
+        walk.append(i)
+        if jumps.get(i, 0) > 0:
+            jumps[i] -= 1
+            for _ in range(jump_length):
+                i += 1
+                walk.append(i)
+    return walk
+
+
+def walk_calls(walk: list[int]) -> int:
+    """Network calls of a RePaint walk: its steps down (the first entry is one). Notebook 05.
+
+    The paper's setting (250 steps, jump length 10, 10 resamplings) has 4570 entries and 2410 calls.
+    """
+    return sum(1 for i, e in enumerate(walk) if i == 0 or e < walk[i - 1])
+
+
+def repaint_step(x0_hat: torch.Tensor, eps_hat: torch.Tensor, t: int, s: int, y: torch.Tensor, mask: torch.Tensor,
+                 schedule: Schedule, eta: float, noise: torch.Tensor, known_noise: torch.Tensor) -> torch.Tensor:
+    """One step down from t to s (RePaint Algorithm 1, lines 4-8, with DDIM eq. 12 as the unknown part's step):
+
+    unknown = sqrt(alpha_bar_s) x0_hat + sqrt(1 - alpha_bar_s - sigma^2) eps_hat + sigma noise  (sigma by DDIM
+    eq. 16 with ``eta``; eta = 1 is DDPM's posterior), known = sqrt(alpha_bar_s) y + sqrt(1 - alpha_bar_s)
+    known_noise (eq. 8a), x_s = m * known + (1 - m) * unknown. diffusers' ``RePaintScheduler.step`` is this with
+    ``noise`` = ``known_noise``. Taught in notebook 05.
+    """
+    ab_s = alpha_bar_or_one(schedule, s)
+    sigma = ddim_sigma(schedule, t, s, eta) if s >= 0 else 0.0
+    unknown = math.sqrt(ab_s) * x0_hat + math.sqrt(max(1 - ab_s - sigma**2, 0.0)) * eps_hat + sigma * noise
+    known = math.sqrt(ab_s) * y + math.sqrt(1 - ab_s) * known_noise
+    return mask * known + (1 - mask) * unknown
+
+
+@torch.no_grad()
+def repaint(denoiser: Denoiser, y: torch.Tensor, mask: torch.Tensor, steps: int, jump_length: int = 10,
+            jump_n_sample: int = 10, eta: float = 1.0, spacing: str = "trailing",
+            generator: torch.Generator | None = None) -> torch.Tensor:
+    """RePaint (Lugmayr et al. 2022, Algorithm 1) over ``steps`` noise levels with ``spacing``.
+
+    Walk :func:`repaint_walk`: a step down from grid level e to e - 1 (the clean image below level 0) calls the
+    network once and takes :func:`repaint_step`; a step up to entry u re-noises from level u - 2 to u - 1
+    (q(x_t | x_s), :func:`~course_utils.diffusion.renoise`; diffusers' ``undo_step`` composes single-step
+    noisings to the same level). The finished sample keeps the known pixels exactly. Noise draws, in order:
+    x_T, then per step down one draw shared by the unknown step and the known pixels (as diffusers does), per
+    step up one draw. Taught in notebook 05.
+    """
+    check_images(y, "y")
+    check_mask(mask, like=y)
+    schedule = denoiser.schedule
+    grid = timesteps(schedule.T, steps, spacing)[::-1]  # ascending: grid[0] least noisy
+
+    def level(index: int) -> int:
+        return grid[index] if index >= 0 else -1
+
+    walk = repaint_walk(steps, jump_length, jump_n_sample)
+    x = _randn(y.shape, generator, y)
+    last = walk[0] + 1
+    for entry in walk:
+        if entry < last:
+            t, s = level(entry), level(entry - 1)
+            x0_hat, eps_hat = denoiser(x, t)
+            noise = _randn(y.shape, generator, y)
+            x = repaint_step(x0_hat, eps_hat, t, s, y, mask, schedule, eta, noise, noise)
+        else:
+            x = renoise(x, level(last - 1), level(last), schedule, _randn(y.shape, generator, y))
+        last = entry
+    return mask * y + (1 - mask) * x
+
+
+def border_region(mask: torch.Tensor, width: int = 2) -> torch.Tensor:
+    """The missing pixels within ``width`` pixels (chessboard distance) of a known pixel: 1 there, else 0.
+
+    Where replacement's incoherence shows (notebook 05): the known region dilated by a (2 width + 1)-square
+    max-pool, intersected with the missing region. Score a method there with the harness's metrics on this mask's
+    complement, ``metrics.psnr_on_mask(pred, x0, 1 - border_region(m))``.
+    """
+    check_mask(mask)
+    if width < 1:
+        raise ValueError(f"width must be at least 1 pixel, got {width}")
+    near_known = F.max_pool2d(mask, 2 * width + 1, stride=1, padding=width)
+    return near_known * (1 - mask)
