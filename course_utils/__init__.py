@@ -17,8 +17,11 @@ One module per concern, in the order the course teaches them:
 * ``metrics``    PSNR / L1 / SSIM over the missing pixels (or the whole image): pure functions of tensors
 * ``classifier`` the course's MNIST classifier: class preservation and a Frechet distance on its features
 * ``evaluation`` any method on any task, scored the same way (what ``eval`` runs)
-* ``attention``  linear self-attention, cross-attention and the control encoder (notebook 04)
+* ``attention``  softmax and linear self-attention, cross-attention and the control encoder (notebooks 04, 05)
 * ``conditional`` notebook 04's experiment: p(x0 | c) for every task, its U-Net, loss, run and sampler
+* ``inpainting`` training-free inpainting with an unconditional prior: replacement, RePaint, DDNM (notebook 05)
+* ``adaptation`` adapting a trained network: zero-initialised input expansion, LoRA (notebook 05)
+* ``prior``      notebook 05's experiment: the unconditional prior, its mask-aware fine-tunes, splits and masks
 * ``mmse``       the MMSE regressor: notebook 03's U-Net regressing x0 in one call (for notebook 06)
 * ``kinds``      the trained model kinds, each described once (checkpoint, default task, how it samples)
 * ``plotting``   image grids, panels and curves every notebook uses
