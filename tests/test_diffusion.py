@@ -138,7 +138,7 @@ def test_timesteps_name_their_spacing():
     assert diffusion.timesteps(1000, 10, "trailing") == [999, 899, 799, 699, 599, 499, 399, 299, 199, 99]
     assert diffusion.timesteps(1000, 1000, "trailing") == diffusion.timesteps(1000, 1000, "linspace")
     with pytest.raises(ValueError, match="spacing"):
-        diffusion.timesteps(1000, 10, "leading")
+        diffusion.timesteps(1000, 10, "backwards")
 
 
 def test_denoiser_passes_its_condition_and_reads_its_prediction(sch):

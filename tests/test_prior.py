@@ -1,12 +1,13 @@
 """Notebook 05's prior, its mask-aware fine-tunes, LoRA (checked against peft), splits and mask banks."""
 
+import dataclasses
 import json
 
 import pytest
 import torch
 from torch import nn
 
-from course_utils import adaptation, attention, cli, config, data, kinds, masks, prior
+from course_utils import adaptation, attention, checkpoints, cli, config, data, kinds, masks, prior
 from course_utils.models import ResBlock, UNet, count_parameters
 
 
@@ -146,6 +147,7 @@ def test_prior_trains_resumes_loads_and_fine_tunes(tmp_path):
     assert loaded_cfg == cfg and extra["step"] == 4
     assert kinds.kind_of_checkpoint(tmp_path / "a" / "last.pt").name == "prior"
     res_blocks = sum(isinstance(m, ResBlock) for m in net.modules())  # two convolutions each
+    cfg_dict = checkpoints.plain(dataclasses.asdict(cfg))  # a fine-tune names the prior it adapted
     for mode, wrapped in (("full", 0), ("lora_attn", 2), ("lora_all", 2 + 2 * res_blocks)):
         fcfg = prior.finetune_config(cfg, mode, steps=2, save_every=1, batch_size=4, bank_size=16)
         run = prior.finetune(fcfg, net, digits, tmp_path / mode, torch.device("cpu"), progress=False)
@@ -156,10 +158,7 @@ def test_prior_trains_resumes_loads_and_fine_tunes(tmp_path):
         m = masks.center_hole(2)
         with torch.no_grad():
             assert torch.allclose(back(x, t, m, m * x), run["ema"](x, t, m, m * x), atol=1e-5)
-        if mode == "full":
-            assert fcfg.lr == prior.finetune_config(cfg).lr
-        else:
-            assert fcfg.lr == 5 * prior.finetune_config(cfg).lr
+        assert (fcfg.mode, fcfg.lr, fcfg.prior) == (mode, prior.finetune_config(cfg).lr, cfg_dict)
     with pytest.raises(ValueError, match="mode"):
         prior.finetune_config(cfg, "half")
     with pytest.raises(Exception, match="not an unconditional-prior"):
