@@ -97,6 +97,21 @@ KINDS: dict[str, ModelKind] = {
         method=prior.prior_method,
         splits=prior.prior_splits,
     ),
+    "prior_finetune": ModelKind(
+        name="prior_finetune",
+        description="notebook 05: the prior with its input widened to [x_t, m, y], fully fine-tuned on procedural "
+                    "masks",
+        notebook="05_unconditional_prior_adaptation",
+        train_command="python -m course_utils train --model prior_finetune --profile cpu --out DIR",
+        config=prior.finetune_kind_config,
+        train=prior.train_finetune_kind,
+        trained_on=lambda cfg: ("procedural:0.05-0.6",),
+        load=prior.load_finetuned,
+        recognise=prior.is_finetune_config,
+        default_task=lambda cfg: "procedural:0.05-0.6",
+        method=prior.finetuned_method,
+        splits=prior.prior_splits,
+    ),
 }
 
 

@@ -27,6 +27,7 @@ from torch import nn
 
 from .adaptation import add_lora, expand_input
 from .checkpoints import load_trained, plain
+from .checkpoints import run_status as checkpoint_run_status
 from .config import Profile, get_profile, output_dir, run_name
 from .data import DigitSet, check_images, load_mnist, take_subset
 from .diffusion import Denoiser, ddim_inpaint, diffusion_target
@@ -86,8 +87,10 @@ def prior_config(profile: str | Profile | None = None, **changes) -> PriorConfig
 def prior_splits(cfg, seed: int = 0, root: str | Path | None = None) -> tuple[DigitSet, DigitSet, DigitSet]:
     """Notebook 05's (train, validation, test): MNIST's training digits (at most ``cfg.train_size`` of them, in a
     seeded order) split 75 / 15 / 10. The test tenth is never trained or tuned on; MNIST's own test split is left
-    to ``eval`` and notebook 06. Taught in notebook 05."""
-    digits = take_subset(load_mnist("train", root), cfg.train_size, seed)
+    to ``eval`` and notebook 06. ``cfg`` is a :class:`PriorConfig` or a :class:`FinetuneConfig` (its prior's split).
+    Taught in notebook 05."""
+    size = cfg.prior["train_size"] if isinstance(cfg, FinetuneConfig) else cfg.train_size
+    digits = take_subset(load_mnist("train", root), size, seed)
     n = len(digits)
     n_train, n_val = round(SPLIT[0] * n), round(SPLIT[1] * n)
     return digits[:n_train], digits[n_train : n_train + n_val], digits[n_train + n_val :]
@@ -129,12 +132,14 @@ def run_dir(cfg) -> Path:
 
 
 @torch.no_grad()
-def validate_prior(model: nn.Module, cfg: PriorConfig, images: torch.Tensor, seed: int = 0) -> float:
+def validate_prior(model: nn.Module, cfg: PriorConfig, images: torch.Tensor, seed: int = 0,
+                   sees_mask: bool = False) -> float:
     """Validation hole PSNR of replacement (DDPM, ``cfg.sample_steps`` steps) on procedural masks of the
-    validation bank: how well the prior inpaints, the quantity notebook 05 cares about."""
+    validation bank: how well the prior inpaints, the quantity notebook 05 cares about. ``sees_mask``: the model
+    is a mask-aware fine-tune and is also given (m, y)."""
     schedule = make_schedule(cfg.schedule, cfg.T)
     mask = mask_bank("val", images.shape[0]).to(images.device)
-    denoiser = Denoiser(model, schedule, cfg.prediction)
+    denoiser = Denoiser(model, schedule, cfg.prediction, (mask, mask * images) if sees_mask else ())
     out = replacement_inpaint(denoiser, mask * images, mask, cfg.sample_steps,
                               generator=torch.Generator().manual_seed(seed))
     return psnr_on_mask(out, images, mask).mean().item()
@@ -287,6 +292,34 @@ def finetune(cfg: FinetuneConfig, prior: nn.Module, train: DigitSet, out_dir: st
                save_every=cfg.save_every, resume=resume, seed=seed, progress=progress)
 
 
+def finetune_kind_config(profile: str | Profile | None = None, mode: str = "full", **changes) -> FinetuneConfig:
+    """The fine-tune of the profile's prior (``prior_config(profile)``) with ``mode`` and ``changes``: what
+    ``train --model prior_finetune`` trains (notebook 05)."""
+    return finetune_config(prior_config(profile), mode, **changes)
+
+
+def train_finetune_kind(cfg: FinetuneConfig, train: DigitSet, out_dir: str | Path, device: torch.device, seed: int = 0,
+                        resume: bool = False, val_images: torch.Tensor | None = None, until: int | None = None,
+                        progress: bool = True) -> dict:
+    """``train --model prior_finetune`` (notebook 05): reuse the prior of ``cfg.prior`` from its run folder
+    (:func:`run_dir`, where notebook 05 keeps it), training or resuming it there first when it is missing or
+    unfinished, then :func:`finetune` into ``out_dir``. The history holds the validation PSNR of the result
+    (replacement sampling with the fine-tuned network, as :func:`validate_prior` scores the prior)."""
+    pcfg = _prior_of(cfg)
+    where = run_dir(pcfg)
+    status = checkpoint_run_status(where / "last.pt", plain(dataclasses.asdict(pcfg)), pcfg.steps)
+    if status != "reuse":
+        print(f"the prior is not in {where} yet: training it there first ({pcfg.steps} steps)", flush=True)
+        train_prior(pcfg, train, where, device, seed=seed, resume=status == "resume", progress=progress)
+    _, prior_net, _ = load_prior(where / "last.pt")
+    run = finetune(cfg, prior_net, train, out_dir, device, seed=seed, resume=resume, progress=progress)
+    history = []
+    if val_images is not None:
+        psnr = validate_prior(run["ema"], pcfg, val_images.to(device), sees_mask=True)
+        history.append((run["step"], run["seconds"], psnr))
+    return {**run, "history": history}
+
+
 def is_finetune_config(config: dict) -> bool:
     """Whether a checkpoint's stored config is a :class:`FinetuneConfig` (notebook 05)."""
     return config.get("model") == "prior_finetune" and set(config) == {f.name for f in
@@ -300,9 +333,10 @@ def load_finetuned(path: str | Path, map_location="cpu"):
 
 
 def finetuned_method(model: nn.Module, cfg: FinetuneConfig, options: SamplerOptions = SamplerOptions(),
-                     step: str = "ddim", name: str | None = None) -> Method:
-    """The fine-tuned prior as an inpainting method (notebook 05): DDIM (``options.steps``, ``eta``) with data
-    consistency, like notebook 03's model, or with ``step="ddpm"`` ancestral steps (eta is then 1)."""
+                     step: str = "ddpm", name: str | None = None) -> Method:
+    """The fine-tuned prior as an inpainting method (notebook 05): ``options.steps`` ancestral (DDPM) steps with
+    replacement after each (the default: notebook 05 measured DDIM with eta = 0 well below it for this
+    eps-predicting model), or with ``step="ddim"`` DDIM (``eta``) with data consistency, like notebook 03's model."""
     pcfg = _prior_of(cfg)
     schedule = make_schedule(pcfg.schedule, pcfg.T)
 

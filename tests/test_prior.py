@@ -194,3 +194,24 @@ def test_train_and_eval_commands(tmp_path, capsys):
     res = json.loads(result.read_text())
     assert res["task"] == "procedural:0.05-0.6" and res["method"] == "prior_repaint"
     assert res["known_pixels_max_abs_error"] == 0.0
+
+
+def test_finetune_command_trains_the_missing_prior_then_the_fine_tune(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("COURSE_OUTPUT_DIR", str(tmp_path / "outputs"))  # where the prior's run folder goes
+    out = tmp_path / "ft"
+    assert cli.main(["train", "--model", "prior_finetune", "--profile", "ci", "--out", str(out), "--steps", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "the prior is not in" in printed and "validation PSNR" in printed
+    pcfg = prior.prior_config("ci")
+    assert (prior.run_dir(pcfg) / "last.pt").exists() and str(tmp_path / "outputs") in str(prior.run_dir(pcfg))
+    cfg, _, extra = prior.load_finetuned(out / "last.pt")
+    assert (cfg.mode, cfg.steps, extra["step"]) == ("full", 2, 2)
+    assert cli.main(["train", "--model", "prior_finetune", "--profile", "ci", "--out", str(tmp_path / "ft2"),
+                     "--steps", "2"]) == 0
+    assert "the prior is not in" not in capsys.readouterr().out  # the second run reuses it
+    result = tmp_path / "r.json"
+    assert cli.main(["eval", "--checkpoint", str(out / "last.pt"), "--data-dir", str(config.data_dir()), "--n", "3",
+                     "--k", "1", "--steps", "3", "--profile", "ci", "--json", str(result)]) == 0
+    res = json.loads(result.read_text())
+    assert res["method"] == "finetuned_full" and res["config"]["method"]["step"] == "ddpm"
+    assert res["network_calls_per_image"] == 3 and res["known_pixels_max_abs_error"] == 0.0
