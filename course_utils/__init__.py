@@ -23,6 +23,7 @@ One module per concern, in the order the course teaches them:
 * ``adaptation`` adapting a trained network: zero-initialised input expansion, LoRA (notebook 05)
 * ``prior``      notebook 05's experiment: the unconditional prior, its mask-aware fine-tunes, splits and masks
 * ``mmse``       the MMSE regressor: notebook 03's U-Net regressing x0 in one call (for notebook 06)
+* ``benchmark``  every method on every task it can do, one JSON and markdown table (for notebook 06)
 * ``kinds``      the trained model kinds, each described once (checkpoint, default task, how it samples)
 * ``plotting``   image grids, panels and curves every notebook uses
 * ``widgets``    ipywidgets controls (each paired with a static figure)
