@@ -3,7 +3,6 @@
 import json
 
 import pytest
-import torch
 
 from course_utils import benchmark, data, evaluation
 

@@ -20,7 +20,7 @@ def test_self_attention_is_softmax_attention():
     assert torch.allclose(w.sum(-1), torch.ones(2, 2, 16))
     h = block.norm(x).flatten(2).transpose(1, 2)
     q, k, v = block.to_qkv(h).chunk(3, dim=-1)
-    q0, k0, v0 = q[..., :4], k[..., :4], v[..., :4]  # head 0
+    q0, k0 = q[..., :4], k[..., :4]  # head 0
     a = torch.softmax(q0 @ k0.transpose(1, 2) / 2.0, dim=-1)
     assert torch.allclose(a, w[:, 0], atol=1e-6)
     with pytest.raises(ValueError, match="multiple of heads"):
