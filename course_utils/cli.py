@@ -5,12 +5,14 @@
     python -m course_utils sample --checkpoint PATH --out PNG [--steps 50] [--eta 0] [--dc-repeats 1] [--n 16] ...
     python -m course_utils eval --checkpoint PATH --data-dir DIR [--task SPEC] [--n 500] [--k 8] [--json PATH] ...
     python -m course_utils eval --method NAME --task SPEC --data-dir DIR [--n 500] [--json PATH] ...
+    python -m course_utils bench --data-dir DIR --profile P [--n N] [--k K] [--tasks ...] [--methods ...] --json PATH
+                                 [--train-missing]                   every method on the same digits (notebook 06)
     python -m course_utils badges                                      rewrite Colab badges (course_utils.publishing)
 
 (the installed ``course`` command is the same program.) ``train``, ``sample`` and ``eval`` are taught in
 03_ddim_center_hole_data_consistency; each takes ``--help``. ``eval`` runs :func:`course_utils.evaluation.evaluate`
 on a model kind of :mod:`course_utils.kinds` or a baseline of :mod:`course_utils.baselines`, on a task of
-:mod:`course_utils.tasks`.
+:mod:`course_utils.tasks`; ``bench`` (taught in 06_benchmark) runs :mod:`course_utils.benchmark`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from . import benchmark
 from .baselines import BASELINES, baselines_for
 from .checkpoints import CheckpointMismatchError, read_checkpoint
 from .classifier import load_or_train_classifier
@@ -236,6 +239,62 @@ def command_eval(args) -> int:
     return 0
 
 
+def command_bench(args) -> int:
+    """``bench``: every method of :mod:`course_utils.benchmark` on every task it fits, the same test digits and
+    observations, with the trained models of ``outputs/`` (trained first only with ``--train-missing``); writes the
+    JSON and prints the PSNR tables. Taught in notebook 06."""
+    try:
+        cfg = benchmark.bench_config(args.profile, **{k: v for k, v in (("n", args.n), ("k", args.k),
+                                                                        ("seed", args.seed)) if v is not None})
+    except ValueError as why:
+        raise UsageError(str(why))
+    if cfg.seed < 0:
+        raise UsageError(f"--seed must be >= 0, got {cfg.seed}")
+    try:
+        tasks = [parse_task(spec).spec for spec in args.tasks]
+    except TaskSpecError as why:
+        raise UsageError(str(why))
+    unknown = [name for name in args.methods if name not in benchmark.METHODS]
+    if unknown:
+        raise UsageError(f"unknown --methods {', '.join(unknown)}; choose from {', '.join(benchmark.METHODS)}")
+    root = _mnist_root(args.data_dir)
+    device = get_device()
+    try:
+        library = load_mnist("train", root, download=False)
+        test = load_mnist("test", root, download=False)
+    except Exception as why:
+        raise UsageError(f"cannot read MNIST from {root}: {str(why).splitlines()[0]}")
+    if cfg.n > len(test):
+        raise UsageError(f"--n {cfg.n} is more than the {len(test)} test digits in {root}")
+    try:
+        methods, models = benchmark.prepare(list(dict.fromkeys(args.methods)), cfg.profile, device, root,
+                                            library.images, args.train_missing)
+    except benchmark.MissingModelsError as why:
+        raise UsageError(str(why))
+    for key, info in models.items():
+        took = f", {info['train_seconds'] / 60:.1f} min of training" if info["train_seconds"] is not None else ""
+        print(f"{key:<20} {info['status']} {info['checkpoint']}{took}")
+    clf, clf_info = load_or_train_classifier(cfg.profile, root=root, device=device)
+    print(f"course classifier ({cfg.profile} profile): {'reused' if clf_info['reused'] else 'trained'} "
+          f"{clf_info['path']}, validation accuracy {100 * clf_info['val_accuracy']:.1f}%", flush=True)
+    digits = test[: cfg.n]
+    print(f"benchmark: {len(methods)} methods x {len(tasks)} tasks on the first {cfg.n} test digits of {root}, "
+          f"K = {cfg.k}, seed {cfg.seed}, on {device}", flush=True)
+    result = benchmark.run_benchmark(methods, digits.images, digits.labels, tasks, cfg.k, cfg.seed, clf,
+                                     library.images, profile=cfg.profile, data_dir=str(root),
+                                     hardware=benchmark.hardware(device), models=models,
+                                     course_classifier={k: clf_info[k] for k in ("config", "path", "val_accuracy")})
+    print(f"\nPSNR over the missing pixels (mask tasks) or the image (measurements), one sample:\n"
+          f"{benchmark.markdown_table(result)}")
+    if cfg.k > 1:
+        print(f"\nthe same, mean of {cfg.k} samples:\n{benchmark.markdown_table(result, which='mean_k')}")
+    path = Path(args.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
+    print(f"wrote {path}")
+    return 0
+
+
 def _add_sampler_options(p, steps: int = 50, n: int = 16) -> None:
     p.add_argument("--steps", type=int, default=steps, help=f"DDIM steps (default {steps})")
     p.add_argument("--eta", type=float, default=0.0, help="0 = deterministic DDIM, 1 = DDPM-like noise (default 0)")
@@ -286,6 +345,21 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--k", type=int, default=8, help="samples per image for the posterior mean (default 8)")
     evaluate.add_argument("--json", default=None, help="also write the results to this JSON file")
     _add_sampler_options(evaluate, steps=50, n=500)
+    bench = sub.add_parser("bench", help="every method of the course on the same test digits and tasks (notebook 06)")
+    bench.add_argument("--data-dir", required=True, help="a folder in torchvision's MNIST layout (DIR/MNIST/raw)")
+    bench.add_argument("--profile", choices=PROFILE_NAMES, required=True,
+                       help="which trained models (from outputs/), classifier and default N and K: "
+                            + "; ".join(f"{c.profile}: N={c.n}, K={c.k}" for c in benchmark.BENCH.values()))
+    bench.add_argument("--n", type=int, default=None, help="test digits (the first N; default: the profile's)")
+    bench.add_argument("--k", type=int, default=None, help="samples per digit for the mean of K (default: the profile's)")
+    bench.add_argument("--tasks", nargs="+", default=list(benchmark.TASKS),
+                       help=f"task specs (default: {' '.join(benchmark.TASKS)})")
+    bench.add_argument("--methods", nargs="+", default=list(benchmark.METHODS),
+                       help=f"methods (default: all of {' '.join(benchmark.METHODS)})")
+    bench.add_argument("--seed", type=int, default=None, help="seed of the observations and samples (default 0)")
+    bench.add_argument("--json", required=True, help="write the results to this JSON file")
+    bench.add_argument("--train-missing", action="store_true",
+                       help="train the models that are not in outputs/ yet (otherwise: say which and how)")
     args = parser.parse_args(argv)
     if args.command == "train":
         return command_train(args)
@@ -293,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
         return command_sample(args)
     if args.command == "eval":
         return command_eval(args)
+    if args.command == "bench":
+        return command_bench(args)
     if args.command == "run":
         run_notebooks(get_profile(args.profile).name, args.notebooks)
     else:

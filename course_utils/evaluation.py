@@ -112,9 +112,10 @@ def _mean(values: dict[str, torch.Tensor]) -> dict[str, float]:
 
 
 def draw_samples(method: Method, obs: Observation, k: int, seed: int = 0, batch_size: int = 128,
-                 device=None, progress: bool = True) -> tuple[torch.Tensor, float, float]:
+                 device=None, progress: bool = True, leave: bool = True) -> tuple[torch.Tensor, float, float]:
     """K reconstructions of every image: (samples K x N x 1 x 32 x 32 on the CPU, seconds per image and sample,
     network calls per image and sample). Sample j uses one generator seeded ``seed + j`` across all batches.
+    ``leave=False`` clears the progress bar when done (the benchmark's bar stays).
     Used in notebook 03 (scoring test digits) and by `eval`."""
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
@@ -125,7 +126,8 @@ def draw_samples(method: Method, obs: Observation, k: int, seed: int = 0, batch_
     samples = torch.empty((k, n, 1) + tuple(obs.y.shape[-2:]))
     counter, seconds = CallCounter(method.network), 0.0
     chunks = list(range(0, n, batch_size))
-    bar = tqdm(total=len(chunks) * k, desc=f"{method.name}: sampling", disable=not progress)
+    bar = tqdm(total=len(chunks) * k, desc=f"{method.name}: sampling", disable=not progress,
+                leave=leave)
     try:
         for j in range(k):
             gen = torch.Generator().manual_seed(seed + j)
@@ -156,6 +158,7 @@ def evaluate(
     baselines: bool | list[str] = True,
     batch_size: int = 128,
     progress: bool = True,
+    leave: bool = True,
 ) -> tuple[dict, dict, torch.Tensor]:
     """Score ``method`` on ``task`` over ``images`` (N x 1 x 32 x 32 in [-1, 1]) with ``labels`` (N).
 
@@ -182,7 +185,7 @@ def evaluate(
     images, labels = images.cpu(), labels.cpu()
     obs = task.observe(images, seed + OBSERVATION_SEED_OFFSET)
     k_used = k if method.stochastic else 1
-    samples, seconds, calls = draw_samples(method, obs, k_used, seed, batch_size, progress=progress)
+    samples, seconds, calls = draw_samples(method, obs, k_used, seed, batch_size, progress=progress, leave=leave)
     single, mean = samples[0], samples.mean(0)
     per_image = {f"{name}_{which}": values for which, pred in (("single", single), ("mean_k", mean))
                  for name, values in score(pred, images, obs.mask).items()}

@@ -25,7 +25,8 @@ class ModelKind:
     out_dir/last.pt), ``trained_on(cfg)`` (the task specs it learned), ``load(path) -> (cfg, model, extra)``,
     ``default_task(cfg)`` (the task ``eval`` scores unless told otherwise),
     ``method(model, cfg, options) -> Method``, ``recognise(config dict)`` to tell its checkpoints apart, and
-    ``splits(cfg, seed=) -> (train, val, test)`` when the kind trains on other digits than
+    ``run_dir(cfg)`` (the folder under ``outputs/`` where the notebook keeps that configuration's ``last.pt``: the
+benchmark of notebook 06 looks there), and ``splits(cfg, seed=, root=) -> (train, val, test)`` when the kind trains on other digits than
     :func:`~course_utils.data.load_splits` gives (notebook 05's 75/15/10 split). Used in notebook 03 and by `eval`."""
 
     name: str
@@ -39,6 +40,7 @@ class ModelKind:
     recognise: Callable[[dict], bool]
     default_task: Callable[[object], str]
     method: Callable[[nn.Module, object, SamplerOptions], Method]
+    run_dir: Callable[[object], Path]
     splits: Callable[..., tuple] | None = None
 
 
@@ -55,6 +57,7 @@ KINDS: dict[str, ModelKind] = {
         recognise=center_hole.is_center_hole_config,
         default_task=lambda cfg: f"center:{cfg.hole}",
         method=center_hole.center_hole_method,
+        run_dir=center_hole.center_hole_run_dir,
     ),
     "conditional": ModelKind(
         name="conditional",
@@ -68,6 +71,7 @@ KINDS: dict[str, ModelKind] = {
         recognise=conditional.is_conditional_config,
         default_task=lambda cfg: "sparse:0.1",
         method=conditional.conditional_method,
+        run_dir=conditional.conditional_run_dir,
     ),
     "mmse": ModelKind(
         name="mmse",
@@ -81,6 +85,7 @@ KINDS: dict[str, ModelKind] = {
         recognise=mmse.is_mmse_config,
         default_task=lambda cfg: f"center:{cfg.hole}",
         method=mmse.mmse_method,
+        run_dir=mmse.mmse_run_dir,
     ),
     "prior": ModelKind(
         name="prior",
@@ -95,6 +100,7 @@ KINDS: dict[str, ModelKind] = {
         recognise=prior.is_prior_config,
         default_task=lambda cfg: "procedural:0.05-0.6",
         method=prior.prior_method,
+        run_dir=prior.run_dir,
         splits=prior.prior_splits,
     ),
     "prior_finetune": ModelKind(
@@ -110,6 +116,7 @@ KINDS: dict[str, ModelKind] = {
         recognise=prior.is_finetune_config,
         default_task=lambda cfg: "procedural:0.05-0.6",
         method=prior.finetuned_method,
+        run_dir=prior.run_dir,
         splits=prior.prior_splits,
     ),
 }

@@ -1,7 +1,9 @@
 """The MMSE regressor: notebook 03's U-Net trained to output x0 from the observation in one network call.
 
-For notebook 06, the benchmark (not written yet), where it is the strongest non-generative baseline; trained with
-``python -m course_utils train --model mmse`` and scored with ``eval --checkpoint`` today.
+Taught in: 06_benchmark, where it is the strongest non-generative baseline (the notebook writes the regression and
+its loss out and checks them against this module); ``python -m course_utils train --model mmse`` trains it into
+``outputs/06_mmse/<profile>-<hash>/`` (:func:`mmse_run_dir`, where the notebook and ``bench`` look), and ``eval
+--checkpoint`` scores it.
 
 Trained with the squared error, a network estimates the posterior mean E[x0 | y] (the minimum mean squared error,
 MMSE, answer): it is the best a deterministic method can do on PSNR, and it is blurry wherever the observation
@@ -21,7 +23,7 @@ from torch import nn
 
 from .center_hole import center_hole_config
 from .checkpoints import load_trained, plain
-from .config import Profile, get_profile
+from .config import Profile, get_profile, output_dir, run_name
 from .data import DigitSet, check_images
 from .evaluation import Method, SamplerOptions
 from .masks import center_hole, check_mask
@@ -121,6 +123,11 @@ def train_mmse(
               checkpoint=Path(out_dir) / "last.pt", config=plain(dataclasses.asdict(cfg)), save_every=cfg.save_every,
               on_save=on_save, state=state, resume=resume, until=until, seed=seed, progress=progress)
     return {**run, "history": state["history"]}
+
+
+def mmse_run_dir(cfg: MMSEConfig) -> Path:
+    """``outputs/06_mmse/<profile>-<hash of the config>``: one folder per configuration (notebook 06)."""
+    return output_dir("06_mmse", run_name(cfg.profile, plain(dataclasses.asdict(cfg))))
 
 
 def is_mmse_config(config: dict) -> bool:

@@ -32,7 +32,7 @@ from .config import Profile, get_profile, output_dir, run_name
 from .data import DigitSet, check_images, load_mnist, take_subset
 from .diffusion import Denoiser, ddim_inpaint, diffusion_target
 from .evaluation import Method, SamplerOptions
-from .inpainting import ddnm_inpaint, repaint, replacement_inpaint
+from .inpainting import ddnm_inpaint, repaint, repaint_walk, replacement_inpaint, walk_calls
 from .masks import procedural_masks
 from .metrics import psnr_on_mask
 from .models import UNet
@@ -43,6 +43,14 @@ SPLIT = (0.75, 0.15, 0.10)  # train / validation / test shares of MNIST's traini
 MODES = ("full", "lora_attn", "lora_all")
 LORA_TARGETS = {"lora_attn": ("to_qkv", "to_out"), "lora_all": ("to_qkv", "to_out", "conv1", "conv2")}
 SAMPLERS = ("replacement", "repaint", "ddnm")
+REPAINT = {"jump_length": 5, "jump_n_sample": 3}  # the RePaint setting of notebook 05's tables (and notebook 06's)
+DDNM_ETA = 0.85  # notebook 05's DDNM: DDIM with this eta, at a tenth of RePaint's network calls (ddnm_steps)
+
+
+def ddnm_steps(cfg) -> int:
+    """Notebook 05's DDNM budget: a tenth of the network calls of RePaint (:data:`REPAINT`) over
+    ``cfg.sample_steps`` noise levels, at least 2 (notebooks 05 and 06)."""
+    return max(2, walk_calls(repaint_walk(cfg.sample_steps, **REPAINT)) // 10)
 
 
 @dataclass(frozen=True)

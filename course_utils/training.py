@@ -100,10 +100,22 @@ def train_denoiser(
     return fit(model, loss_fn, steps, lr, g, warmup=min(100, steps // 10 + 1), progress=progress)["losses"]
 
 
+def ddpm_config(profile, train_images: int, seed: int = 0) -> dict:
+    """The settings that define notebook 02's DDPM run (its checkpoint is
+    ``outputs/checkpoints/02_ddpm_<run_name(profile, these)>.pt``) for a :class:`~course_utils.config.Profile` and
+    the number of training digits. Notebook 02 writes the dict out and asserts it equals this one; notebook 06's
+    benchmark finds the checkpoint with it."""
+    return {"notebook": "02", "profile": profile.name, "train_images": train_images, "seed": seed,
+            "base_channels": profile.base_channels, "channel_mults": profile.channel_mults, "T": profile.T,
+            "schedule": profile.schedule, "train_steps": profile.train_steps, "batch_size": profile.batch_size,
+            "lr": profile.lr, "masks": "mixed_masks"}
+
+
 def load_or_train(
     path: str | Path, model: nn.Module, config: dict, train: Callable[[], list[float]]
 ) -> tuple[list[float], bool]:
-    """Reuse the checkpoint at ``path`` when its config matches, else run ``train()`` and save it there.
+    """Reuse the checkpoint at ``path`` when its config matches, else run ``train()`` and save it there (with the
+    losses and the seconds training took).
 
     Returns (losses, reused). A checkpoint of another configuration at ``path`` is never overwritten:
     :class:`CheckpointMismatchError` says so (name the file after its config, :func:`~course_utils.config.run_name`,
@@ -116,8 +128,9 @@ def load_or_train(
         return list(extra.get("losses", [])), True
     except FileNotFoundError:
         print(f"no checkpoint at {path}: training")
+    start = time.perf_counter()
     losses = train()
-    save_checkpoint(path, model, config, losses=losses)
+    save_checkpoint(path, model, config, losses=losses, seconds=time.perf_counter() - start)
     return losses, False
 
 

@@ -306,6 +306,7 @@ run_config = {"notebook": "02", "profile": profile.name, "train_images": len(tra
               "base_channels": profile.base_channels, "channel_mults": profile.channel_mults, "T": T,
               "schedule": profile.schedule, "train_steps": profile.train_steps, "batch_size": profile.batch_size,
               "lr": profile.lr, "masks": "mixed_masks"}
+assert run_config == training.ddpm_config(profile, len(train), SEED)  # how notebook 06 finds this checkpoint
 checkpoint = config.output_dir("checkpoints") / f"02_ddpm_{config.run_name(profile.name, run_config)}.pt"  # one file per config
 start = time.perf_counter()
 losses, reused = training.load_or_train(checkpoint, model, run_config, lambda: train_model(model, profile.train_steps))

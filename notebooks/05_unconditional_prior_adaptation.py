@@ -313,6 +313,7 @@ def repaint(denoiser, y, mask, steps, jump_length, jump_n_sample, generator):
 
 
 RP = dict(steps=cfg.sample_steps, jump_length=5, jump_n_sample=3)  # the setting of this notebook's tables
+assert RP == dict(steps=cfg.sample_steps, **prior.REPAINT)  # the library keeps it for notebook 06's benchmark
 rp_mine = repaint(prior_denoiser, obs_hole.y, obs_hole.mask, **RP, generator=torch.Generator().manual_seed(SEED))
 rp_lib = inpainting.repaint(prior_denoiser, obs_hole.y, obs_hole.mask, **RP, generator=torch.Generator().manual_seed(SEED))
 assert torch.allclose(rp_mine, rp_lib, atol=1e-5)
@@ -345,6 +346,7 @@ plt.show()
 # %%
 rp_calls = inpainting.walk_calls(inpainting.repaint_walk(**RP))
 DDNM = dict(steps=max(2, rp_calls // 10), eta=0.85, repeats=1)  # a tenth of RePaint's calls
+assert (DDNM["steps"], DDNM["eta"]) == (prior.ddnm_steps(cfg), prior.DDNM_ETA)  # kept for notebook 06 too
 x0_hat = torch.zeros_like(obs_hole.y)
 assert torch.equal(diffusion.NullSpaceProjection(obs_hole.y, obs_hole.mask).project(x0_hat), obs_hole.y)  # m*y + 0
 print(f"RePaint: {rp_calls} calls per image; DDNM: {DDNM['steps'] * DDNM['repeats']} calls "

@@ -18,7 +18,7 @@ def test_every_method_on_the_tasks_it_fits_and_none_elsewhere(digits):
     methods = {name: evaluation.baseline_method(name) for name in ("zero_fill", "harmonic", "bicubic")}
     result = benchmark.run_benchmark(methods, images, labels, ["center:12", "lowres:4"], k=1, progress=False,
                                      profile="ci")
-    assert result["tasks"] == ["center:12", "lowres:4"] and result["n_images"] == 6 and result["profile"] == "ci"
+    assert result["tasks"] == ["center:12", "lowres:4"] and result["n"] == 6 and result["profile"] == "ci"
     assert result["methods"]["harmonic"]["lowres:4"] is None  # a mask-only method has no cell for a measurement
     assert result["methods"]["bicubic"]["center:12"] is None
     fill = result["methods"]["zero_fill"]["center:12"]
@@ -43,3 +43,76 @@ def test_markdown_table_leaves_empty_cells(digits):
         benchmark.run_benchmark({}, images, labels, ["center:12"])
     with pytest.raises(ValueError, match="task"):
         benchmark.run_benchmark(methods, images, labels, ["centre:12"])
+
+
+def test_bench_config_per_profile_and_its_errors():
+    from course_utils.config import get_profile
+    assert benchmark.bench_config("ci") == benchmark.BENCH["ci"]
+    assert benchmark.bench_config(get_profile("cpu"), n=10).n == 10
+    with pytest.raises(ValueError, match="at least 2 test digits"):
+        benchmark.bench_config("ci", n=1)
+    with pytest.raises(ValueError, match="k must be at least 1"):
+        benchmark.bench_config("ci", k=0)
+
+
+def test_every_method_is_described_once_with_a_known_model():
+    assert set(benchmark.FAMILIES) == {m.family for m in benchmark.METHODS.values()}
+    for name, m in benchmark.METHODS.items():
+        assert m.name == name and m.notebook in ("02", "03", "04", "05", "06") and m.description
+        assert (m.model is None) == (m.family == "classical") and (m.model is None or m.model in benchmark.MODELS)
+    with pytest.raises(ValueError, match="unknown method 'nope'"):
+        benchmark.build_method("nope")
+
+
+def test_prepare_names_every_missing_model_and_how_to_make_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_OUTPUT_DIR", str(tmp_path))
+    with pytest.raises(benchmark.MissingModelsError) as missing:
+        benchmark.prepare(["zero_fill", "mmse", "ddpm_02", "lora_attn_05"], "ci", "cpu")
+    text = str(missing.value)
+    assert "--train-missing" in text and "ddpm (02_ddpm" in text and "./run_course.sh ci 02" in text
+    assert "python -m course_utils train --model mmse --profile ci --out " + str(tmp_path / "06_mmse") in text
+    assert "finetune_lora_attn" in text and "./run_course.sh ci 05" in text
+    assert "finetune_full" not in text and "center_hole" not in text  # only what the methods asked for need
+    with pytest.raises(ValueError, match="unknown method"):
+        benchmark.prepare(["zero_fill", "nope"], "ci", "cpu")
+
+
+def test_prepare_trains_notebook_02s_model_where_notebook_02_looks_then_reuses_it(tmp_path, monkeypatch, digits):
+    monkeypatch.setenv("COURSE_OUTPUT_DIR", str(tmp_path))
+    from course_utils import checkpoints, config, training
+    methods, info = benchmark.prepare(["ddpm_02", "mmse"], "ci", "cpu", train_missing=True, log=lambda s: None)
+    assert {k: v["status"] for k, v in info.items()} == {"ddpm": "trained", "mmse": "trained"}
+    profile = config.get_profile("ci")
+    train, _, _ = data.load_splits(profile, seed=0)
+    run_config = training.ddpm_config(profile, len(train), 0)  # what notebook 02 asserts its own dict equals
+    path = config.output_dir("checkpoints") / f"02_ddpm_{config.run_name('ci', run_config)}.pt"
+    assert info["ddpm"]["checkpoint"] == str(path)
+    payload = checkpoints.read_checkpoint(path)
+    assert payload["config"] == checkpoints.plain(run_config) and payload["extra"]["seconds"] > 0
+    again, info2 = benchmark.prepare(["ddpm_02", "mmse"], "ci", "cpu", log=lambda s: None)
+    assert {v["status"] for v in info2.values()} == {"reused"}
+    images, labels = digits
+    summary, _, _ = evaluation.evaluate(again["ddpm_02"], images, labels, "center:12", k=1, baselines=False,
+                                        progress=False)
+    assert summary["method"] == "ddpm_02" and summary["known_pixels_max_abs_error"] == 0.0  # replacement keeps them
+    assert summary["network_calls_per_image"] == profile.sample_steps
+    assert summary["config"]["method"]["replacement"] is True
+
+
+def test_notebook_05_methods_use_notebook_05_settings():
+    from course_utils import prior
+    cfg = prior.prior_config("cpu")
+    net = prior.build_prior(prior.prior_config("ci"))
+    repaint = benchmark.build_method("repaint_05", cfg, net).config
+    assert (repaint["jump_length"], repaint["jump_n_sample"], repaint["steps"]) == (5, 3, cfg.sample_steps)
+    ddnm = benchmark.build_method("ddnm_05", cfg, net).config
+    assert (ddnm["steps"], ddnm["eta"]) == (prior.ddnm_steps(cfg), 0.85) and ddnm["steps"] == 14  # 140 calls / 10
+
+
+def test_task_table_lists_the_methods_that_fit(digits):
+    images, labels = digits
+    methods = {name: evaluation.baseline_method(name) for name in ("zero_fill", "bicubic")}
+    result = benchmark.run_benchmark(methods, images, labels, ["center:12"], k=1, progress=False)
+    table = benchmark.task_table(result, "center:12").splitlines()
+    assert len(table) == 3 and table[2].startswith("| zero_fill | ") and table[2].endswith("| 0 |")
+    assert "(K=1)" in table[2]
