@@ -43,9 +43,9 @@
 # - Notebooks 02 to 05 (their models are reused from `outputs/` when a run of the same configuration is there, and
 #   trained here otherwise) and notebook 03's evaluation harness.
 # - Runtime (measured on the course's slow 2-core test machine, see the README): `ci` profile under 2 minutes;
-#   `cpu` profile about 9 minutes when every model is already in `outputs/`; from nothing it first trains what is
-#   missing (the README gives each model's training time); the `full` profile is sized for a GPU and has not been
-#   timed yet.
+#   `cpu` profile 6.7 to 7.8 minutes when every model is already in `outputs/` (two runs); from nothing it
+#   first trains the eight models it compares, which took about 1 h 45 min together on that machine (the README
+#   lists each); the `full` profile is sized for a GPU and has not been timed yet.
 
 # %% [markdown]
 # ## Setup
@@ -228,8 +228,11 @@ display(Markdown(f"**`procedural:0.05-0.6`**\n\n{benchmark.task_table(result, 'p
 
 # %%
 mask_tasks = [spec for spec in benchmark.TASKS if tasks.parse_task(spec).is_mask_task]
-fig, axes = plt.subplots(1, len(mask_tasks), figsize=(4 * len(mask_tasks), 3.8), sharey=False)
+fig, axes = plt.subplots(2, math.ceil(len(mask_tasks) / 2), figsize=(15, 8.5), squeeze=False)
+axes = axes.flatten()
 colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+for ax in axes[len(mask_tasks):]:
+    ax.axis("off")
 for ax, spec in zip(axes, mask_tasks):
     for i, (name, row) in enumerate(result["methods"].items()):
         s = row.get(spec)
@@ -246,7 +249,7 @@ for ax, spec in zip(axes, mask_tasks):
     ax.set_xlim(0.8, 400)
     ax.set_title(spec)
     ax.set_xlabel("network calls per image (log)")
-axes[0].set_ylabel("PSNR over the missing pixels, one sample (dB)")
+    ax.set_ylabel("PSNR over the missing pixels, one sample (dB)")
 fig.suptitle(f"Quality against network calls ({profile.name} profile, {bcfg.n} test digits)")
 fig.tight_layout()
 plotting.save_figure(fig, "06_quality_vs_calls")
@@ -374,7 +377,7 @@ print("sharpness in the hole (mean |difference| between neighbouring pixels): "
 
 # %%
 ks = [r["k"] for r in curve]
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+fig, axes = plt.subplots(1, 4, figsize=(17, 3.6))
 axes[0].plot(ks, [r["psnr"] for r in curve], "o-", label=f"{best}, mean of K")
 axes[0].axhline(mmse_row["psnr"], ls="--", color="k", label="MMSE regressor")
 axes[0].set_ylabel("PSNR over the hole (dB)")
@@ -382,8 +385,11 @@ axes[1].plot(ks, [r["mse"] for r in curve], "o-", label=f"{best}, mean of K (mea
 axes[1].plot(ks, [B + V / k for k in ks], ":", color="C1", label="B + V / K (V from the spread)")
 axes[1].axhline(mmse_row["mse"], ls="--", color="k", label="MMSE regressor")
 axes[1].set_ylabel("mean squared error over the hole")
-axes[2].plot(ks, [r["to_reference"] for r in curve], "o-", label=f"{best}, mean of K")
-axes[2].set_ylabel("PSNR between the mean of K\nand the regressor's answer (dB)")
+axes[2].plot(ks, [r["frechet"] for r in curve], "o-", label=f"{best}, mean of K")
+axes[2].axhline(mmse_row["frechet"], ls="--", color="k", label="MMSE regressor")
+axes[2].set_ylabel("Frechet distance (lower is better)")
+axes[3].plot(ks, [r["to_reference"] for r in curve], "o-", label=f"{best}, mean of K")
+axes[3].set_ylabel("PSNR between the mean of K\nand the regressor's answer (dB)")
 for ax in axes:
     ax.set_xscale("log", base=2)
     ax.set_xticks(ks, [str(k) for k in ks])
