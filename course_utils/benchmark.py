@@ -357,7 +357,7 @@ def task_table(result: dict, task: str) -> str:
     of the mean of K, SSIM, class preservation, Frechet distance, seconds and network calls per image and sample
     (methods that cannot do the task are left out; notebook 06 and ``bench``)."""
     spec = parse_task(task).spec
-    lines = [f"| method | PSNR, 1 sample | PSNR, mean of K | L1, 1 sample | SSIM | class | Frechet | ms / image "
+    lines = ["| method | PSNR, 1 sample | PSNR, mean of K | L1, 1 sample | SSIM | class | Frechet | ms / image "
              "| calls / image |", "| --- |" + " ---: |" * 8]
 
     def cell(value, fmt):

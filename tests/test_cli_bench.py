@@ -56,9 +56,9 @@ def test_bench_trains_what_is_missing_and_matches_the_library(tmp_path, monkeypa
 ])
 def test_bench_rejects_bad_input_with_one_line(tmp_path, monkeypatch, extra, message):
     monkeypatch.setenv("COURSE_OUTPUT_DIR", str(tmp_path / "outputs"))
+    args = extra if "--methods" in extra else ["--methods", "zero_fill", *extra]
     with pytest.raises(SystemExit) as stop:
-        cli.main(bench("--methods", "zero_fill", *extra, "--json", str(tmp_path / "b.json"))
-                 if "--methods" not in extra else bench(*extra, "--json", str(tmp_path / "b.json")))
+        cli.main(bench(*args, "--json", str(tmp_path / "b.json")))
     assert message in str(stop.value)
 
 
