@@ -153,8 +153,8 @@ MODELS: dict[str, TrainedModel] = {
     "conditional": _kind_model("conditional", "conditional"),
     "mmse": _kind_model("mmse", "mmse"),
     "prior": _kind_model("prior", "prior"),
-    "finetune_full": _kind_model("finetune_full", "prior_finetune"),  # what `train --model prior_finetune` makes
-    **{f"finetune_{mode}": _kind_model(f"finetune_{mode}", "prior_finetune",
+    "finetune_full": _kind_model("finetune_full", "finetune"),  # what `train --model finetune` makes
+    **{f"finetune_{mode}": _kind_model(f"finetune_{mode}", "finetune",
                                        lambda profile, mode=mode: prior.finetune_kind_config(profile, mode))
        for mode in prior.MODES if mode != "full"},
 }

@@ -1,9 +1,12 @@
 """Command line: parses arguments and calls the library (run the course, train / sample / evaluate, badges).
 
     python -m course_utils run [--profile ci|cpu|full] [NOTEBOOK ...]   execute notebooks (course_utils.runner)
-    python -m course_utils train --profile P --out DIR [--steps N] [--seed S] [--resume]
+    python -m course_utils train [--model KIND] --profile P --out DIR [--steps N] [--seed S] [--resume]
+    python -m course_utils train --model finetune --from PRIOR_CHECKPOINT --profile P --out DIR [--lora-rank R]
     python -m course_utils sample --checkpoint PATH --out PNG [--steps 50] [--eta 0] [--dc-repeats 1] [--n 16] ...
     python -m course_utils eval --checkpoint PATH --data-dir DIR [--task SPEC] [--n 500] [--k 8] [--json PATH] ...
+    python -m course_utils eval --checkpoint PRIOR --task SPEC --sampler {replace,repaint,ddnm}
+                                [--jump-length J] [--resamplings R] ...   a prior's training-free samplers (notebook 05)
     python -m course_utils eval --method NAME --task SPEC --data-dir DIR [--n 500] [--json PATH] ...
     python -m course_utils bench --data-dir DIR --profile P [--n N] [--k K] [--tasks ...] [--methods ...] --json PATH
                                  [--train-missing]                   every method on the same digits (notebook 06)
@@ -25,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from . import benchmark
+from . import benchmark, prior
 from .baselines import BASELINES, baselines_for
 from .checkpoints import CheckpointMismatchError, read_checkpoint
 from .classifier import load_or_train_classifier
@@ -65,9 +68,9 @@ def _load_model(path: str, device):
 def _check_sampler_options(args, T: int = 1000) -> None:
     if args.hole is not None and not 1 <= args.hole <= 31:
         raise UsageError(f"--hole must be between 1 and 31 (the hole must fit inside the 32x32 image), got {args.hole}")
-    if not 1 <= args.steps <= T:
+    if args.steps is not None and not 1 <= args.steps <= T:
         raise UsageError(f"--steps must be between 1 and T={T}, got {args.steps}")
-    if args.eta < 0:
+    if args.eta is not None and args.eta < 0:
         raise UsageError(f"--eta must be >= 0 (0 deterministic DDIM, 1 DDPM-like), got {args.eta}")
     if args.dc_repeats < 1:
         raise UsageError(f"--dc-repeats must be at least 1, got {args.dc_repeats}")
@@ -77,13 +80,56 @@ def _check_sampler_options(args, T: int = 1000) -> None:
         raise UsageError(f"--seed must be >= 0, got {args.seed}")
 
 
+LORA_TARGETS = {"attention": "lora_attn", "all": "lora_all"}  # train --lora-targets -> notebook 05's LoRA mode
+
+
+def _finetune_configs(args):
+    """For ``train --model finetune``: ``make(**changes) -> FinetuneConfig`` from the prior of ``--from`` (or the
+    profile's prior) and ``--lora-rank`` / ``--lora-targets`` (notebook 05)."""
+    rank = 0 if args.lora_rank is None else args.lora_rank
+    if rank < 0:
+        raise UsageError(f"--lora-rank must be 0 (full fine-tuning) or a positive rank, got {rank}")
+    if rank == 0 and args.lora_targets is not None:
+        raise UsageError("--lora-targets chooses where LoRA goes: give it with --lora-rank R > 0")
+    mode = "full" if rank == 0 else LORA_TARGETS[args.lora_targets or "attention"]
+    lora = {} if rank == 0 else {"rank": rank, "alpha": float(rank)}  # alpha / rank = 1, as in notebook 05
+    if args.prior_from is None:
+        pcfg = prior.prior_config(args.profile)
+    else:
+        path = args.prior_from
+        try:
+            kind = kind_of_checkpoint(path)
+        except FileNotFoundError:
+            raise UsageError(f"--from: no checkpoint at {path}; train a prior with `python -m course_utils train "
+                             f"--model prior --profile {args.profile} --out DIR` and pass DIR/last.pt")
+        except CheckpointMismatchError as why:
+            raise UsageError(f"--from {path}: {str(why).splitlines()[0]}")
+        if kind.name != "prior":
+            raise UsageError(f"--from {path} holds a {kind.name} model, not an unconditional prior (train one with "
+                             f"`python -m course_utils train --model prior --profile {args.profile} --out DIR`)")
+        pcfg, _, _ = prior.load_prior(path)
+        if pcfg.profile != args.profile:
+            raise UsageError(f"the prior in {path} was trained in the {pcfg.profile} profile: pass --profile "
+                             f"{pcfg.profile} (a fine-tune's budget goes with its prior's profile)")
+    return lambda **changes: prior.finetune_config(pcfg, mode, **lora, **changes)
+
+
 def command_train(args) -> int:
     """``train``: a model kind of :mod:`course_utils.kinds` (``--model``; notebook 03's by default), checkpointed to
-    DIR/last.pt atomically every cfg.save_every steps. The commands are taught in notebook 03."""
+    DIR/last.pt atomically every cfg.save_every steps; ``--model finetune`` adapts the prior of ``--from`` (notebook
+    05), fully or with LoRA of rank ``--lora-rank``. The commands are taught in notebook 03."""
     kind = KINDS[args.model]
     out = Path(args.out)
     last = out / "last.pt"
-    cfg = kind.config(args.profile)
+    if kind.name == "finetune":
+        make = _finetune_configs(args)
+    else:
+        for flag, value in (("--from", args.prior_from), ("--lora-rank", args.lora_rank),
+                            ("--lora-targets", args.lora_targets)):
+            if value is not None:
+                raise UsageError(f"{flag} is for --model finetune (adapting a prior, notebook 05), not {kind.name}")
+        make = lambda **changes: kind.config(args.profile, **changes)  # noqa: E731
+    cfg = make()
     if args.steps is not None and args.steps < 1:
         raise UsageError(f"--steps must be at least 1, got {args.steps}")
     if args.seed < 0:
@@ -100,22 +146,28 @@ def command_train(args) -> int:
         if saved.get("profile") != cfg.profile:
             raise UsageError(f"{last} was trained with profile {saved.get('profile')!r}, not {cfg.profile!r}")
         steps = args.steps if args.steps is not None else saved.get("steps", cfg.steps)
-        cfg = kind.config(args.profile, steps=steps)
+        cfg = make(steps=steps)
     else:
         if last.exists():
             raise UsageError(f"{last} exists: pass --resume to continue that run, or choose another --out")
         if args.steps is not None:
-            cfg = kind.config(args.profile, steps=args.steps)
+            cfg = make(steps=args.steps)
     seed_everything(args.seed)
     device = get_device()
     try:  # the same splits as the notebooks (validation carved from MNIST's training split)
         train, val, _ = (kind.splits or load_splits)(cfg, seed=0)
     except MNISTNotFoundError as missing:
         raise UsageError(str(missing).splitlines()[0] + " (set COURSE_DATA_DIR to a folder holding MNIST/raw/)")
-    print(f"training the {kind.description.split(':')[0]} model ({kind.name}, {cfg.profile} profile) on {device}: "
+    what = kind.name
+    if kind.name == "finetune":
+        what += f", {cfg.mode}" + (f" rank {cfg.rank}" if cfg.mode != "full" else "")
+        what += f", prior {args.prior_from}" if args.prior_from else ", prior from notebook 05's run folder"
+    print(f"training the {kind.description.split(':')[0]} model ({what}, {cfg.profile} profile) on {device}: "
           f"{len(train)} training digits, {len(val)} validation digits, {cfg.steps} steps -> {last}", flush=True)
+    extra = {"prior_from": args.prior_from} if args.prior_from is not None else {}
     try:
-        result = kind.train(cfg, train, out, device, seed=args.seed, resume=args.resume, val_images=val.images[:64])
+        result = kind.train(cfg, train, out, device, seed=args.seed, resume=args.resume, val_images=val.images[:64],
+                            **extra)
     except CheckpointMismatchError as why:
         raise UsageError(str(why))
     step, seconds, history = result["step"], result["seconds"], result["history"]
@@ -166,8 +218,34 @@ def _mnist_root(data_dir: str) -> Path:
                      "(train/t10k images and labels), as torchvision.datasets.MNIST stores them")
 
 
+PRIOR_SAMPLERS = {"replace": "replacement", "repaint": "repaint", "ddnm": "ddnm"}  # eval --sampler -> notebook 05
+
+
+def _prior_method(args, model, cfg):
+    """``eval --checkpoint PRIOR``: the training-free sampler of ``--sampler`` (RePaint by default) with notebook
+    05's settings unless told otherwise: ``cfg.sample_steps`` levels; RePaint's jump and resamplings from
+    :data:`~course_utils.prior.REPAINT`; DDNM with :func:`~course_utils.prior.ddnm_steps` steps, eta
+    :data:`~course_utils.prior.DDNM_ETA` and ``--resamplings`` repeats per step (1)."""
+    sampler = PRIOR_SAMPLERS[args.sampler or "repaint"]
+    if args.jump_length is not None and sampler != "repaint":
+        raise UsageError(f"--jump-length is RePaint's (--sampler repaint), not {args.sampler}'s")
+    if args.resamplings is not None and sampler == "replacement":
+        raise UsageError("--resamplings is for --sampler repaint (jumps back per level) or ddnm (repeats per step)")
+    for flag, value in (("--jump-length", args.jump_length), ("--resamplings", args.resamplings)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} must be at least 1, got {value}")
+    ddnm = sampler == "ddnm"
+    steps = args.steps if args.steps is not None else (prior.ddnm_steps(cfg) if ddnm else cfg.sample_steps)
+    eta = args.eta if args.eta is not None else (prior.DDNM_ETA if ddnm else 0.0)
+    jump = args.jump_length if args.jump_length is not None else prior.REPAINT["jump_length"]
+    resamplings = args.resamplings if args.resamplings is not None else (1 if ddnm else prior.REPAINT["jump_n_sample"])
+    return prior.prior_method(model, cfg, SamplerOptions(steps, eta), sampler, jump_length=jump,
+                              jump_n_sample=resamplings, repeats=resamplings)
+
+
 def command_eval(args) -> int:
-    """``eval``: score a trained model (``--checkpoint``) or a classical baseline (``--method``) on a task.
+    """``eval``: score a trained model (``--checkpoint``) or a classical baseline (``--method``) on a task; a
+    prior's checkpoint with one of its training-free samplers (``--sampler``, notebook 05).
 
     The commands taught in notebook 03.
     """
@@ -186,20 +264,31 @@ def command_eval(args) -> int:
         raise UsageError(str(why))
     root = _mnist_root(args.data_dir)
     device = get_device()
+    prior_flags = [flag for flag, value in (("--sampler", args.sampler), ("--jump-length", args.jump_length),
+                                            ("--resamplings", args.resamplings)) if value is not None]
     if args.checkpoint is not None:
         kind, cfg, model, _ = _load_model(args.checkpoint, device)
         task = task or parse_task(kind.default_task(cfg))
+        if prior_flags and kind.name != "prior":
+            raise UsageError(f"{', '.join(prior_flags)}: the training-free samplers are for an unconditional prior's "
+                             f"checkpoint (notebook 05); {args.checkpoint} holds a {kind.name} model")
         try:
-            method = kind.method(model, cfg, SamplerOptions(args.steps, args.eta, args.dc_repeats))
+            if kind.name == "prior":
+                method = _prior_method(args, model, cfg)
+            else:
+                method = kind.method(model, cfg, SamplerOptions(50 if args.steps is None else args.steps,
+                                                                0.0 if args.eta is None else args.eta, args.dc_repeats))
         except ValueError as why:
             raise UsageError(f"{kind.name} model: {str(why).splitlines()[0]}")
         if not method.fits(task):
             raise UsageError(f"the {kind.name} model in {args.checkpoint} cannot do task {task.spec}: it fills masks "
                              "(center:N, rect, strokes, procedural:A-B, sparse:P)")
         model_config = {"kind": kind.name, **dataclasses.asdict(cfg)}
-        if task.spec not in kind.trained_on(cfg):
+        if kind.trained_on(cfg) and task.spec not in kind.trained_on(cfg):
             print(f"note: the model was trained on {', '.join(kind.trained_on(cfg))}; evaluating on {task.spec}")
     else:
+        if prior_flags:
+            raise UsageError(f"{', '.join(prior_flags)}: the training-free samplers need --checkpoint PRIOR/last.pt")
         if args.method not in BASELINES:
             raise UsageError(f"unknown --method {args.method!r}; baselines: {', '.join(BASELINES)}")
         if task is None:
@@ -222,8 +311,9 @@ def command_eval(args) -> int:
     print(f"course classifier ({args.profile} profile): {'reused' if clf_info['reused'] else 'trained'} "
           f"{clf_info['path']}, validation accuracy {100 * clf_info['val_accuracy']:.1f}%", flush=True)
     what = args.checkpoint or f"the {args.method} baseline"
-    sampler = (f", DDIM {args.steps} steps, eta {args.eta:g}, dc_repeats {args.dc_repeats}, K={args.k}"
-               if method.stochastic else "")
+    settings = {k: v for k, v in method.config.items() if k not in ("kind", "notebook")}
+    sampler = (", " + ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in settings.items())
+               + f", K={args.k}" if method.stochastic else "")
     print(f"evaluating {what} on {len(digits)} {args.split} digits of {root}: task {task.spec}{sampler}", flush=True)
     results, _, _ = evaluate(method, digits.images, digits.labels, task, args.k, args.seed, clf, library.images)
     results["config"].update({"checkpoint": str(args.checkpoint) if args.checkpoint else None,
@@ -295,9 +385,13 @@ def command_bench(args) -> int:
     return 0
 
 
-def _add_sampler_options(p, steps: int = 50, n: int = 16) -> None:
-    p.add_argument("--steps", type=int, default=steps, help=f"DDIM steps (default {steps})")
-    p.add_argument("--eta", type=float, default=0.0, help="0 = deterministic DDIM, 1 = DDPM-like noise (default 0)")
+def _add_sampler_options(p, steps: int | None = 50, n: int = 16) -> None:
+    """The sampler flags of ``sample`` and ``eval``; ``steps`` None: 50, or a prior's notebook-05 setting."""
+    p.add_argument("--steps", type=int, default=steps,
+                   help=f"DDIM steps (default {steps})" if steps is not None else
+                   "sampling steps (default 50; a prior: its profile's sample_steps, DDNM a tenth of RePaint's calls)")
+    p.add_argument("--eta", type=float, default=0.0 if steps is not None else None,
+                   help="0 = deterministic DDIM, 1 = DDPM-like noise (default 0; DDNM on a prior: 0.85)")
     p.add_argument("--dc-repeats", type=int, default=1,
                    help="data-consistency repeats per step: re-noise and denoise again (default 1 = none)")
     p.add_argument("--n", type=int, default=n, help=f"number of digits (default {n})")
@@ -323,6 +417,14 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the profile's)")
     train.add_argument("--seed", type=int, default=0, help="seed of batches and noise (default 0)")
     train.add_argument("--resume", action="store_true", help="continue the run saved in DIR/last.pt")
+    train.add_argument("--from", dest="prior_from", default=None, metavar="PRIOR_CHECKPOINT",
+                       help="--model finetune: the prior's last.pt to adapt (default: notebook 05's run folder, "
+                            "trained there first if missing)")
+    train.add_argument("--lora-rank", type=int, default=None,
+                       help="--model finetune: 0 or absent = full fine-tuning, R > 0 = LoRA of rank R")
+    train.add_argument("--lora-targets", choices=tuple(LORA_TARGETS), default=None,
+                       help="--model finetune with LoRA: the attention projections (default) or all (attention "
+                            "and every residual convolution)")
     sample = sub.add_parser("sample", help="inpaint test digits with a trained model and save a PNG")
     sample.add_argument("--checkpoint", required=True, help="a last.pt written by train")
     sample.add_argument("--out", required=True, help="PNG to write")
@@ -344,7 +446,15 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--split", choices=("test", "train"), default="test", help="images to score (default test)")
     evaluate.add_argument("--k", type=int, default=8, help="samples per image for the posterior mean (default 8)")
     evaluate.add_argument("--json", default=None, help="also write the results to this JSON file")
-    _add_sampler_options(evaluate, steps=50, n=500)
+    evaluate.add_argument("--sampler", choices=tuple(PRIOR_SAMPLERS), default=None,
+                          help="a prior's training-free sampler (notebook 05): replace (ground-truth noise injection), "
+                               "repaint (resampling; the default) or ddnm (null-space projection on DDIM)")
+    evaluate.add_argument("--jump-length", type=int, default=None,
+                          help=f"RePaint: levels to jump back (default {prior.REPAINT['jump_length']})")
+    evaluate.add_argument("--resamplings", type=int, default=None,
+                          help=f"RePaint: times each jump is walked (default {prior.REPAINT['jump_n_sample']}); "
+                               "DDNM: repeats per step (default 1)")
+    _add_sampler_options(evaluate, steps=None, n=500)
     bench = sub.add_parser("bench", help="every method of the course on the same test digits and tasks (notebook 06)")
     bench.add_argument("--data-dir", required=True, help="a folder in torchvision's MNIST layout (DIR/MNIST/raw)")
     bench.add_argument("--profile", choices=PROFILE_NAMES, required=True,

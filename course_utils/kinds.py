@@ -103,12 +103,12 @@ KINDS: dict[str, ModelKind] = {
         run_dir=prior.run_dir,
         splits=prior.prior_splits,
     ),
-    "prior_finetune": ModelKind(
-        name="prior_finetune",
-        description="notebook 05: the prior with its input widened to [x_t, m, y], fully fine-tuned on procedural "
-                    "masks",
+    "finetune": ModelKind(
+        name="finetune",
+        description="notebook 05: the prior with its input widened to [x_t, m, y], fine-tuned on procedural masks "
+                    "(fully, or LoRA with --lora-rank R)",
         notebook="05_unconditional_prior_adaptation",
-        train_command="python -m course_utils train --model prior_finetune --profile cpu --out DIR",
+        train_command="python -m course_utils train --model finetune --from PRIOR/last.pt --profile cpu --out DIR",
         config=prior.finetune_kind_config,
         train=prior.train_finetune_kind,
         trained_on=lambda cfg: ("procedural:0.05-0.6",),

@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from course_utils import adaptation, attention, checkpoints, cli, config, data, kinds, masks, prior
+from course_utils import (adaptation, attention, checkpoints, cli, config, data, inpainting, kinds, masks, prior,
+                          schedules, training)
 from course_utils.models import ResBlock, UNet, count_parameters
 
 
@@ -158,9 +159,14 @@ def test_prior_trains_resumes_loads_and_fine_tunes(tmp_path):
         m = masks.center_hole(2)
         with torch.no_grad():
             assert torch.allclose(back(x, t, m, m * x), run["ema"](x, t, m, m * x), atol=1e-5)
-        assert (fcfg.mode, fcfg.lr, fcfg.prior) == (mode, prior.finetune_config(cfg).lr, cfg_dict)
+        lora = mode != "full"  # LoRA: a larger learning rate and the loss on the missing pixels only
+        assert (fcfg.mode, fcfg.prior) == (mode, cfg_dict)
+        assert fcfg.lr == pytest.approx(prior.finetune_config(cfg).lr * (prior.LORA_LR_SCALE if lora else 1))
+        assert fcfg.known_weight == (prior.LORA_KNOWN_WEIGHT if lora else 1.0)
     with pytest.raises(ValueError, match="mode"):
         prior.finetune_config(cfg, "half")
+    with pytest.raises(ValueError, match="known_weight"):
+        prior.finetune_config(cfg, "lora_attn", known_weight=-1.0)
     with pytest.raises(Exception, match="not an unconditional-prior"):
         prior.load_prior(tmp_path / "full" / "last.pt")
 
@@ -199,14 +205,14 @@ def test_train_and_eval_commands(tmp_path, capsys):
 def test_finetune_command_trains_the_missing_prior_then_the_fine_tune(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("COURSE_OUTPUT_DIR", str(tmp_path / "outputs"))  # where the prior's run folder goes
     out = tmp_path / "ft"
-    assert cli.main(["train", "--model", "prior_finetune", "--profile", "ci", "--out", str(out), "--steps", "2"]) == 0
+    assert cli.main(["train", "--model", "finetune", "--profile", "ci", "--out", str(out), "--steps", "2"]) == 0
     printed = capsys.readouterr().out
     assert "the prior is not in" in printed and "validation PSNR" in printed
     pcfg = prior.prior_config("ci")
     assert (prior.run_dir(pcfg) / "last.pt").exists() and str(tmp_path / "outputs") in str(prior.run_dir(pcfg))
     cfg, _, extra = prior.load_finetuned(out / "last.pt")
     assert (cfg.mode, cfg.steps, extra["step"]) == ("full", 2, 2)
-    assert cli.main(["train", "--model", "prior_finetune", "--profile", "ci", "--out", str(tmp_path / "ft2"),
+    assert cli.main(["train", "--model", "finetune", "--profile", "ci", "--out", str(tmp_path / "ft2"),
                      "--steps", "2"]) == 0
     assert "the prior is not in" not in capsys.readouterr().out  # the second run reuses it
     result = tmp_path / "r.json"
@@ -215,3 +221,93 @@ def test_finetune_command_trains_the_missing_prior_then_the_fine_tune(tmp_path, 
     res = json.loads(result.read_text())
     assert res["method"] == "finetuned_full" and res["config"]["method"]["step"] == "ddpm"
     assert res["network_calls_per_image"] == 3 and res["known_pixels_max_abs_error"] == 0.0
+
+
+def test_issue_command_lines_for_the_prior(tmp_path, monkeypatch, capsys):
+    """The contract of notebook 05's issue: train a prior, fine-tune it --from its checkpoint (full and LoRA), score
+    each training-free sampler with its network calls counted, and refuse what does not fit in one line."""
+    monkeypatch.setenv("COURSE_OUTPUT_DIR", str(tmp_path / "outputs"))
+    data_dir = str(config.data_dir())
+    pri = tmp_path / "prior"
+    assert cli.main(["train", "--model", "prior", "--profile", "ci", "--out", str(pri), "--steps", "2"]) == 0
+    for extra, mode, rank in (([], "full", 4), (["--lora-rank", "0"], "full", 4), (["--lora-rank", "2"], "lora_attn", 2),
+                              (["--lora-rank", "3", "--lora-targets", "all"], "lora_all", 3)):
+        out = tmp_path / f"ft-{mode}-{len(extra)}"
+        assert cli.main(["train", "--model", "finetune", "--from", str(pri / "last.pt"), "--profile", "ci",
+                         "--out", str(out), "--steps", "2", *extra]) == 0
+        cfg, net, _ = prior.load_finetuned(out / "last.pt")
+        assert (cfg.mode, cfg.rank, cfg.steps) == (mode, rank, 2)
+        assert cfg == prior.finetune_config(prior.load_prior(pri / "last.pt")[0], mode, steps=2,
+                                            **({} if mode == "full" else {"rank": rank, "alpha": float(rank)}))
+        lora_modules = sum(isinstance(m, adaptation.LoRA) for m in net.modules())
+        assert (lora_modules == 0) == (mode == "full")
+    assert "the prior is not in" not in capsys.readouterr().out  # --from: notebook 05's run folder is not used
+    assert not (tmp_path / "outputs" / "05_prior").exists()
+    steps = prior.prior_config("ci").sample_steps
+    for flags, calls, sampler in (
+            (["--sampler", "replace"], steps, "replacement"),
+            (["--sampler", "repaint", "--jump-length", "2", "--resamplings", "2"],
+             inpainting.walk_calls(inpainting.repaint_walk(steps, jump_length=2, jump_n_sample=2)), "repaint"),
+            ([], None, "repaint"),
+            (["--sampler", "ddnm", "--resamplings", "2"], 2 * prior.ddnm_steps(prior.prior_config("ci")), "ddnm")):
+        result = tmp_path / "r.json"
+        assert cli.main(["eval", "--checkpoint", str(pri / "last.pt"), "--task", "center:12", "--data-dir", data_dir,
+                         "--n", "2", "--k", "1", "--profile", "ci", "--json", str(result), *flags]) == 0
+        res = json.loads(result.read_text())
+        assert res["config"]["method"]["sampler"] == sampler and res["known_pixels_max_abs_error"] == 0.0
+        if calls is not None:
+            assert res["network_calls_per_image"] == calls, flags
+        else:  # notebook 05's RePaint setting by default
+            m = res["config"]["method"]
+            assert (m["jump_length"], m["jump_n_sample"]) == (prior.REPAINT["jump_length"], prior.REPAINT["jump_n_sample"])
+    if_ddnm = res["config"]["method"]
+    assert (if_ddnm["steps"], if_ddnm["eta"], if_ddnm["repeats"]) == (prior.ddnm_steps(prior.prior_config("ci")),
+                                                                      prior.DDNM_ETA, 2)
+    bad = [
+        (["train", "--model", "finetune", "--from", str(tmp_path / "none.pt"), "--profile", "ci", "--out",
+          str(tmp_path / "x")], "no checkpoint"),
+        (["train", "--model", "finetune", "--from", str(tmp_path / "ft-full-0" / "last.pt"), "--profile", "ci",
+          "--out", str(tmp_path / "x")], "not an unconditional prior"),
+        (["train", "--model", "finetune", "--from", str(pri / "last.pt"), "--profile", "cpu", "--out",
+          str(tmp_path / "x")], "pass --profile ci"),
+        (["train", "--model", "finetune", "--from", str(pri / "last.pt"), "--profile", "ci", "--out",
+          str(tmp_path / "x"), "--lora-rank", "-1"], "--lora-rank"),
+        (["train", "--model", "finetune", "--from", str(pri / "last.pt"), "--profile", "ci", "--out",
+          str(tmp_path / "x"), "--lora-targets", "all"], "--lora-rank R > 0"),
+        (["train", "--model", "prior", "--profile", "ci", "--out", str(tmp_path / "x"), "--lora-rank", "2"],
+         "for --model finetune"),
+        (["eval", "--checkpoint", str(pri / "last.pt"), "--data-dir", data_dir, "--sampler", "replace",
+          "--jump-length", "2"], "RePaint's"),
+        (["eval", "--checkpoint", str(pri / "last.pt"), "--data-dir", data_dir, "--resamplings", "0"], "at least 1"),
+        (["eval", "--checkpoint", str(tmp_path / "ft-full-0" / "last.pt"), "--data-dir", data_dir, "--sampler",
+          "repaint"], "unconditional prior's checkpoint"),
+        (["eval", "--method", "harmonic", "--task", "center:12", "--data-dir", data_dir, "--sampler", "ddnm"],
+         "need --checkpoint"),
+    ]
+    for argv, message in bad:
+        with pytest.raises(SystemExit) as exit_:
+            cli.main(argv)
+        assert message in str(exit_.value), (argv, exit_.value)
+    assert not (tmp_path / "x").exists()
+
+
+def test_finetune_loss_weights_known_pixels_as_told():
+    """Weight 1 is notebook 02's plain mean; weight 0 ignores the known pixels, where the eps target has a closed
+    form in x_t and y and replacement sampling discards the output."""
+    sch = schedules.make_schedule("cosine", 1000)
+    x0 = torch.rand(3, 1, 32, 32) * 2 - 1
+    mask = prior.mask_bank("train", 3)
+    zeros = lambda x_t, t, m, y: torch.zeros_like(x_t)  # noqa: E731
+    t, eps, x_t = training.noised_batch(x0, sch, torch.Generator().manual_seed(0))
+    missing = mask == 0
+    loss = lambda net, w: prior.finetune_loss(net, x0, mask, sch, torch.Generator().manual_seed(0), "eps", w)  # noqa: E731
+    assert loss(zeros, 1.0).item() == pytest.approx((eps ** 2).mean().item(), rel=1e-5)
+    assert loss(zeros, 0.0).item() == pytest.approx((eps[missing] ** 2).mean().item(), rel=1e-5)
+
+    def exact_on_known(x_t, t, m, y):  # eq. 4 solved for eps where y = x0 is known: no learning needed there
+        ab = sch.alpha_bars[t].float().view(-1, 1, 1, 1)
+        return m * (x_t - ab.sqrt() * y) / (1 - ab).sqrt()
+
+    assert torch.allclose(exact_on_known(x_t, t, mask, mask * x0)[mask == 1], eps[mask == 1], atol=1e-4)
+    assert loss(exact_on_known, 0.0).item() == pytest.approx(loss(zeros, 0.0).item(), rel=1e-5)
+    assert loss(exact_on_known, 1.0).item() < loss(zeros, 1.0).item()
