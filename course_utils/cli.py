@@ -80,7 +80,7 @@ def _check_sampler_options(args, T: int = 1000) -> None:
         raise UsageError(f"--seed must be >= 0, got {args.seed}")
 
 
-LORA_TARGETS = {"attention": "lora_attn", "all": "lora_all"}  # train --lora-targets -> notebook 05's LoRA mode
+LORA_TARGET_MODES = {"attention": "lora_attn", "all": "lora_all"}  # train --lora-targets -> notebook 05's LoRA mode
 
 
 def _finetune_configs(args):
@@ -91,7 +91,7 @@ def _finetune_configs(args):
         raise UsageError(f"--lora-rank must be 0 (full fine-tuning) or a positive rank, got {rank}")
     if rank == 0 and args.lora_targets is not None:
         raise UsageError("--lora-targets chooses where LoRA goes: give it with --lora-rank R > 0")
-    mode = "full" if rank == 0 else LORA_TARGETS[args.lora_targets or "attention"]
+    mode = "full" if rank == 0 else LORA_TARGET_MODES[args.lora_targets or "attention"]
     lora = {} if rank == 0 else {"rank": rank, "alpha": float(rank)}  # alpha / rank = 1, as in notebook 05
     if args.prior_from is None:
         pcfg = prior.prior_config(args.profile)
@@ -422,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
                             "trained there first if missing)")
     train.add_argument("--lora-rank", type=int, default=None,
                        help="--model finetune: 0 or absent = full fine-tuning, R > 0 = LoRA of rank R")
-    train.add_argument("--lora-targets", choices=tuple(LORA_TARGETS), default=None,
+    train.add_argument("--lora-targets", choices=tuple(LORA_TARGET_MODES), default=None,
                        help="--model finetune with LoRA: the attention projections (default) or all (attention "
                             "and every residual convolution)")
     sample = sub.add_parser("sample", help="inpaint test digits with a trained model and save a PNG")

@@ -260,8 +260,8 @@ def test_issue_command_lines_for_the_prior(tmp_path, monkeypatch, capsys):
         else:  # notebook 05's RePaint setting by default
             m = res["config"]["method"]
             assert (m["jump_length"], m["jump_n_sample"]) == (prior.REPAINT["jump_length"], prior.REPAINT["jump_n_sample"])
-    if_ddnm = res["config"]["method"]
-    assert (if_ddnm["steps"], if_ddnm["eta"], if_ddnm["repeats"]) == (prior.ddnm_steps(prior.prior_config("ci")),
+    ddnm_settings = res["config"]["method"]
+    assert (ddnm_settings["steps"], ddnm_settings["eta"], ddnm_settings["repeats"]) == (prior.ddnm_steps(prior.prior_config("ci")),
                                                                       prior.DDNM_ETA, 2)
     bad = [
         (["train", "--model", "finetune", "--from", str(tmp_path / "none.pt"), "--profile", "ci", "--out",
