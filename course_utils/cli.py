@@ -195,8 +195,7 @@ def command_sample(args) -> int:
     x0 = test.images[: args.n].to(device)
     obs = task.observe(x0.cpu(), seed=args.seed).to(device)
     out = method.sample(obs, torch.Generator().manual_seed(args.seed))
-    title = (f"{kind.name}: task {task.spec}, DDIM {args.steps} steps, eta {args.eta:g}, "
-             f"dc_repeats {args.dc_repeats}, seed {args.seed}")
+    title = f"{kind.name}: task {task.spec}, {_settings(method)}, seed {args.seed}"
     observed = obs.mask * obs.y if task.is_mask_task else obs.y.clamp(-1, 1)
     fig = show_rows({"ground truth": x0, "observed": observed, "sample": out},
                     masks={"observed": obs.mask} if task.is_mask_task else None, n=args.n, title=title)
@@ -205,6 +204,12 @@ def command_sample(args) -> int:
     fig.savefig(path, dpi=110, bbox_inches="tight")
     print(f"saved {x0.shape[0]} reconstructed test digits ({task.spec}) to {path}")
     return 0
+
+
+def _settings(method) -> str:
+    """The sampler settings a method reports (its config without the kind), e.g. ``sampler repaint, steps 50``."""
+    return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in method.config.items()
+                     if k not in ("kind", "notebook", "trained_for"))
 
 
 def _mnist_root(data_dir: str) -> Path:
@@ -311,9 +316,7 @@ def command_eval(args) -> int:
     print(f"course classifier ({args.profile} profile): {'reused' if clf_info['reused'] else 'trained'} "
           f"{clf_info['path']}, validation accuracy {100 * clf_info['val_accuracy']:.1f}%", flush=True)
     what = args.checkpoint or f"the {args.method} baseline"
-    settings = {k: v for k, v in method.config.items() if k not in ("kind", "notebook")}
-    sampler = (", " + ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in settings.items())
-               + f", K={args.k}" if method.stochastic else "")
+    sampler = f", {_settings(method)}, K={args.k}" if method.stochastic else ""
     print(f"evaluating {what} on {len(digits)} {args.split} digits of {root}: task {task.spec}{sampler}", flush=True)
     results, _, _ = evaluate(method, digits.images, digits.labels, task, args.k, args.seed, clf, library.images)
     results["config"].update({"checkpoint": str(args.checkpoint) if args.checkpoint else None,
