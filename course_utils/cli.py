@@ -195,7 +195,8 @@ def command_sample(args) -> int:
     x0 = test.images[: args.n].to(device)
     obs = task.observe(x0.cpu(), seed=args.seed).to(device)
     out = method.sample(obs, torch.Generator().manual_seed(args.seed))
-    title = f"{kind.name}: task {task.spec}, {_settings(method)}, seed {args.seed}"
+    parts = (f"{kind.name}: task {task.spec}", _settings(method), f"seed {args.seed}")
+    title = ", ".join(part for part in parts if part)
     observed = obs.mask * obs.y if task.is_mask_task else obs.y.clamp(-1, 1)
     fig = show_rows({"ground truth": x0, "observed": observed, "sample": out},
                     masks={"observed": obs.mask} if task.is_mask_task else None, n=args.n, title=title)
