@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from course_utils import center_hole, checkpoints, cli, config, training
+from course_utils import center_hole, checkpoints, cli, config
 
 
 @pytest.fixture(scope="module")

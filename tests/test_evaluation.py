@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from course_utils import center_hole, checkpoints, classifier, config, data, evaluation, kinds, metrics, models, tasks
+from course_utils import center_hole, checkpoints, classifier, data, evaluation, kinds, metrics, models, tasks
 
 KEYS = {"task", "region", "n_images", "k", "method", "metrics", "baselines", "classifier_test_accuracy",
         "known_pixels_max_abs_error", "seconds_per_image", "network_calls_per_image", "config"}
