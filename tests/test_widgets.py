@@ -56,7 +56,7 @@ def test_posterior_explorer_samples_on_click(monkeypatch):
     drawn = []
     monkeypatch.setattr(widgets, "posterior_figure", lambda m, c, img, o, k: drawn.append((o.task.spec, k)) or plt.figure())
     w = widgets.posterior_explorer(model, cfg, images, k=2)
-    (_digit, family, strength), rect, (count, button) = w.children[0].children, w.children[1].children, w.children[2].children
+    (_, family, strength), rect, (count, button) = w.children[0].children, w.children[1].children, w.children[2].children
     for name in ("noise", "lowres", "center", "kspace", "rect", "sparse"):
         family.value = name  # the strength slider is re-ranged for each family without an error
         label, low, high, _, default = widgets.STRENGTHS[name]
