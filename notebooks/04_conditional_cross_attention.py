@@ -355,21 +355,18 @@ assert sum(losses[-(len(losses) // 10):]) < sum(losses[: len(losses) // 10]), "t
 # %% [markdown]
 # **What the attention costs.** The issue we set ourselves: a training step of this model may take at most 1.5
 # times as long as a step of notebook 03's U-Net of the same width. Both measured here, in one process, on the same
-# batch (an untrained copy of each, a few steps after a warm-up step):
+# batch (an untrained copy of each; the two take turns for nine steps after a warm-up round, and we keep the median,
+# which a passing slow spell of a shared machine does not move):
 
 # %%
-def seconds_per_step(net, loss_fn, steps=3):
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
-    times = []
-    for i in range(steps + 1):
-        start = time.perf_counter()
-        opt.zero_grad()
-        loss_fn(net).backward()
-        opt.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return sum(times[1:]) / steps
+def step_time(net, loss_fn, opt):
+    start = time.perf_counter()
+    opt.zero_grad()
+    loss_fn(net).backward()
+    opt.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
 
 
 sch = schedules.make_schedule(cfg.schedule, cfg.T)
@@ -380,9 +377,18 @@ nets = {"notebook 03 U-Net": (center_hole.build_center_hole_model(ch_cfg), lambd
             net, x_b, m_b, sch, torch.Generator().manual_seed(2), "x0", 1.0, 1.0, 1.0)),
         "notebook 04 model": (conditional.build_conditional_model(cfg), lambda net: conditional.conditional_loss(
             net, x_b, c_b, m_b, sch, torch.Generator().manual_seed(2)))}
-step_seconds = {name: seconds_per_step(training.fast_layout(net, device).train(), fn) for name, (net, fn) in nets.items()}
+timed = {name: (training.fast_layout(net, device).train(), fn) for name, (net, fn) in nets.items()}
+opts = {name: torch.optim.AdamW(net.parameters(), lr=1e-4) for name, (net, _) in timed.items()}
+rounds = 2 if profile.name == "ci" else 9
+times = {name: [] for name in timed}
+for r in range(rounds + 1):  # the two models take turns, so a slow spell of the machine hits both; round 0 warms up
+    for name, (net, fn) in timed.items():
+        seconds = step_time(net, fn, opts[name])
+        if r:
+            times[name].append(seconds)
+step_seconds = {name: sorted(ts)[len(ts) // 2] for name, ts in times.items()}  # the median of the rounds
 for name, s in step_seconds.items():
-    print(f"{name:<18} {s:6.3f} s per step (batch {cfg.batch_size}, width {cfg.base_channels})")
+    print(f"{name:<18} {s:6.3f} s per step (median of {rounds}; batch {cfg.batch_size}, width {cfg.base_channels})")
 ratio = step_seconds["notebook 04 model"] / step_seconds["notebook 03 U-Net"]
 print(f"ratio {ratio:.2f} (target at most 1.5)")
 
@@ -533,17 +539,53 @@ else:
     print("key result: ci profile, not judged")
 
 # %% [markdown]
+# **Is one sample's class a lottery, or is the model unsure?** Call $q$ the model's distribution over the class of
+# its samples for one observation, and $c^*$ the true class. One sample keeps the class with probability
+# $q_{c^*}$; two independent samples agree with probability $\sum_c q_c^2$. If the model's posterior is
+# *calibrated* (the truth behaves like one more draw from it), the two are equal on average: one sample's class
+# accuracy then equals the agreement rate between two samples, and a sample is wrong exactly as often as the
+# model is unsure. The best any single answer read from the model can do is its most probable class,
+# $\arg\max_c q_c$, which the majority vote of the K samples estimates. We measure all three from the samples the
+# harness already drew (one-sample accuracy averaged over all K samples, agreement over all pairs):
+
+# %%
+print(f"{'task':<12}{'one sample':>11}{'two agree':>10}{f'vote of {K}':>10}{'best baseline':>14}")
+class_votes = {}
+for spec in RESULT_TASKS:
+    classes = torch.stack([classifier.predict(clf, s) for s in samples_of[spec]])  # K x N predicted classes
+    one = (classes == y_test).float().mean().item()
+    agree = torch.stack([(classes[a] == classes[b]).float().mean()
+                         for a in range(K) for b in range(a + 1, K)]).mean().item() if K > 1 else float("nan")
+    vote = (torch.mode(classes, dim=0).values == y_test).float().mean().item()  # a tie goes to one of the tied classes
+    class_votes[spec] = {"one_sample": one, "two_agree": agree, "vote": vote}
+    print(f"{spec:<12}{one:11.3f}{agree:10.3f}{vote:10.3f}{table[spec]['best_baseline_class']:14.3f}")
+if profile.name in ("cpu", "full") and "sparse:0.1" in class_short:
+    v = class_votes["sparse:0.1"]
+    print(f"sparse:0.1: one sample {v['one_sample']:.3f} vs two samples agree {v['two_agree']:.3f}; the model's "
+          f"most probable class (vote of {K}) {v['vote']:.3f} vs best baseline {table['sparse:0.1']['best_baseline_class']:.3f}")
+
+# %% [markdown]
 # **Where the model falls short.** The PSNR requirement holds by a wide margin on every task. Class preservation
-# of one sample did not hold everywhere in the `cpu` run we made (200 test digits): on `sparse:0.1` one sample kept
-# the class 0.645 of the time against 0.73 for the nearest neighbour, and on `kspace:0.25` 0.960 against 0.965
-# (one digit in 200). The figure below shows why for the sparse pixels: the samples are clean, realistic digits,
-# but some draw a stroke across a pixel that was observed to be background (a 1 becomes a 7), which the nearest
-# neighbour, by construction, never does. The mean of 8 keeps the class more often (0.75) than the nearest
-# neighbour. While tuning on validation digits, neither twice the training steps (at batch 32), nor twice the
-# share of sparse observations, nor another sampler (DDIM with 10 or 50 steps, $\eta$ 0 or 1, DDPM with 100)
-# moved one sample's class preservation on `sparse:0.1` by more than 0.03, and feeding $[m, c]$ to the U-Net's
-# first convolution as well made it worse at a short budget: it is the honest limit of this model at this budget,
-# and exercise 1 (replacement) shows what projecting the known pixels does to it.
+# of one sample did not hold everywhere in the `cpu` run we made (200 test digits): on `sparse:0.1` the first sample
+# kept the class 0.645 of the time against 0.73 for the nearest neighbour, and on `kspace:0.25` 0.960 against
+# 0.965 (one digit in 200). The table above says what kind of shortfall it is. Averaged over all 8 samples, one
+# sample keeps the class 0.677 of the time on `sparse:0.1` (the first sample alone is a noisy estimate), close to
+# the rate at which two samples agree (0.639): the model's class posterior is roughly calibrated, so its samples are
+# wrong about as often as it is unsure. Its most probable class (the vote of 8) is right 0.755 of the time, above
+# the nearest neighbour; so reading the class from several samples meets the bar and one sample does not, because
+# on sparse pixels the model's posterior still spreads over several classes. On `kspace:0.25` every column is within
+# one or two digits in 200 of the baseline's 0.965, near the classifier's 0.975 on clean digits.
+#
+# The figure below shows what a sparse-pixel mistake looks like: the samples are clean, realistic digits, but some
+# draw a stroke across a pixel that was observed to be background, which the nearest neighbour, by construction,
+# never does. While tuning on 300 validation digits, neither twice the training steps (at batch 32), nor twice the
+# share of sparse observations, nor another sampler (DDIM with 10 or 50 steps, $\eta$ 0 or 1, DDPM with 100) moved
+# one sample's class preservation on `sparse:0.1` by more than 0.03, and feeding $[m, c]$ to the U-Net's first
+# convolution as well made it worse at a short budget. Only the whole budget moved it: the same model trained on
+# sparse observations alone, for the same 1,100 steps, kept the class in 0.733 of single samples against 0.652 for
+# the mixture model on those validation digits (vote of 8: 0.803 against 0.730), though still short of the nearest
+# neighbour's 0.787 for one sample. One model for six degradations at a 10-minute budget spreads its capacity thin;
+# that is the honest limit here, and exercise 1 (replacement) shows what projecting the known pixels does to it.
 #
 # Corrupted and reconstructed, one sample per observation, for every task (saved for the README):
 
