@@ -1,5 +1,6 @@
 """The notebook-03 training switches, the resumable run and its checkpoints."""
 
+import dataclasses
 import math
 
 import pytest
@@ -105,6 +106,25 @@ def test_resume_continues_the_same_run(tmp_path):
     for a, b in zip(rest["model"].state_dict().values(), whole["model"].state_dict().values()):
         assert torch.equal(a, b)
     assert sorted(p.name for p in (tmp_path / "whole").glob("panel_*.png")) == ["panel_000004.png", "panel_000008.png"]
+
+
+def test_ema_never_changes_the_trained_weights(tmp_path):
+    """Notebook 03's switch ablation samples the default run's trained weights as its "EMA off" row instead of
+    training again: EMA only reads the weights, so a run with it and a run without train the same ones."""
+    cfg = center_hole.center_hole_config("ci", steps=8, save_every=8, batch_size=4, train_size=32)
+    assert cfg.ema_decay > 0
+    digits = data.DigitSet(torch.rand(32, 1, 32, 32) * 2 - 1, torch.arange(32) % 10)
+    runs = {}
+    for name, decay in (("with", cfg.ema_decay), ("without", 0.0)):
+        torch.manual_seed(0)
+        runs[name] = center_hole.train_center_hole(dataclasses.replace(cfg, ema_decay=decay), digits,
+                                                   tmp_path / name, torch.device("cpu"), seed=3, progress=False)
+    assert runs["with"]["losses"] == runs["without"]["losses"]
+    trained = runs["with"]["model"].state_dict()
+    for key, value in runs["without"]["model"].state_dict().items():
+        assert torch.equal(value, trained[key]), key
+    assert runs["without"]["ema"] is runs["without"]["model"]  # nothing to average: sample the trained weights
+    assert not torch.equal(runs["with"]["ema"].state_dict()["stem.weight"], trained["stem.weight"])
 
 
 def test_checkpoint_holds_everything_and_loads_weights_only(tmp_path):
