@@ -589,8 +589,7 @@ if profile.name in ("cpu", "full") and "sparse:0.1" in class_short:
 # short budget. Only the whole budget moved it: the same model trained on sparse observations alone, for the same
 # 1,100 steps, kept the class in 0.733 of single samples against 0.652 for the mixture model on those validation
 # digits (vote of 8: 0.803 against 0.730), though still short of the nearest neighbour's 0.787 for one sample. One
-# model for six degradations at a 10-minute budget spreads its capacity thin; that is the honest limit here, and
-# exercise 1 (replacement) shows what projecting the known pixels does to it.
+# model for six degradations at a 10-minute budget spreads its capacity thin; that is the honest limit here.
 #
 # Corrupted and reconstructed, one sample per observation, for every task (saved for the README):
 

@@ -41,7 +41,6 @@ def test_every_notebook_and_the_readme_point_at_the_one_address():
         assert publishing.colab_url(py.with_suffix(".ipynb").name, url) in readme, f"README lacks the badge of {py.name}"
 
 
-
 def test_the_readme_lists_every_notebook_in_one_table():
     """Markdown ends a table at the first line that is not a row: a blank line between two rows would show the
     rows after it as loose text on GitHub. Every notebook's row must sit in the README's one table of notebooks."""
@@ -51,6 +50,7 @@ def test_the_readme_lists_every_notebook_in_one_table():
     table = "\n".join(lines[start:end])
     for py in publishing.notebook_sources():
         assert f"]({py.parent.name}/{py.stem}.ipynb)" in table, f"{py.stem} is not a row of the README's table"
+
 
 def test_bad_repository_url(tmp_path):
     (tmp_path / "pyproject.toml").write_text('[project.urls]\nRepository = "ftp://x"\n')
