@@ -116,8 +116,9 @@ class ConditionalUNet(nn.Module):
     cross-attention at 16x16 and 8x8 (levels 1 and 2) to the 64 tokens of the encoder's 8x8 features (tokens at
     16x16 would be 4 times as many, and cross-attention to them cost more than the rest of the U-Net). Middle: residual
     block, cross-attention, residual block. Up: a residual block per level with the skip concatenated, and
-    cross-attention once more at 16x16. (Measured on 2 CPU cores with attention on the way up too, a training step
-    took 1.6 times as long as notebook 03's U-Net of the same width; this layout keeps it under 1.5.)
+    cross-attention once more at 16x16. (Measured on a slow 2-core machine with attention on the way up too, a
+    training step took 1.6 times as long as notebook 03's U-Net of the same width; this layout brought it to 1.42
+    there, but 1.55 to 1.8 on a faster 2-core machine: notebook 04 measures it on yours.)
     """
 
     def __init__(self, base_channels: int = 16, channel_mults: tuple[int, ...] = (1, 2, 4), heads: int = 2,

@@ -41,8 +41,8 @@
 # ## What you need
 #
 # - Notebooks 01 (schedules, $q(x_t \mid x_0)$) and 02 (the U-Net, the DDPM posterior, hole metrics).
-# - Runtime (measured, see the README): `ci` profile 21 s on 2 CPU cores; `cpu` profile 12.5 min on 2 CPU cores
-#   (7.3 of them training the main model); `full` profile 7.8 min on an H100 GPU (not yet timed on a T4).
+# - Runtime (measured, see the README): `ci` profile 21 s on 2 CPU cores; `cpu` profile 11.5 min on 2 CPU cores
+#   (6.8 of them training the main model); `full` profile 7.8 min on an H100 GPU (not yet timed on a T4).
 
 # %% [markdown]
 # ## Setup

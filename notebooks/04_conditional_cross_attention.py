@@ -46,9 +46,9 @@
 # ## What you need
 #
 # - Notebooks 02 (the U-Net, the DDPM posterior) and 03 (DDIM, predicting $x_0$, the evaluation harness).
-# - Runtime (measured on the course's slow 2-core test machine, see the README): `ci` profile under a minute;
-#   `cpu` profile about 20 min the first time (9.4 of them training the main model), 10.5 min once the main model is
-#   reused from `outputs/`; the `full` profile is sized for a GPU and has not been timed yet.
+# - Runtime (measured, see the README): `ci` profile under a minute; `cpu` profile 8.4 min on 2 CPU cores the first
+#   time (3.7 of them training the main model), about 20 min on a 2-core machine three times slower; the `full`
+#   profile is sized for a GPU and has not been timed yet.
 
 # %% [markdown]
 # ## Setup
@@ -395,7 +395,10 @@ print(f"ratio {ratio:.2f} (target at most 1.5)")
 # %% [markdown]
 # While designing the model we measured that ratio on 2 CPU cores: about 2.0 with cross-attention to tokens at
 # 16x16 (256 tokens), 1.6 with attention on the way up at every level too; the layout above (64 tokens, one
-# attention block on the way up) brought it to about 1.5. The number printed above is this run's own.
+# attention block on the way up) brought it to about 1.4 on that machine. On a faster 2-core machine the same
+# layout measured 1.55 to 1.8, over the target (a profile there put 56% of a step in convolutions, the control
+# encoder's and the attention blocks' 1x1 projections among them, and 8% in the attention products and softmaxes
+# themselves). The number printed above is this run's own.
 #
 # ## 4. Sampling with DDPM and with DDIM
 #
@@ -590,6 +593,9 @@ if profile.name in ("cpu", "full") and "sparse:0.1" in class_short:
 # 1,100 steps, kept the class in 0.733 of single samples against 0.652 for the mixture model on those validation
 # digits (vote of 8: 0.803 against 0.730), though still short of the nearest neighbour's 0.787 for one sample. One
 # model for six degradations at a 10-minute budget spreads its capacity thin; that is the honest limit here.
+# More budget helps but does not close the gap: 1,500 steps of 64 digits (2.7 times the digits seen; 8.6 minutes
+# on a faster 2-core machine) kept the class in 0.750 of single samples on 300 validation digits, against the
+# nearest neighbour's 0.810 on them.
 #
 # Corrupted and reconstructed, one sample per observation, for every task (saved for the README):
 
