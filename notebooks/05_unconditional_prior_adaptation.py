@@ -44,10 +44,9 @@
 #
 # - Notebooks 02 (DDPM, the U-Net, replacement) and 03 (DDIM, data consistency, the evaluation harness); the
 #   self-attention of section 2 is a softmax version of notebook 04's attention.
-# - Runtime (measured on the course's slow 2-core test machine, see the README): `ci` profile under 2 minutes;
-#   `cpu` profile about 21 min the first time (11.0 of them training the prior, part of that while the machine was
-#   shared; 3.3 fine-tuning), 7.2 min once the prior and the fine-tunes are reused from `outputs/`; the `full`
-#   profile is sized for a GPU and has not been timed yet.
+# - Runtime (measured, see the README): `ci` profile under 2 minutes; `cpu` profile 8.1 min on 2 CPU cores the first
+#   time (3.0 of them training the prior, 2.1 fine-tuning), about 21 min on a 2-core machine three times slower; the
+#   `full` profile is sized for a GPU and has not been timed yet.
 
 # %% [markdown]
 # ## Setup
