@@ -42,10 +42,10 @@
 #
 # - Notebooks 02 to 05 (their models are reused from `outputs/` when a run of the same configuration is there, and
 #   trained here otherwise) and notebook 03's evaluation harness.
-# - Runtime (measured on the course's slow 2-core test machine, see the README): `ci` profile under 2 minutes;
-#   `cpu` profile 6.7 to 7.8 minutes when every model is already in `outputs/` (two runs); from nothing it
-#   first trains the eight models it compares, which took about 1 h 45 min together on that machine (the README
-#   lists each); the `full` profile is sized for a GPU and has not been timed yet.
+# - Runtime (measured, see the README): `ci` profile under 2 minutes; `cpu` profile 9.1 min on 2 CPU cores with
+#   notebooks 02 to 05's models already in `outputs/` (6.8 of them training the MMSE regressor), about 30 min from
+#   nothing (it first trains the eight models it compares), and about three times that on a slower 2-core machine;
+#   the `full` profile is sized for a GPU and has not been timed yet.
 
 # %% [markdown]
 # ## Setup
