@@ -47,7 +47,7 @@
 #
 # - Notebooks 02 (the U-Net, the DDPM posterior) and 03 (DDIM, predicting $x_0$, the evaluation harness).
 # - Runtime (measured, see the README): `ci` profile under a minute; `cpu` profile 8.4 min on 2 CPU cores the first
-#   time (3.7 of them training the main model), about 20 min on a 2-core machine three times slower; the `full`
+#   time (3.7 of them training the main model), about 20 min on a slower 2-core machine; the `full`
 #   profile is sized for a GPU and has not been timed yet.
 
 # %% [markdown]

@@ -45,7 +45,7 @@
 # - Notebooks 02 (DDPM, the U-Net, replacement) and 03 (DDIM, data consistency, the evaluation harness); the
 #   self-attention of section 2 is a softmax version of notebook 04's attention.
 # - Runtime (measured, see the README): `ci` profile under 2 minutes; `cpu` profile 8.1 min on 2 CPU cores the first
-#   time (3.0 of them training the prior, 2.1 fine-tuning), about 21 min on a 2-core machine three times slower; the
+#   time (3.0 of them training the prior, 2.1 fine-tuning), about 25 min on a slower 2-core machine; the
 #   `full` profile is sized for a GPU and has not been timed yet.
 
 # %% [markdown]

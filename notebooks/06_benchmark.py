@@ -44,7 +44,7 @@
 #   trained here otherwise) and notebook 03's evaluation harness.
 # - Runtime (measured, see the README): `ci` profile under 2 minutes; `cpu` profile 9.1 min on 2 CPU cores with
 #   notebooks 02 to 05's models already in `outputs/` (6.8 of them training the MMSE regressor), about 30 min from
-#   nothing (it first trains the eight models it compares), and about three times that on a slower 2-core machine;
+#   nothing (it first trains the eight models it compares), and about 1.6 h from nothing on a slower 2-core machine;
 #   the `full` profile is sized for a GPU and has not been timed yet.
 
 # %% [markdown]
