@@ -152,9 +152,8 @@ class ControlEncoder(nn.Module):
         if any(not 0 <= level < len(widths) for level in token_levels):
             raise ValueError(f"token levels {token_levels} must index the {len(widths)} levels")
         self.token_levels = tuple(token_levels)
-        self.stem = nn.Conv2d(in_channels, widths[0], 3, padding=1)
         self.blocks = nn.ModuleList()
-        ch = widths[0]
+        ch = in_channels
         for i, w in enumerate(widths):
             stride = 1 if i == 0 else 2
             self.blocks.append(nn.Sequential(nn.Conv2d(ch, w, 3, stride=stride, padding=1), group_norm(w), nn.SiLU()))
@@ -169,7 +168,7 @@ class ControlEncoder(nn.Module):
         })
 
     def forward(self, condition: torch.Tensor) -> tuple[list[torch.Tensor], dict[int, torch.Tensor]]:
-        h = self.stem(condition)
+        h = condition
         features, tokens = [], {}
         for level, block in enumerate(self.blocks):
             h = block(h)

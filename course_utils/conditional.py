@@ -44,6 +44,9 @@ TRAINING_TASKS = ("sparse:0.05-0.2", "noise:0.3-1.0", "lowres:4", "rect", "cente
 # costing the others their lead over the baselines.
 TASK_WEIGHTS = (2.0, 1.0, 1.0, 1.0, 2.0, 1.0)
 ARCHITECTURES = ("control_cross", "cross", "concat")
+# Where the conditional U-Net attends (see ConditionalUNet): linear self-attention at 32x32 and 16x16,
+# cross-attention to the condition's tokens at 16x16 (down) and 8x8 (middle).
+ATTENTION_SITES = ("linear32", "linear16", "cross16", "cross8")
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class ConditionalConfig:
     base_channels: int = 16
     channel_mults: tuple[int, ...] = (1, 2, 4)
     heads: int = 2
+    attention_at: tuple[str, ...] = ATTENTION_SITES  # which attention blocks the U-Net has (ConditionalUNet)
     batch_size: int = 64
     steps: int = 2000
     lr: float = 2e-3
@@ -111,23 +115,30 @@ def config_dict(cfg: ConditionalConfig) -> dict:
 class ConditionalUNet(nn.Module):
     """x0 (or eps, v) predictor for p(x0 | c): ``model(x_t, t, mask, c)`` (notebook 04).
 
-    Level i of the U-Net works at 32 / 2^i pixels. Down: a residual block; then the control encoder's level-i
-    features are added (``control_features``); linear self-attention at 32x32 and 16x16 (levels 0 and 1) and
-    cross-attention at 16x16 and 8x8 (levels 1 and 2) to the 64 tokens of the encoder's 8x8 features (tokens at
-    16x16 would be 4 times as many, and cross-attention to them cost more than the rest of the U-Net). Middle: residual
-    block, cross-attention, residual block. Up: a residual block per level with the skip concatenated, and
-    cross-attention once more at 16x16. (Measured on a slow 2-core machine with attention on the way up too, a
-    training step took 1.6 times as long as notebook 03's U-Net of the same width; this layout brought it to 1.42
-    there, but 1.55 to 1.8 on a faster 2-core machine: notebook 04 measures it on yours.)
+    Level i of the U-Net works at 32 / 2^i pixels. Down: a residual block per level; then the control encoder's
+    level-i features are added (``control_features``), and the attention blocks named in ``attention_at`` follow:
+    ``linear32`` and ``linear16``, linear self-attention at 32x32 and 16x16 (levels 0 and 1); ``cross16``,
+    cross-attention at 16x16 to the 64 tokens of the encoder's 8x8 features (tokens at 16x16 would be 4 times as
+    many, and cross-attention to them cost more than the rest of the U-Net). Middle: residual block, ``cross8``
+    (cross-attention at 8x8), residual block. Up: a residual block per level with the skip concatenated.
+
+    The layout was set by the step-time target (at most 1.5 times notebook 03's U-Net of the same width, on
+    2 CPU cores). A first layout with cross-attention also after the 8x8 down block and after the 16x16 up block,
+    and a control encoder with an extra 3x3 convolution at 32x32, measured 1.42 on a slow 2-core machine but
+    1.52 to 1.8 on a faster one; dropping those three cost 0.06 to 0.44 dB of PSNR (mean of 8) on validation
+    digits at the ``cpu`` budget and brought the ratio to 1.38 to 1.51 there. Notebook 04 measures it on yours.
     """
 
     def __init__(self, base_channels: int = 16, channel_mults: tuple[int, ...] = (1, 2, 4), heads: int = 2,
-                 control_features: bool = True, size: int = 32):
+                 control_features: bool = True, size: int = 32, attention_at: tuple[str, ...] = ATTENTION_SITES):
         super().__init__()
         if len(channel_mults) != 3:
             raise ValueError(f"the conditional U-Net has three levels (32, 16, 8), got channel_mults={channel_mults}")
+        unknown = set(attention_at) - set(ATTENTION_SITES)
+        if unknown:
+            raise ValueError(f"attention_at takes names from {ATTENTION_SITES}, got {sorted(unknown)}")
         widths = [base_channels * m for m in channel_mults]
-        self.linear_levels, self.cross_levels = (0, 1), (1, 2)
+        self.attention_at = tuple(attention_at)
         self.control_features = bool(control_features)
         self.time_dim = 4 * base_channels
         self.time_mlp = nn.Sequential(nn.Linear(base_channels, self.time_dim), nn.SiLU(),
@@ -135,11 +146,12 @@ class ConditionalUNet(nn.Module):
         self.encoder = ControlEncoder(tuple(widths), token_levels=(2,), size=size, add_features=control_features)
         self.stem = nn.Conv2d(1, base_channels, 3, padding=1)
 
-        def attention(level: int, ch: int, linear: tuple[int, ...], cross: tuple[int, ...]) -> nn.ModuleDict:
+        def attention(level: int, ch: int) -> nn.ModuleDict:
+            side = size >> level
             blocks = nn.ModuleDict()
-            if level in linear:
+            if f"linear{side}" in self.attention_at:
                 blocks["linear"] = LinearAttention(ch, heads)
-            if level in cross:
+            if f"cross{side}" in self.attention_at and level < 2:  # cross8 sits between the middle blocks
                 blocks["cross"] = CrossAttention(ch, widths[2], heads)
             return blocks
 
@@ -147,29 +159,20 @@ class ConditionalUNet(nn.Module):
         ch = base_channels
         for level, w in enumerate(widths):
             self.down.append(ResBlock(ch, w, self.time_dim))
-            self.down_attn.append(attention(level, w, self.linear_levels, self.cross_levels))
+            self.down_attn.append(attention(level, w))
             ch = w
             self.downsample.append(nn.Identity() if level == 2 else nn.Conv2d(ch, ch, 3, stride=2, padding=1))
         self.mid1 = ResBlock(ch, ch, self.time_dim)
-        self.mid_attn = CrossAttention(ch, widths[2], heads)
+        self.mid_attn = CrossAttention(ch, widths[2], heads) if "cross8" in self.attention_at else None
         self.mid2 = ResBlock(ch, ch, self.time_dim)
-        self.up, self.up_attn, self.upsample = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
+        self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
         for level, w in reversed(list(enumerate(widths))):
             self.up.append(ResBlock(ch + w, w, self.time_dim))
-            self.up_attn.append(attention(level, w, (), (1,)))  # the middle block just attended at 8x8
             ch = w
             self.upsample.append(nn.Identity() if level == 0 else
                                  nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(ch, ch, 3, padding=1)))
         self.out_norm = group_norm(ch)
         self.out = nn.Conv2d(ch, 1, 3, padding=1)
-
-    @staticmethod
-    def _attend(blocks: nn.ModuleDict, h: torch.Tensor, tokens: dict, level: int) -> torch.Tensor:
-        if "linear" in blocks:
-            h = blocks["linear"](h)
-        if "cross" in blocks:
-            h = blocks["cross"](h, tokens[2])
-        return h
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, mask: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         if x_t.shape[-2:] != c.shape[-2:] or mask.shape != c.shape:
@@ -182,14 +185,18 @@ class ConditionalUNet(nn.Module):
             h = block(h, temb)
             if self.control_features:
                 h = h + features[level]
-            h = self._attend(attn, h, tokens, level)
+            if "linear" in attn:
+                h = attn["linear"](h)
+            if "cross" in attn:
+                h = attn["cross"](h, tokens[2])
             skips.append(h)
             h = down(h)
-        h = self.mid2(self.mid_attn(self.mid1(h, temb), tokens[2]), temb)
-        for i, (block, attn, up) in enumerate(zip(self.up, self.up_attn, self.upsample)):
-            level = 2 - i
-            h = self._attend(attn, block(torch.cat([h, skips.pop()], dim=1), temb), tokens, level)
-            h = up(h)
+        h = self.mid1(h, temb)
+        if self.mid_attn is not None:
+            h = self.mid_attn(h, tokens[2])
+        h = self.mid2(h, temb)
+        for block, up in zip(self.up, self.upsample):
+            h = up(block(torch.cat([h, skips.pop()], dim=1), temb))
         return self.out(nn.functional.silu(self.out_norm(h)))
 
 
@@ -199,7 +206,7 @@ def build_conditional_model(cfg: ConditionalConfig) -> nn.Module:
     if cfg.architecture == "concat":
         return UNet(cfg.base_channels, cfg.channel_mults, cond_channels=2)
     return ConditionalUNet(cfg.base_channels, cfg.channel_mults, cfg.heads,
-                           control_features=cfg.architecture == "control_cross")
+                           control_features=cfg.architecture == "control_cross", attention_at=cfg.attention_at)
 
 
 def observe_mixture(x0: torch.Tensor, specs: tuple[str, ...], generator: torch.Generator,

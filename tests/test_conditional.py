@@ -4,7 +4,7 @@ and sampling without projection."""
 import pytest
 import torch
 
-from course_utils import checkpoints, conditional, data, evaluation, kinds, models, schedules, tasks
+from course_utils import attention, checkpoints, conditional, data, evaluation, kinds, models, schedules, tasks
 
 SCH = schedules.make_schedule("cosine", 1000)
 
@@ -46,6 +46,24 @@ def test_cross_attention_alone_still_sees_c():
     net = conditional.ConditionalUNet(8, (1, 2, 2), control_features=False).eval()
     x, t, m = torch.randn(1, 1, 32, 32), torch.tensor([100]), torch.zeros(1, 1, 32, 32)
     assert not torch.allclose(net(x, t, m, torch.zeros(1, 1, 32, 32)), net(x, t, m, torch.ones(1, 1, 32, 32)))
+
+
+def test_attention_at_places_the_attention_blocks():
+    full = conditional.ConditionalUNet(8, (1, 2, 2))
+    blocks = (attention.LinearAttention, attention.CrossAttention)
+    names = {n for n, module in full.named_modules() if isinstance(module, blocks)}
+    assert names == {"down_attn.0.linear", "down_attn.1.linear", "down_attn.1.cross", "mid_attn"}
+    bare = conditional.ConditionalUNet(8, (1, 2, 2), attention_at=("linear16",))
+    assert bare.mid_attn is None and set(bare.down_attn[1]) == {"linear"} and not bare.down_attn[0]
+    x, t, m, c = torch.randn(2, 1, 32, 32), torch.tensor([5, 500]), torch.ones(2, 1, 32, 32), torch.rand(2, 1, 32, 32)
+    assert bare(x, t, m, c).shape == (2, 1, 32, 32)
+    assert sum(p.numel() for p in bare.parameters()) < sum(p.numel() for p in full.parameters())
+    with pytest.raises(ValueError, match="attention_at takes names from"):
+        conditional.ConditionalUNet(8, (1, 2, 2), attention_at=("cross32",))
+    cfg = tiny_cfg(attention_at=("linear32", "cross8"))
+    net = conditional.build_conditional_model(cfg)
+    assert set(net.down_attn[0]) == {"linear"} and not net.down_attn[1] and net.mid_attn is not None
+    assert conditional.conditional_run_dir(cfg) != conditional.conditional_run_dir(tiny_cfg())
 
 
 def test_config_checks_its_settings():
