@@ -125,7 +125,7 @@ class ConditionalUNet(nn.Module):
     The layout was set by the step-time target (at most 1.5 times notebook 03's U-Net of the same width, on
     2 CPU cores). A first layout with cross-attention also after the 8x8 down block and after the 16x16 up block,
     and a control encoder with an extra 3x3 convolution at 32x32, measured 1.42 on a slow 2-core machine but
-    1.52 to 1.8 on a faster one; dropping those three cost 0.06 to 0.44 dB of PSNR (mean of 8) on validation
+    1.52 to 1.81 on a faster one; dropping those three cost 0.06 to 0.44 dB of PSNR (mean of 8) on validation
     digits at the ``cpu`` budget and brought the ratio to 1.38 to 1.51 there. Notebook 04 measures it on yours.
     """
 

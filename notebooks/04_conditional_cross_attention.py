@@ -396,7 +396,7 @@ print(f"ratio {ratio:.2f} (target at most 1.5)")
 # While designing the model we measured that ratio on 2 CPU cores: about 2.0 with cross-attention to tokens at
 # 16x16 (256 tokens), 1.6 with attention on the way up at every level too. A first version of the layout above
 # (64 tokens) also had cross-attention after the 8x8 down block and after the 16x16 up block, and a second 3x3
-# convolution at 32x32 in the control encoder: 1.42 on a slow 2-core machine, but 1.52 to 1.8 on a faster one,
+# convolution at 32x32 in the control encoder: 1.42 on a slow 2-core machine, but 1.52 to 1.81 on a faster one,
 # over the target. Measured there block by block, each attention block added 0.07 to 0.11 to the ratio and the
 # control encoder with its added features about 0.07; the attention products and softmaxes themselves were only
 # about 8% of a step, the rest the 1x1 projections, normalisations and memory copies around them. We removed the
