@@ -44,8 +44,8 @@
 #
 # - Notebooks 02 (DDPM, the U-Net, replacement) and 03 (DDIM, data consistency, the evaluation harness); the
 #   self-attention of section 2 is a softmax version of notebook 04's attention.
-# - Runtime (measured, see the README): `ci` profile under 2 minutes; `cpu` profile 8.1 min on 2 CPU cores the first
-#   time (3.0 of them training the prior, 2.1 fine-tuning), about 25 min on a slower 2-core machine; the
+# - Runtime (measured, see the README): `ci` profile under 2 minutes; `cpu` profile 6.8 min on 2 CPU cores the first
+#   time (2.5 of them training the prior, 1.8 fine-tuning), about 25 min on a slower 2-core machine; the
 #   `full` profile is sized for a GPU and has not been timed yet.
 
 # %% [markdown]
@@ -610,6 +610,11 @@ if profile.name in ("cpu", "full"):
     assert gap > 0, "RePaint should repair the border"
     missed = [name for name in adapted_rows if not beats[name]]
     assert not missed, f"should beat replacement on PSNR and keep the class at least as often: {missed}"
+    gains = [psnr(name) - psnr("replacement") for name in adapted_rows]
+    print(f"key result: on {PROC} the three fine-tunes beat replacement by {min(gains):+.2f} to {max(gains):+.2f} dB "
+          f"and RePaint repairs the border ring by {gap:+.2f} dB")
+else:
+    print("key result: ci profile, not judged")
 results_file = prior_dir / f"results_{profile.name}.json"
 results_file.write_text(json.dumps({"profile": profile.name, "n_digits": N_EVAL, "task": PROC, "results": results,
                                     "finetune": ft_rows, "sampling_cost": cost_rows, "schedules": schedule_rows,
