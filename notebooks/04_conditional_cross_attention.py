@@ -46,9 +46,9 @@
 # ## What you need
 #
 # - Notebooks 02 (the U-Net, the DDPM posterior) and 03 (DDIM, predicting $x_0$, the evaluation harness).
-# - Runtime (measured, see the README): `ci` profile under a minute; `cpu` profile 6.8 min on 2 CPU cores the first
-#   time (3.2 of them training the main model), about 20 min on a slower 2-core machine (measured with the model's
-#   first, slightly slower layout); the `full` profile is sized for a GPU and has not been timed yet.
+# - Runtime (measured, see the README): `ci` profile under a minute; `cpu` profile 9.9 min on 2 CPU cores the
+#   first time (6.4 of them training the main model), about 3.5 min when the model is reused; on a 2-core machine three
+#   times slower expect about half an hour; the `full` profile is sized for a GPU and has not been timed yet.
 
 # %% [markdown]
 # ## Setup
@@ -133,9 +133,11 @@ plt.show()
 
 # %% [markdown]
 # One model learns them all: each training image gets a task drawn from `cfg.tasks` and one observation of it
-# (`conditional.observe_mixture`). The sparse pixels and the centre hole are drawn twice as often as the others
-# (`cfg.task_weights`): they leave the most to the model, and on validation digits that share of the CPU budget
-# helped them (one-sample class preservation and PSNR) without costing the other tasks their lead. A batch:
+# (`conditional.observe_mixture`). The sparse pixels are drawn four times and the centre hole twice as often as
+# each of the others (`cfg.task_weights`): they leave the most to the model. We chose the shares on 300 validation
+# digits at the `cpu` budget: going from twice to four times for the sparse pixels raised one sample's class
+# preservation on `sparse:0.1` from 0.733 to 0.777 (averaged over 8 samples), and cost `kspace:0.25` 0.5 dB of
+# PSNR, still 5 dB ahead of its baseline. A batch:
 
 # %%
 c_mix, m_mix, which = conditional.observe_mixture(val.images[:64], cfg.tasks, torch.Generator().manual_seed(SEED),
@@ -401,10 +403,10 @@ print(f"ratio {ratio:.2f} (target at most 1.5)")
 # control encoder with its added features about 0.07; the attention products and softmaxes themselves were only
 # about 8% of a step, the rest the 1x1 projections, normalisations and memory copies around them. We removed the
 # two cross-attention blocks that sat next to another one (the middle block attends at 8x8 anyway) and the extra
-# convolution: on 300 validation digits at this budget the mean of 8 lost 0.06 to 0.44 dB of PSNR per task and one
-# sample's class preservation moved by at most 0.01, and the ratio came down to 1.38 to 1.51 in eight
-# measurements on the faster machine (1.46 typical), at the target's edge there. The number printed above is this
-# run's own.
+# convolution: on 300 validation digits at the budget of that time (1,100 steps of 32 digits) the mean of 8 lost
+# 0.06 to 0.44 dB of PSNR per task and one sample's class preservation moved by at most 0.01, and the ratio came
+# down to 1.38 to 1.51 in eight measurements at batch 32 on the faster machine (1.46 typical), at the target's edge
+# there. The number printed above is this run's own, at this profile's batch.
 #
 # ## 4. Sampling with DDPM and with DDIM
 #
@@ -503,6 +505,11 @@ def best_baseline(summary, metric="psnr"):
     return max(summary["baselines"], key=lambda b: summary["baselines"][b][metric])
 
 
+def one_sample_class(spec):
+    """P(one sample keeps the class), estimated from all K samples of every digit: each of them is "one sample"."""
+    return torch.stack([classifier.predict(clf, s) == y_test for s in samples_of[spec]]).float().mean().item()
+
+
 K = cfg.n_samples
 print(f"{len(x_test)} test digits per task, K = {K}, DDIM {cfg.sample_steps} steps ({profile.name} profile)")
 print(f"{'task':<12}{'best baseline':<18}{'PSNR':>6}{'SSIM':>6}{'class':>6}{'FD':>6} |{'1 sample':>9}{'SSIM':>6}"
@@ -514,7 +521,7 @@ for spec, r in results.items():
     best_class = max(x["class_acc"] for x in r["baselines"].values())
     table[spec] = {"baseline": b, "baseline_psnr": br["psnr"], "best_baseline_class": best_class,
                    "single_psnr": m["psnr"]["single"], "mean_psnr": m["psnr"]["mean_k"],
-                   "single_class": m["class_acc"]["single"]}
+                   "single_class": m["class_acc"]["single"], "one_sample_class": one_sample_class(spec)}
     print(f"{spec:<12}{b:<18}{br['psnr']:6.2f}{br['ssim']:6.3f}{br['class_acc']:6.2f}{br['frechet']:6.1f} |"
           f"{m['psnr']['single']:9.2f}{m['ssim']['single']:6.3f}{m['class_acc']['single']:6.2f}{m['frechet']['single']:6.1f} |"
           f"{m['psnr']['mean_k']:8.2f}{m['ssim']['mean_k']:6.3f}{m['class_acc']['mean_k']:6.2f}")
@@ -528,22 +535,23 @@ print("saved", metrics_file)
 # set, Gaussian smoothing with its width chosen on training digits, bicubic upsampling, the zero-filled inverse
 # FFT); "class" is the best class preservation of any baseline. What we require in `cpu` and `full`: the mean of K
 # beats the best baseline's PSNR on every task, and one sample keeps the class at least as often as the best
-# baseline.
+# baseline. "One sample keeps the class" is a probability, and each of the K samples of a digit is one sample, so we
+# estimate it from all of them (1,600 samples per task in `cpu`); the table's "1 sample" column, the harness's, reads
+# the first sample only, an estimate of the same number with more noise (a digit in 200 is 0.005). Both are printed.
 
 # %%
 for spec, row in table.items():
-    print(f"{spec:<12} mean of {K} {row['mean_psnr'] - row['baseline_psnr']:+6.2f} dB vs {row['baseline']}; "
-          f"one sample's class {row['single_class']:.2f} vs best baseline {row['best_baseline_class']:.2f}")
-class_short = [spec for spec, row in table.items() if row["single_class"] < row["best_baseline_class"]]
+    print(f"{spec:<12} mean of {K} {row['mean_psnr'] - row['baseline_psnr']:+6.2f} dB vs {row['baseline']}; one sample's "
+          f"class {row['one_sample_class']:.3f} (all {K} samples; the first alone {row['single_class']:.3f}) vs best "
+          f"baseline {row['best_baseline_class']:.3f}")
+class_short = [spec for spec, row in table.items() if row["one_sample_class"] < row["best_baseline_class"]]
 if profile.name in ("cpu", "full"):
     for spec, row in table.items():
         assert row["mean_psnr"] > row["baseline_psnr"], f"{spec}: mean of {K} does not beat {row['baseline']}"
+    assert not class_short, f"one sample keeps the class less often than the best baseline on {class_short}"
     gains = [row["mean_psnr"] - row["baseline_psnr"] for row in table.values()]
     print(f"key result: the mean of {K} beats the best baseline on all {len(table)} tasks, by "
-          f"{min(gains):+.2f} to {max(gains):+.2f} dB")
-    print("one sample keeps the class at least as often as the best baseline on "
-          f"{[spec for spec in table if spec not in class_short]}; NOT on {class_short}" if class_short else
-          "one sample keeps the class at least as often as the best baseline on every task")
+          f"{min(gains):+.2f} to {max(gains):+.2f} dB, and one sample keeps the class at least as often on all of them")
 else:
     print("key result: ci profile, not judged")
 
@@ -568,40 +576,45 @@ for spec in RESULT_TASKS:
     vote = (torch.mode(classes, dim=0).values == y_test).float().mean().item()  # a tie goes to one of the tied classes
     class_votes[spec] = {"one_sample": one, "two_agree": agree, "vote": vote}
     print(f"{spec:<12}{one:11.3f}{agree:10.3f}{vote:10.3f}{table[spec]['best_baseline_class']:14.3f}")
-if profile.name in ("cpu", "full") and "sparse:0.1" in class_short:
+if profile.name in ("cpu", "full"):
     v = class_votes["sparse:0.1"]
     print(f"sparse:0.1: one sample {v['one_sample']:.3f} vs two samples agree {v['two_agree']:.3f}; the model's "
           f"most probable class (vote of {K}) {v['vote']:.3f} vs best baseline {table['sparse:0.1']['best_baseline_class']:.3f}")
 
 # %% [markdown]
-# **Where the model falls short.** The PSNR requirement holds by a wide margin on every task. Class preservation
-# of one sample did not hold everywhere in the `cpu` run we made (200 test digits): on `sparse:0.1` the first sample
-# kept the class 0.645 of the time against 0.73 for the nearest neighbour, and on `kspace:0.25` 0.960 against
-# 0.965 (one digit in 200). The table above says what kind of shortfall it is. Averaged over all 8 samples, one
-# sample keeps the class 0.677 of the time on `sparse:0.1` (the first sample alone is a noisy estimate), close to
-# the rate at which two samples agree (0.639): the model's class posterior is roughly calibrated, so its samples are
-# wrong about as often as it is unsure. Its most probable class (the vote of 8) is right 0.755 of the time, above
-# the nearest neighbour; so reading the class from several samples meets the bar and one sample does not, because
-# on sparse pixels the model's posterior still spreads over several classes. On `kspace:0.25` every column is within
-# one or two digits in 200 of the baseline's 0.965, near the classifier's 0.975 on clean digits.
+# **What it took, and what is narrow.** The PSNR requirement holds by a wide margin on every task, and one sample
+# keeps the class at least as often as the best baseline on all five (the assertions above). `sparse:0.1` is the
+# narrow one: in the `cpu` run we made (200 test digits), one sample kept the class 0.735 of the time against the
+# nearest neighbour's 0.730, and the first sample alone 0.725, one digit short. The table above says what kind of
+# number that is: close to the rate at which two samples agree (0.742), so the model's class posterior is roughly
+# calibrated and its samples are wrong about as often as it is unsure; its most probable class (the vote of 8) is
+# right 0.780 of the time, well above the nearest neighbour. On sparse pixels the model's posterior still spreads
+# over several classes.
 #
 # The figure below shows what a sparse-pixel mistake looks like: the samples are clean, realistic digits, but some
 # draw a stroke across a pixel that was observed to be background, which the nearest neighbour, by construction,
-# never does. Those strokes are not what costs the class, though. We ran exercise 1's replacement on 200 validation
-# digits (K = 4, DDIM 10), forcing every known pixel back into every step: one sample's class (averaged over the 4)
-# went from 0.692 to 0.699, far below the nearest neighbour's 0.815 on those digits. (Without replacement, the 12% of
-# samples that changed some known pixel by more than 1 kept the class 0.59 of the time, the others 0.71.) The model's
-# trouble is telling the digit from a tenth of its pixels, not keeping the pixels it was shown. While tuning on 300
-# validation digits, neither twice the training steps (at batch 32), nor twice the share of sparse observations, nor
-# another sampler (DDIM with 10 or 50 steps, $\eta$ 0 or 1, DDPM with 100) moved one sample's class preservation on
-# `sparse:0.1` by more than 0.03, and feeding $[m, c]$ to the U-Net's first convolution as well made it worse at a
-# short budget. Only the whole budget moved it: the same model trained on sparse observations alone, for the same
-# 1,100 steps, kept the class in 0.733 of single samples against 0.652 for the mixture model on those validation
-# digits (vote of 8: 0.803 against 0.730), though still short of the nearest neighbour's 0.787 for one sample. One
-# model for six degradations at a 10-minute budget spreads its capacity thin; that is the honest limit here.
-# More budget helps but does not close the gap: 1,500 steps of 64 digits (2.7 times the digits seen; 8.6 minutes
-# on a faster 2-core machine) kept the class in 0.750 of single samples on 300 validation digits, against the
-# nearest neighbour's 0.810 on them.
+# never does. Those strokes were not what cost the class, though. With the model's first layout and budget (1,100
+# steps of 32 digits) we ran exercise 1's replacement on 200 validation digits (K = 4, DDIM 10), forcing every known
+# pixel back into every step: one sample's class (averaged over the 4) went from 0.692 to 0.699, far below the
+# nearest neighbour's 0.815 on those digits. (Without replacement, the 12% of samples that changed some known pixel
+# by more than 1 kept the class 0.59 of the time, the others 0.71.) The model's trouble is telling the digit from a
+# tenth of its pixels, not keeping the pixels it was shown. At that budget, neither twice the training steps (at
+# batch 32), nor twice the share of sparse observations, nor another sampler (DDIM with 10 or 50 steps, $\eta$ 0 or
+# 1, DDPM with 100) moved one sample's class preservation on `sparse:0.1` by more than 0.03 on 300 validation
+# digits, and feeding $[m, c]$ to the U-Net's first convolution as well made it worse. The same model trained on
+# sparse observations alone kept the class in 0.733 of single samples against 0.652 for the mixture (vote of 8:
+# 0.803 against 0.730): the model had the capacity, the mixture's budget did not give it enough sparse practice.
+# Two changes, each chosen on those 300 validation digits with the current layout, closed the gap on the test
+# digits: 2.7 times the digits (1,500 steps of 64, in the 10 minutes of training the notebook allows) raised one
+# sample's class on `sparse:0.1` from 0.683 to 0.733 (averaged over 4 and 8 samples), and drawing sparse
+# observations four times as often as each other task instead of twice raised it to 0.777, with 0.3 dB more PSNR
+# for one sample. On the test digits the same two steps took it from 0.669 to 0.714 and then 0.735.
+#
+# The nearest neighbour is much stronger on validation digits than on test digits (0.810 against 0.730 on
+# `sparse:0.1`, 0.837 against 0.760 on `center:12`), the model less so (0.777 against 0.735; 0.860 against 0.808), so
+# on validation digits one sample still trails the nearest neighbour on `sparse:0.1`. A likely reason: MNIST's test
+# digits were written by other people than its training digits, so a validation digit often has a training digit
+# by the same hand to copy and a test digit does not.
 #
 # Corrupted and reconstructed, one sample per observation, for every task (saved for the README):
 
@@ -665,8 +678,8 @@ plt.show()
 
 # %% [markdown]
 # Read the last two columns side by side: where the samples disagree (bright std), the mean is usually wrong too,
-# and where they agree the mean is usually right; the correlation above puts a number on it (0.59 to 0.71 in the
-# `cpu` run we made). The coverage falls short of the ideal 0.78 (0.55 to 0.69 there): where the samples agree on a
+# and where they agree the mean is usually right; the correlation above puts a number on it (0.56 to 0.70 in the
+# `cpu` run we made). The coverage falls short of the ideal 0.78 (0.58 to 0.73 there): where the samples agree on a
 # slightly wrong stroke, the truth lies outside their range. A model trained for ten minutes is more confident than
 # it should be, most of all on the noisy digits.
 #
@@ -745,10 +758,12 @@ plt.show()
 # `cross` reads the condition anywhere, but only through attention to 64 coarse tokens; `control_cross` also gets
 # the condition's features added, pixel-aligned, at every resolution. In the `cpu` run we made (150 steps each, 64
 # digits, so differences of a few tenths of a dB are noise): `cross` alone had learned almost nothing yet (about
-# 11 dB and class 0.15 on every task: with no pixel-aligned path the condition is slow to learn), `control_cross`
-# had the best SSIM on every task and the best class on the sparse pixels, the low resolution and the hole, and
-# `concat` was level with it or up to 1 dB ahead in PSNR on the measurement tasks at three quarters of its time per
-# step. Early in training the added features are what matters; what attention buys shows, if at all, later.
+# 11 dB on four tasks, 5.3 on the hole, and class 0.20 to 0.25: with no pixel-aligned path the condition is slow to
+# learn), `control_cross` kept the class clearly better on the sparse pixels and the low resolution (0.56 and 0.86
+# against 0.45 and 0.77 for `concat`, within one digit in 64 of it elsewhere) and had the best SSIM on the low
+# resolution and the hole, and `concat` was level with it or up to 1.5 dB ahead in PSNR on the measurement tasks at
+# about 70% of its time per step. Early in training the added features are what matters; what attention buys
+# shows, if at all, later.
 #
 # ## 10. Try it yourself
 #

@@ -42,8 +42,8 @@
 #
 # - Notebooks 02 to 05 (their models are reused from `outputs/` when a run of the same configuration is there, and
 #   trained here otherwise) and notebook 03's evaluation harness.
-# - Runtime (measured, see the README): `ci` profile under 2 minutes; `cpu` profile 9.1 min on 2 CPU cores with
-#   notebooks 02 to 05's models already in `outputs/` (6.8 of them training the MMSE regressor), about 30 min from
+# - Runtime (measured, see the README): `ci` profile under 2 minutes; `cpu` profile 7.0 min on 2 CPU cores with
+#   notebooks 02 to 05's models already in `outputs/` (5.1 of them training the MMSE regressor), about 29 min from
 #   nothing (it first trains the eight models it compares), and about 1.6 h from nothing on a slower 2-core machine;
 #   the `full` profile is sized for a GPU and has not been timed yet.
 
