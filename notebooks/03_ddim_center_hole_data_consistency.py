@@ -41,7 +41,7 @@
 # ## What you need
 #
 # - Notebooks 01 (schedules, $q(x_t \mid x_0)$) and 02 (the U-Net, the DDPM posterior, hole metrics).
-# - Runtime (measured, see the README): `ci` profile 21 s on 2 CPU cores; `cpu` profile 9.2 min on 2 CPU cores
+# - Runtime (measured, see the README): `ci` profile 13 s on 2 CPU cores; `cpu` profile 9.2 min on 2 CPU cores
 #   (5.5 of them training the main model; about 30 min on a 2-core machine three times slower); `full` profile
 #   7.8 min on an H100 GPU (not yet timed on a T4).
 
