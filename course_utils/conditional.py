@@ -90,7 +90,7 @@ CONDITIONAL: dict[str, ConditionalConfig] = {
                             n_samples=2, eval_size=16, ablation_steps=6, ablation_batch=8, ablation_size=8),
     # cpu: 1,500 steps of 64 digits, 2.7 times the digits of the first runs' 1,100 steps of 32: on 300 validation
     # digits it raised one sample's class preservation on sparse:0.1 from 0.68 to 0.73 and every task's PSNR, in
-    # 6.5 to 8.6 minutes of training on the 2-core machines we measured (notebook 04 allows 10)
+    # 6.4 to 8.6 minutes of training on the 2-core machines we measured (notebook 04 allows 10)
     "cpu": ConditionalConfig(profile="cpu", batch_size=64, steps=1500, warmup=100, save_every=300, sample_steps=10),
     "full": ConditionalConfig(profile="full", base_channels=32, batch_size=128, steps=3000, val_size=2000,
                               save_every=500, eval_size=1000),

@@ -46,9 +46,9 @@
 # ## What you need
 #
 # - Notebooks 02 (the U-Net, the DDPM posterior) and 03 (DDIM, predicting $x_0$, the evaluation harness).
-# - Runtime (measured, see the README): `ci` profile under a minute; `cpu` profile 9.9 min on 2 CPU cores the
-#   first time (6.4 of them training the main model), about 3.5 min when the model is reused; on a 2-core machine three
-#   times slower expect about half an hour; the `full` profile is sized for a GPU and has not been timed yet.
+# - Runtime (measured, see the README): `ci` profile 17 s; `cpu` profile 9.9 min on 2 CPU cores the first time
+#   (6.4 of them training the main model, which a second run reuses); on a 2-core machine three times slower expect
+#   about half an hour; the `full` profile is sized for a GPU and has not been timed yet.
 
 # %% [markdown]
 # ## Setup
@@ -541,9 +541,9 @@ print("saved", metrics_file)
 
 # %%
 for spec, row in table.items():
-    print(f"{spec:<12} mean of {K} {row['mean_psnr'] - row['baseline_psnr']:+6.2f} dB vs {row['baseline']}; one sample's "
-          f"class {row['one_sample_class']:.3f} (all {K} samples; the first alone {row['single_class']:.3f}) vs best "
-          f"baseline {row['best_baseline_class']:.3f}")
+    print(f"{spec:<12} mean of {K} {row['mean_psnr'] - row['baseline_psnr']:+6.2f} dB vs {row['baseline']}; "
+          f"one sample's class {row['one_sample_class']:.3f} (all {K} samples; the first alone "
+          f"{row['single_class']:.3f}) vs best baseline {row['best_baseline_class']:.3f}")
 class_short = [spec for spec, row in table.items() if row["one_sample_class"] < row["best_baseline_class"]]
 if profile.name in ("cpu", "full"):
     for spec, row in table.items():
