@@ -165,7 +165,9 @@ def evaluate(
     Returns (summary, per_image, samples). ``summary`` has the keys of ``eval --json``: task, region,
     n_images, k, method, metrics, baselines, classifier_test_accuracy, known_pixels_max_abs_error,
     seconds_per_image, network_calls_per_image, config. ``per_image`` holds each image's scores
-    (psnr / l1 / ssim / class_correct, single and mean_k). ``samples`` is K x N x 1 x 32 x 32.
+    (psnr / l1 / ssim / class_correct, single and mean_k; class_correct_each_sample, the share of a digit's K
+    samples that keep its class, whose mean is ``metrics["class_acc"]["each_sample"]``, P(one sample keeps the
+    class) estimated from every sample). ``samples`` is K x N x 1 x 32 x 32.
     ``baselines`` is True (every baseline that fits the task), False, or a list of names; ``library``
     (training digits) is needed by the nearest-neighbour and smoothing baselines. Without ``classifier``
     class_acc and frechet are None.
@@ -192,7 +194,7 @@ def evaluate(
     metrics = {name: {"single": per_image[f"{name}_single"].mean().item(),
                       "mean_k": per_image[f"{name}_mean_k"].mean().item()} for name in ("psnr", "l1", "ssim")}
     classifier_accuracy = None
-    metrics["class_acc"] = {"single": None, "mean_k": None}
+    metrics["class_acc"] = {"single": None, "mean_k": None, "each_sample": None}
     metrics["frechet"] = {"single": None}
     if classifier is not None:
         clean_feats = classifier_.features(classifier, images)
@@ -201,6 +203,11 @@ def evaluate(
             correct = (classifier_.predict(classifier, pred) == labels).float()
             per_image[f"class_correct_{which}"] = correct
             metrics["class_acc"][which] = correct.mean().item()
+        # P(one sample keeps the class): every one of the K samples is "one sample", so all of them estimate it
+        # (the "single" entry reads the first sample only: the same number with more noise)
+        each = torch.stack([classifier_.predict(classifier, s) == labels for s in samples]).float()
+        per_image["class_correct_each_sample"] = each.mean(0)
+        metrics["class_acc"]["each_sample"] = each.mean().item()
         metrics["frechet"]["single"] = classifier_.frechet_distance(classifier_.features(classifier, single),
                                                                     clean_feats)
     names = baselines_for(task) if baselines is True else (list(baselines) if baselines else [])
@@ -259,6 +266,10 @@ def format_results(summary: dict) -> str:
     for name, r in rows:
         lines.append(f"{name:<34}{cell(r['psnr'], '11.2f')}{cell(r['l1'], '10.4f')}{cell(r['ssim'], '7.3f')}"
                      f"{cell(r['class_acc'], '7.3f')}{cell(r['frechet'], '9.2f')}")
+    each = m["class_acc"].get("each_sample")
+    if k > 1 and each is not None:
+        lines.append(f"one sample keeps the class {each:.3f} of the time, estimated from all {k} samples of every "
+                     "digit (the 1-sample row reads the first)")
     known = summary["known_pixels_max_abs_error"]
     acc = summary["classifier_test_accuracy"]
     lines.append(

@@ -73,6 +73,7 @@ def test_eval_prints_and_writes_the_contract_json(trained, tmp_path, capsys):
     for row in res["baselines"].values():
         assert set(row) == {"psnr", "l1", "ssim", "class_acc", "frechet"}
     assert 0 <= res["metrics"]["class_acc"]["single"] <= 1 and 0 <= res["classifier_test_accuracy"] <= 1
+    assert 0 <= res["metrics"]["class_acc"]["each_sample"] <= 1  # one sample's class, estimated from all K samples
     assert res["known_pixels_max_abs_error"] == 0.0
     assert res["network_calls_per_image"] == 6  # 3 steps x 2 data-consistency repeats
     assert res["n_images"] == 8 and res["seconds_per_image"] > 0 and isinstance(res["config"], dict)

@@ -105,6 +105,21 @@ def test_classifier_metrics(digits, library):
     assert summary["baselines"]["zero_fill"]["frechet"] == pytest.approx(summary["metrics"]["frechet"]["single"])
 
 
+def test_one_samples_class_is_estimated_from_every_sample(digits, library):
+    images, labels = digits
+    torch.manual_seed(0)
+    clf = classifier.build_classifier(classifier.classifier_config("ci")).eval()
+    summary, per_image, samples = evaluation.evaluate(noisy_method(1), images, labels, "center:12", k=3, seed=1,
+                                                      classifier=clf, library=library, baselines=False,
+                                                      progress=False)
+    correct = torch.stack([classifier.predict(clf, s) == labels for s in samples]).float()  # K x N
+    acc = summary["metrics"]["class_acc"]
+    assert acc["each_sample"] == pytest.approx(correct.mean().item())
+    assert acc["single"] == pytest.approx(correct[0].mean().item())
+    assert torch.allclose(per_image["class_correct_each_sample"], correct.mean(0))
+    assert f"one sample keeps the class {acc['each_sample']:.3f} of the time" in evaluation.format_results(summary)
+
+
 def test_bad_input(digits, library):
     images, labels = digits
     with pytest.raises(ValueError, match="cannot do task"):
