@@ -85,8 +85,8 @@ import torch
 import torch.nn.functional as F
 from IPython.display import display
 
-from course_utils import (attention, center_hole, checkpoints, classifier, cli, conditional, config, data, diffusion,
-                          evaluation, metrics, models, plotting, schedules, tasks, training, widgets)
+from course_utils import (attention, baselines, center_hole, checkpoints, classifier, cli, conditional, config, data,
+                          diffusion, evaluation, metrics, models, plotting, schedules, tasks, training, widgets)
 
 profile = config.get_profile()
 cfg = conditional.conditional_config(profile)  # e.g. conditional_config(profile, architecture="cross", steps=300)
@@ -506,7 +506,10 @@ def best_baseline(summary, metric="psnr"):
 
 
 def one_sample_class(spec):
-    """P(one sample keeps the class), estimated from all K samples of every digit: each of them is "one sample"."""
+    """P(one sample keeps the class), estimated from all K samples of every digit: each of them is "one sample".
+
+    The harness reports the same estimate as metrics["class_acc"]["each_sample"]; the table below asserts they agree.
+    """
     return torch.stack([classifier.predict(clf, s) == y_test for s in samples_of[spec]]).float().mean().item()
 
 
@@ -521,7 +524,8 @@ for spec, r in results.items():
     best_class = max(x["class_acc"] for x in r["baselines"].values())
     table[spec] = {"baseline": b, "baseline_psnr": br["psnr"], "best_baseline_class": best_class,
                    "single_psnr": m["psnr"]["single"], "mean_psnr": m["psnr"]["mean_k"],
-                   "single_class": m["class_acc"]["single"], "one_sample_class": one_sample_class(spec)}
+                   "single_class": m["class_acc"]["single"], "one_sample_class": m["class_acc"]["each_sample"]}
+    assert abs(one_sample_class(spec) - table[spec]["one_sample_class"]) < 1e-6, "the harness estimates it the same way"
     print(f"{spec:<12}{b:<18}{br['psnr']:6.2f}{br['ssim']:6.3f}{br['class_acc']:6.2f}{br['frechet']:6.1f} |"
           f"{m['psnr']['single']:9.2f}{m['ssim']['single']:6.3f}{m['class_acc']['single']:6.2f}{m['frechet']['single']:6.1f} |"
           f"{m['psnr']['mean_k']:8.2f}{m['ssim']['mean_k']:6.3f}{m['class_acc']['mean_k']:6.2f}")
@@ -548,7 +552,10 @@ class_short = [spec for spec, row in table.items() if row["one_sample_class"] < 
 if profile.name in ("cpu", "full"):
     for spec, row in table.items():
         assert row["mean_psnr"] > row["baseline_psnr"], f"{spec}: mean of {K} does not beat {row['baseline']}"
-    assert not class_short, f"one sample keeps the class less often than the best baseline on {class_short}"
+    assert not class_short, (
+        f"one sample keeps the class less often than the best baseline on {class_short}. At the cpu budget the model is "
+        "limited by its training steps, while the nearest neighbour gains with every training digit in its library "
+        f"({len(train)} here); section 6's 'The nearest neighbour grows with its library' measures it")
     gains = [row["mean_psnr"] - row["baseline_psnr"] for row in table.values()]
     print(f"key result: the mean of {K} beats the best baseline on all {len(table)} tasks, by "
           f"{min(gains):+.2f} to {max(gains):+.2f} dB, and one sample keeps the class at least as often on all of them")
@@ -609,6 +616,54 @@ if profile.name in ("cpu", "full"):
 # sample's class on `sparse:0.1` from 0.683 to 0.733 (averaged over 4 and 8 samples), and drawing sparse
 # observations four times as often as each other task instead of twice raised it to 0.777, with 0.3 dB more PSNR
 # for one sample. On the test digits the same two steps took it from 0.669 to 0.714 and then 0.735.
+#
+# **The nearest neighbour grows with its library.** It copies from the training digits, so every digit we add is
+# one more candidate; the model learns from the same digits, but at a fixed budget it takes a fixed number of
+# optimiser steps. Here is the nearest neighbour's class preservation on the same test observations with random
+# subsets of the training digits as its library (three draws of each size, averaged):
+
+# %%
+nn_gen = torch.Generator().manual_seed(SEED)
+lib_sizes = sorted({max(len(train) // 2**j, 2) for j in (3, 2, 1, 0)})
+print(f"nearest neighbour's class preservation on {len(x_test)} test digits ({profile.name} profile)")
+print(f"{'library':>8}" + "".join(f"{spec:>13}{'per doubling':>14}" for spec in ("sparse:0.1", "center:12")))
+nn_scaling = {}
+for i, size in enumerate(lib_sizes):
+    picks = ([torch.randperm(len(train), generator=nn_gen)[:size] for _ in range(3)] if size < len(train)
+             else [torch.arange(len(train))])  # the whole library: one draw, the harness's row
+    nn_scaling[size] = {}
+    for spec in ("sparse:0.1", "center:12"):
+        obs = tasks.parse_task(spec).observe(x_test, SEED + evaluation.OBSERVATION_SEED_OFFSET)
+        accs = [classifier.accuracy(clf, baselines.nearest_neighbour_fill(obs.y, obs.mask, train.images[p]), y_test)
+                for p in picks]
+        nn_scaling[size][spec] = sum(accs) / len(accs)
+    gain = lambda spec: ("" if i == 0 else  # the change since the size before, per doubling of the library
+                         f"{(nn_scaling[size][spec] - nn_scaling[lib_sizes[i - 1]][spec]) / math.log2(size / lib_sizes[i - 1]):+14.3f}")
+    print(f"{size:>8}" + "".join(f"{nn_scaling[size][spec]:>13.3f}{gain(spec):>14}" for spec in ("sparse:0.1", "center:12")))
+for spec in ("sparse:0.1", "center:12"):  # the whole library is the results table's row
+    assert abs(nn_scaling[len(train)][spec] - results[spec]["baselines"]["nearest_neighbour"]["class_acc"]) < 1e-6
+print(f"the model, trained on all {len(train)}: one sample keeps the class "
+      + ", ".join(f"{table[spec]['one_sample_class']:.3f} ({spec})" for spec in ("sparse:0.1", "center:12")))
+
+# %% [markdown]
+# On the `cpu` run we made (the offline pack's 4,500 training digits, 200 test digits), each doubling of the library
+# added 0.02 to 0.04 to the nearest neighbour's class preservation on `sparse:0.1`: 0.645 with an eighth of the
+# digits, 0.730 with all of them (`center:12`: 0.670 to 0.760). The model does not grow that way at this budget.
+# Trained for the same 1,500 steps on a quarter of the training digits (1,125), it kept the class in 0.762 of single
+# samples on 300 validation digits, against 0.777 with all 4,500, while the nearest neighbour with that quarter as its
+# library fell from 0.810 to 0.763 (`center:12`: the model 0.860 both times, the nearest neighbour 0.837 and 0.800).
+# The model is limited by its optimiser steps, not by the digits it learns from, and the other changes we tried at
+# the same budget on those validation digits all left it between 0.762 and 0.782: eight instead of four times the
+# share of sparse observations (with three times the centre hole's), twice the learning rate, 2,700 steps of 32
+# digits, $v$ prediction without P2. Samplers do not change it either (DDIM with 10 or 25 steps, $\eta$ 0 or 1: 0.776
+# to 0.794 with K = 4).
+#
+# What that means for a run on the full MNIST: `cpu` then gives the nearest neighbour 59,500 training digits, 3.7
+# doublings more than the 4,500 we ran with, and the model the same 1,500 steps. If the nearest neighbour keeps
+# gaining as it does above, it will pass the model's one-sample class preservation on `sparse:0.1`, and perhaps on
+# `center:12`, and section 6's assertion will say so. We could not run that (the offline pack holds 5,000 training
+# digits). It would not be a bug but the limit of a 10-minute CPU model against a baseline that gets stronger with
+# every training digit; the `full` profile trains a model twice as wide, on twice the batch for twice the steps.
 #
 # The nearest neighbour is much stronger on validation digits than on test digits (0.810 against 0.730 on
 # `sparse:0.1`, 0.837 against 0.760 on `center:12`), the model less so (0.777 against 0.735; 0.860 against 0.808), so
