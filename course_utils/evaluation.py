@@ -199,15 +199,13 @@ def evaluate(
     if classifier is not None:
         clean_feats = classifier_.features(classifier, images)
         classifier_accuracy = classifier_.accuracy(classifier, images, labels)
-        for which, pred in (("single", single), ("mean_k", mean)):
-            correct = (classifier_.predict(classifier, pred) == labels).float()
-            per_image[f"class_correct_{which}"] = correct
-            metrics["class_acc"][which] = correct.mean().item()
         # P(one sample keeps the class): every one of the K samples is "one sample", so all of them estimate it
         # (the "single" entry reads the first sample only: the same number with more noise)
-        each = torch.stack([classifier_.predict(classifier, s) == labels for s in samples]).float()
-        per_image["class_correct_each_sample"] = each.mean(0)
-        metrics["class_acc"]["each_sample"] = each.mean().item()
+        each = torch.stack([classifier_.predict(classifier, s) == labels for s in samples]).float()  # K x N
+        mean_correct = (classifier_.predict(classifier, mean) == labels).float()
+        for which, correct in (("single", each[0]), ("mean_k", mean_correct), ("each_sample", each.mean(0))):
+            per_image[f"class_correct_{which}"] = correct
+            metrics["class_acc"][which] = correct.mean().item()
         metrics["frechet"]["single"] = classifier_.frechet_distance(classifier_.features(classifier, single),
                                                                     clean_feats)
     names = baselines_for(task) if baselines is True else (list(baselines) if baselines else [])
