@@ -14,3 +14,42 @@ os.environ.setdefault("COURSE_OUTPUT_DIR", tempfile.mkdtemp(prefix="course-test-
 for _name in ("COURSE_DATA_DIR", "COURSE_OUTPUT_DIR"):
     if os.environ.get(_name, "").strip():
         os.environ[_name] = str(Path(os.environ[_name]).expanduser().resolve())
+
+# nbval executes every notebook once; in that same run, each notebook's reference solutions (the ```python blocks of
+# its <details> cells, which use the notebook's variables) run after its last cell, in its kernel, as extra cells, so
+# a solution can never rot and no notebook is executed twice.
+import re  # noqa: E402
+
+import nbformat  # noqa: E402
+from nbval import plugin as _nbval  # noqa: E402
+
+SOLUTION_RE = re.compile(r"<details>.*?```python\n(.*?)```.*?</details>", re.DOTALL)
+
+
+def solution_blocks(nb) -> list[str]:
+    """The reference solutions of a notebook, in order."""
+    return [block for cell in nb.cells if cell.cell_type == "markdown" for block in SOLUTION_RE.findall(cell.source)]
+
+
+def with_solutions(nb):
+    """The notebook with one code cell per reference solution appended (each prints a marker first)."""
+    blocks = solution_blocks(nb)
+    nb.cells += [nbformat.v4.new_code_cell(f"print('--- solution {i + 1} of {len(blocks)}')\n{block}")
+                 for i, block in enumerate(blocks)]
+    return nb
+
+
+_collect_cells = _nbval.IPyNbFile.collect
+
+
+def _collect_with_solutions(self):
+    notebook = with_solutions(nbformat.read(str(self.fspath), as_version=4))
+    _nbval.nbformat = type("OneNotebook", (), {"read": staticmethod(lambda *a, **k: notebook),
+                                                "from_dict": staticmethod(nbformat.from_dict)})
+    try:
+        yield from _collect_cells(self)
+    finally:
+        _nbval.nbformat = nbformat
+
+
+_nbval.IPyNbFile.collect = _collect_with_solutions

@@ -5,8 +5,8 @@ notebook 03's (:func:`~course_utils.evaluation.evaluate`); this module says whic
 trained models live, and runs them all:
 
 - :data:`TASKS` and :data:`BENCH` (how many test digits and samples per digit in each profile);
-- :data:`MODELS`: the trained models the methods need, each looked up in the run folder under ``outputs/`` where its
-  notebook keeps it (the same configuration, the same folder), and trained there only when asked (:func:`prepare`);
+- :data:`MODELS`: the trained models the methods need, each a model kind in one configuration, taken from the run
+  folder under ``outputs/`` where its notebook keeps it and trained there only when asked (:func:`prepare`);
 - :data:`METHODS`: each method once, with its family (classical, regressor, diffusion), the notebook that built it,
   the model it needs and the sampler settings its notebook reports (:func:`build_method`);
 - :func:`run_benchmark`: every method on every task it fits, ``None`` (an empty cell) where it cannot, never a
@@ -20,7 +20,6 @@ import dataclasses
 import datetime
 import os
 import platform
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,17 +29,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import prior
-from .checkpoints import CheckpointMismatchError, load_checkpoint, plain, read_checkpoint, run_status, save_checkpoint
-from .config import Profile, get_profile, output_dir, run_name
-from .data import load_splits
-from .diffusion import ddpm_sample
+from .config import Profile, get_profile
 from .evaluation import Method, SamplerOptions, baseline_method, evaluate
+from .inpainting import SAMPLERS
 from .kinds import KINDS
-from .masks import mixed_masks
-from .models import UNet
-from .schedules import make_schedule
+from .runs import ModelKind, run_status
 from .tasks import parse_task
-from .training import ddpm_config, fast_layout, train_denoiser
 
 TASKS = ("center:12", "center:16", "rect", "procedural:0.05-0.6", "sparse:0.1", "noise:0.5", "lowres:4",
          "kspace:0.25")
@@ -73,101 +67,30 @@ def bench_config(profile: str | Profile | None = None, **changes) -> BenchConfig
     return cfg
 
 
-# --- The trained models: where each notebook keeps its run, how to read it, how to train it. ---
+# --- The trained models: each a model kind in one configuration, found in its run folder or trained there. ---
 
 
 @dataclass(frozen=True)
-class TrainedModel:
-    """One trained model of the course as the benchmark finds it: ``locate(profile, root) -> (cfg, checkpoint,
-    stored config, steps)``, ``load(cfg, checkpoint) -> (model, extra)``, ``train(cfg, checkpoint, root, device,
-    resume)`` writing that checkpoint, and ``how`` (a command or notebook that makes it). Notebook 06."""
+class BenchModel:
+    """A trained model the benchmark needs: a model kind (:mod:`course_utils.kinds`), its configuration in a
+    profile, and the ``train`` flags beyond ``--model`` that make that configuration (notebook 06)."""
 
-    name: str
-    notebook: str
-    locate: Callable[[str, Path | None], tuple]
-    load: Callable[[object, Path], tuple[nn.Module, dict]]
-    train: Callable[[object, Path, Path | None, torch.device, bool], None]
-    how: Callable[[str, Path], str]
+    kind: ModelKind
+    config: Callable[[str], object]
+    flags: str = ""
 
 
-def _kind_model(name: str, kind_name: str, config: Callable | None = None) -> TrainedModel:
-    """A model kind of :mod:`course_utils.kinds` in its run folder (``kind.run_dir``), as ``train`` writes it."""
-    kind = KINDS[kind_name]
-    config = config or kind.config
-
-    def locate(profile, root):
-        cfg = config(profile)
-        return cfg, kind.run_dir(cfg) / "last.pt", plain(dataclasses.asdict(cfg)), cfg.steps
-
-    def load(cfg, path):
-        _, model, extra = kind.load(path)
-        return model, extra
-
-    def train(cfg, path, root, device, resume):
-        digits, val, _ = (kind.splits or load_splits)(cfg, seed=0, root=root)
-        kind.train(cfg, digits, path.parent, device, seed=0, resume=resume, val_images=val.images[:64])
-
-    def how(profile, path):
-        if config is kind.config:
-            return f"python -m course_utils train --model {kind_name} --profile {profile} --out {path.parent}"
-        return f"run notebook {kind.notebook[:2]} in the {profile} profile (./run_course.sh {profile} {kind.notebook[:2]})"
-
-    return TrainedModel(name, kind.notebook, locate, load, train, how)
+def _finetune(mode: str) -> Callable[[str], object]:
+    return lambda profile: prior.finetune_config(KINDS["prior"].config(profile), mode)
 
 
-def _ddpm_locate(profile, root):
-    prof = get_profile(profile)
-    digits, _, _ = load_splits(prof, seed=0, root=root)
-    cfg = ddpm_config(prof, len(digits), seed=0)
-    return cfg, output_dir("checkpoints") / f"02_ddpm_{run_name(prof.name, cfg)}.pt", cfg, None
-
-
-def _ddpm_build(cfg: dict) -> nn.Module:
-    return UNet(cfg["base_channels"], tuple(cfg["channel_mults"]))
-
-
-def _ddpm_load(cfg, path):
-    model = _ddpm_build(cfg)
-    extra = load_checkpoint(path, model, cfg)
-    return model.eval(), extra
-
-
-def _ddpm_train(cfg, path, root, device, resume):
-    """Notebook 02's training (:func:`~course_utils.training.train_denoiser`, the loop notebook 02 asserts equal to
-    its own) on its mixed masks, saved where notebook 02 looks."""
-    prof = get_profile(cfg["profile"])
-    digits, _, _ = load_splits(prof, seed=cfg["seed"], root=root)
-    torch.manual_seed(cfg["seed"])
-    model = _ddpm_build(cfg)
-    start = time.perf_counter()
-    losses = train_denoiser(model, digits, make_schedule(cfg["schedule"], cfg["T"]),
-                            lambda n, g: mixed_masks(n, seed=g), cfg["train_steps"], cfg["batch_size"], cfg["lr"],
-                            device, seed=cfg["seed"])
-    save_checkpoint(path, model, cfg, losses=losses, seconds=time.perf_counter() - start)
-
-
-MODELS: dict[str, TrainedModel] = {
-    "ddpm": TrainedModel("ddpm", "02_ddpm_from_scratch_masked_mnist", _ddpm_locate, _ddpm_load, _ddpm_train,
-                         lambda profile, path: f"run notebook 02 in the {profile} profile (./run_course.sh {profile} 02)"),
-    "center_hole": _kind_model("center_hole", "center_hole"),
-    "conditional": _kind_model("conditional", "conditional"),
-    "mmse": _kind_model("mmse", "mmse"),
-    "prior": _kind_model("prior", "prior"),
-    "finetune_full": _kind_model("finetune_full", "finetune"),  # what `train --model finetune` makes
-    **{f"finetune_{mode}": _kind_model(f"finetune_{mode}", "finetune",
-                                       lambda profile, mode=mode: prior.finetune_kind_config(profile, mode))
-       for mode in prior.MODES if mode != "full"},
+MODELS: dict[str, BenchModel] = {
+    **{name: BenchModel(KINDS[name], KINDS[name].config) for name in ("ddpm", "center_hole", "conditional", "mmse",
+                                                                       "prior")},
+    "finetune_full": BenchModel(KINDS["finetune"], _finetune("full")),  # what `train --model finetune` makes
+    "finetune_lora_attn": BenchModel(KINDS["finetune"], _finetune("lora_attn"), "--lora-rank 4"),
+    "finetune_lora_all": BenchModel(KINDS["finetune"], _finetune("lora_all"), "--lora-rank 4 --lora-targets all"),
 }
-
-
-def _status(path: Path, stored: dict, steps: int | None) -> str:
-    """``reuse``, ``resume`` or ``train`` for a checkpoint (:func:`~course_utils.checkpoints.run_status`); notebook
-    02's file has no step count (``steps`` None): reused when its config matches."""
-    if steps is not None or not path.exists():
-        return run_status(path, stored, steps or 0)
-    if read_checkpoint(path)["config"] != plain(stored):
-        raise CheckpointMismatchError(f"{path} holds a run of another configuration; it is left as it is")
-    return "reuse"
 
 
 # --- The methods: each once, with the sampler settings its notebook reports. ---
@@ -190,15 +113,6 @@ def _baseline(name: str, description: str) -> BenchMethod:
     return BenchMethod(name, "classical", "03", description, None, lambda cfg, model, library: baseline_method(name, library))
 
 
-def _ddpm_method(cfg: dict, model: nn.Module) -> Method:
-    """Notebook 02's inpainting: ancestral DDPM over the profile's sample steps, replacement after each step."""
-    prof = get_profile(cfg["profile"])
-    schedule = make_schedule(cfg["schedule"], cfg["T"])
-    return Method("ddpm", lambda obs, g: ddpm_sample(model, obs.y, obs.mask, schedule, prof.sample_steps, True, g),
-                  fits=lambda task: task.is_mask_task, network=model,
-                  config={"notebook": "02", "sampler": "ddpm", "steps": prof.sample_steps, "replacement": True})
-
-
 METHODS: dict[str, BenchMethod] = {m.name: m for m in (
     _baseline("zero_fill", "missing pixels read 0 (mid-grey)"),
     _baseline("nearest_pixel", "each missing pixel copies the nearest known pixel"),
@@ -210,22 +124,15 @@ METHODS: dict[str, BenchMethod] = {m.name: m for m in (
     BenchMethod("mmse", "regressor", "06", "U-Net regressing x0 in one call (notebook 03's backbone and budget)", "mmse",
                 lambda cfg, model, library: KINDS["mmse"].method(model, cfg, SamplerOptions())),
     BenchMethod("ddpm_02", "diffusion", "02", "DDPM on [x_t, m, y], mixed masks, ancestral steps + replacement", "ddpm",
-                lambda cfg, model, library: _ddpm_method(cfg, model)),
+                lambda cfg, model, library: KINDS["ddpm"].method(model, cfg, SamplerOptions())),
     BenchMethod("ddim_dc_03", "diffusion", "03", "centre-hole U-Net, DDIM with data consistency", "center_hole",
                 lambda cfg, model, library: KINDS["center_hole"].method(model, cfg, SamplerOptions(cfg.sample_steps))),
     BenchMethod("conditional_04", "diffusion", "04", "p(x0 | c): control encoder + cross-attention, no projection",
                 "conditional",
                 lambda cfg, model, library: KINDS["conditional"].method(model, cfg, SamplerOptions(cfg.sample_steps))),
-    BenchMethod("replacement_05", "diffusion", "05", "unconditional prior, replacement (ground-truth noise injection)",
-                "prior", lambda cfg, model, library: prior.prior_method(model, cfg, SamplerOptions(cfg.sample_steps),
-                                                                        "replacement")),
-    BenchMethod("repaint_05", "diffusion", "05", "unconditional prior, RePaint resampling", "prior",
-                lambda cfg, model, library: prior.prior_method(model, cfg, SamplerOptions(cfg.sample_steps), "repaint",
-                                                               **prior.REPAINT)),
-    BenchMethod("ddnm_05", "diffusion", "05", "unconditional prior, DDNM null-space projection (a tenth of RePaint's "
-                "calls)", "prior",
-                lambda cfg, model, library: prior.prior_method(
-                    model, cfg, SamplerOptions(prior.ddnm_steps(cfg), prior.DDNM_ETA), "ddnm")),
+    *(BenchMethod(f"{sampler}_05", "diffusion", "05", f"unconditional prior, {SAMPLERS[sampler].description}",
+                  "prior", lambda cfg, model, library, sampler=sampler: prior.prior_method(model, cfg, sampler=sampler))
+      for sampler in SAMPLERS),
     *(BenchMethod(f"{label}_05", "diffusion", "05", f"the prior fine-tuned to see the mask: {what}", f"finetune_{mode}",
                   lambda cfg, model, library: prior.finetuned_method(model, cfg,
                                                                      SamplerOptions(cfg.prior["sample_steps"])))
@@ -253,34 +160,31 @@ def prepare(names: list[str], profile: str, device: torch.device, root: str | Pa
             library: torch.Tensor | None = None, train_missing: bool = False,
             log: Callable[[str], None] = print) -> tuple[dict[str, Method], dict[str, dict]]:
     """The methods ``names`` ready to run on ``device``, and per trained model what happened: ``{"status":
-    "reused" / "trained", "checkpoint", "train_seconds", "notebook"}``. Each model is read from its notebook's run
-    folder when its configuration matches (an unfinished run is resumed); a missing one is trained there (on the
-    MNIST under ``root``) only with ``train_missing``, otherwise :class:`MissingModelsError` lists them all with how
-    to make each (notebook 06 and ``bench``)."""
+    "reused" / "resumed" / "trained", "checkpoint", "train_seconds", "notebook"}``. Each model comes from
+    :func:`~course_utils.runs.obtain` in its run folder (the one its notebook and ``train`` use); a missing or
+    unfinished one is trained there (on the MNIST under ``root``) only with ``train_missing``, otherwise
+    :class:`MissingModelsError` lists them all with the command that makes each (notebook 06 and ``bench``)."""
     unknown = [n for n in names if n not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {', '.join(unknown)}; the benchmark has: {', '.join(METHODS)}")
-    needed = list(dict.fromkeys(METHODS[n].model for n in names if METHODS[n].model is not None))
-    found, missing = {}, []
-    for key in needed:
-        cfg, path, stored, steps = MODELS[key].locate(profile, root)
-        status = _status(path, stored, steps)
-        found[key] = (cfg, path, status)
+    needed = {key: MODELS[key] for key in dict.fromkeys(METHODS[n].model for n in names) if key is not None}
+    configs = {key: need.config(profile) for key, need in needed.items()}
+    missing = []
+    for key, need in needed.items():
+        folder = need.kind.run_dir(configs[key])
+        status = run_status(folder / "last.pt", need.kind, configs[key])
         if status != "reuse":
-            missing.append(f"{key} ({MODELS[key].notebook}): {'unfinished' if status == 'resume' else 'no'} "
-                           f"checkpoint at {path}; make it with: {MODELS[key].how(profile, path)}")
+            missing.append(f"{key} ({need.kind.notebook}): {'unfinished' if status == 'resume' else 'no'} run at "
+                           f"{folder / 'last.pt'}; make it with: {need.kind.command(folder, profile)} {need.flags}")
     if missing and not train_missing:
         raise MissingModelsError("missing trained models (pass --train-missing to train them here):\n  "
-                                 + "\n  ".join(missing))
+                                 + "\n  ".join(m.rstrip() for m in missing))
     models, info = {}, {}
-    for key, (cfg, path, status) in found.items():
-        if status != "reuse":
-            log(f"{key}: {'resuming' if status == 'resume' else 'training'} into {path}")
-            MODELS[key].train(cfg, path, None if root is None else Path(root), device, status == "resume")
-        model, extra = MODELS[key].load(cfg, path)
-        models[key] = (cfg, fast_layout(model, device).eval())
-        info[key] = {"status": "reused" if status == "reuse" else "trained", "checkpoint": str(path),
-                     "train_seconds": extra.get("seconds"), "notebook": MODELS[key].notebook}
+    for key, need in needed.items():
+        got = need.kind.obtain(configs[key], device, root=root, log=log)
+        models[key] = (got.cfg, got.model)
+        info[key] = {"status": got.status, "checkpoint": str(got.path), "train_seconds": got.extra.get("seconds"),
+                     "notebook": need.kind.notebook}
     methods = {}
     for name in names:
         cfg, model = models.get(METHODS[name].model, (None, None))

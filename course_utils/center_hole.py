@@ -2,41 +2,32 @@
 
 Taught in: 03_ddim_center_hole_data_consistency. Everything that defines the experiment lives here, top to bottom:
 
-- :class:`CenterHoleConfig` and the settings of each profile (:data:`CENTER_HOLE`, :func:`center_hole_config`);
+- :class:`CenterHoleConfig` and the settings of each profile (:data:`CENTER_HOLE`);
 - the model (:func:`build_center_hole_model`) and its loss on a batch (:func:`inpaint_loss`: the eps, x0 or v
-  target, P2 and hole weighting, self-conditioning);
-- the resumable run (:func:`train_center_hole`, the course's one loop :func:`~course_utils.training.fit` with
-  this loss), its folder per configuration (:func:`center_hole_run_dir`) and what to do with a folder
-  (:func:`run_status`: reuse, resume or train; never delete);
-- reading a checkpoint back (:func:`load_center_hole`) and sampling it as an evaluation method
-  (:func:`center_hole_method`: DDIM with data consistency, :func:`~course_utils.diffusion.ddim_inpaint`).
-
-:mod:`course_utils.kinds` registers it as the ``center_hole`` kind, which ``train``, ``sample`` and ``eval`` use.
+  target, P2 and hole weighting, self-conditioning; :func:`batch_loss` draws the batch);
+- its validation at every save (:func:`validate_center_hole`) and its sampler as an evaluation method
+  (:func:`center_hole_method`: DDIM with data consistency, :func:`~course_utils.diffusion.ddim_inpaint`);
+- :data:`KIND`, the ``center_hole`` model kind: :mod:`course_utils.runs` trains, resumes, saves and loads it
+  (``KIND.obtain(cfg)``), and ``train``, ``sample`` and ``eval`` find it in :mod:`course_utils.kinds`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
-import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from .checkpoints import load_trained, plain
-from .checkpoints import run_status as checkpoint_run_status
-from .config import Profile, get_profile, output_dir, run_name
-from .data import DigitSet, check_images
+from .data import DigitSet, check_images, random_batch
 from .diffusion import ddim_inpaint, diffusion_target, x0_and_eps
 from .evaluation import Method, SamplerOptions
 from .masks import center_hole, check_mask
 from .metrics import psnr_on_mask
 from .models import UNet
 from .plotting import show_rows
+from .runs import ModelKind
 from .schedules import Schedule, make_schedule
-from .training import fast_layout, fit, noised_batch, p2_weight, pixel_weights
+from .training import noised_batch, p2_weight, pixel_weights
 
 
 @dataclass(frozen=True)
@@ -90,18 +81,10 @@ CENTER_HOLE: dict[str, CenterHoleConfig] = {
 }
 
 
-def center_hole_config(profile: str | Profile | None = None, **changes) -> CenterHoleConfig:
-    """The notebook-03 configuration of a profile (default: ``$COURSE_PROFILE``), with ``changes`` applied (notebook 03)."""
-    name = profile.name if isinstance(profile, Profile) else get_profile(profile).name
-    cfg = dataclasses.replace(CENTER_HOLE[name], **changes)
+def check_config(cfg: CenterHoleConfig) -> None:
+    """A hole must fit on the 32x32 canvas (notebook 03)."""
     if not 1 <= cfg.hole < 32:
         raise ValueError(f"hole must be a side between 1 and 31 pixels on the 32x32 canvas, got {cfg.hole}")
-    return cfg
-
-
-def config_dict(cfg: CenterHoleConfig) -> dict:
-    """The config as the plain dict a checkpoint stores (tuples become lists); notebook 03."""
-    return plain(dataclasses.asdict(cfg))
 
 
 def build_center_hole_model(cfg: CenterHoleConfig) -> nn.Module:
@@ -153,105 +136,33 @@ def inpaint_loss(
 
 
 @torch.no_grad()
-def validate_center_hole(model: nn.Module, cfg: CenterHoleConfig, images: torch.Tensor, device: torch.device,
-                         seed: int = 0):
-    """One DDIM sample (cfg.sample_steps, eta 0, data consistency) per image: (reconstruction, mean hole PSNR); notebook 03."""
-    x0 = images.to(device)
-    mask = center_hole(x0.shape[0], cfg.hole).to(device)
+def validate_center_hole(model: nn.Module, cfg: CenterHoleConfig, images: torch.Tensor, seed: int = 0):
+    """One DDIM sample (cfg.sample_steps, eta 0, data consistency) per image: (mean hole PSNR, a panel of the first
+    8); notebook 03 shows the panels its run wrote."""
+    x0 = images
+    mask = center_hole(x0.shape[0], cfg.hole).to(x0.device)
     out = ddim_inpaint(model, mask * x0, mask, make_schedule(cfg.schedule, cfg.T), cfg.sample_steps,
                        generator=torch.Generator().manual_seed(seed), prediction=cfg.prediction)
-    return out, psnr_on_mask(out, x0, mask).mean().item()
+    psnr = psnr_on_mask(out, x0, mask).mean().item()
+    n = min(8, x0.shape[0])
+    fig = show_rows({"ground truth": x0[:n], "masked": (mask * x0)[:n], "reconstruction": out[:n]},
+                    masks={"masked": mask[:n]}, n=n,
+                    title=f"validation hole PSNR {psnr:.2f} dB (EMA, DDIM {cfg.sample_steps})")
+    return psnr, fig
 
 
-BatchLoss = Callable[..., torch.Tensor]
-
-
-def train_center_hole(
-    cfg: CenterHoleConfig,
-    train: DigitSet,
-    out_dir: str | Path,
-    device: torch.device,
-    seed: int = 0,
-    resume: bool = False,
-    val_images: torch.Tensor | None = None,
-    until: int | None = None,
-    progress: bool = True,
-    loss: BatchLoss = inpaint_loss,
-) -> dict:
-    """Train the notebook-03 model with :func:`~course_utils.training.fit`, writing ``out_dir/last.pt`` every
-    ``cfg.save_every`` steps and at the end.
-
-    AdamW with warm-up then cosine learning rate, gradients clipped to norm 1, loss :func:`inpaint_loss` (or
-    ``loss``, any function with its signature: notebook 03's control row passes its own), EMA weights when
-    ``cfg.ema_decay`` > 0. Each step draws its batch (with replacement), t, eps and the self-conditioning coin
-    from one CPU generator seeded with ``seed``; last.pt holds the model, EMA, optimizer, generator state, step,
-    losses and validation history, so ``resume=True`` continues the very same run (bit for bit on the CPU; on
-    a GPU, cuDNN's non-deterministic convolution kernels make even two uninterrupted runs differ in the 4th
-    decimal of the loss). At every save the model to sample with draws one sample for each of the first
-    ``val_images`` (validation digits, never test) and ``out_dir/panel_<step>.png`` shows 8 of them.
-    Returns {"model", "ema", "losses", "history", "step", "seconds"}; "history" lists
-    (step, seconds, validation hole PSNR) and "ema" is the model to sample with.
-    """
-    out_dir = Path(out_dir)
+def batch_loss(cfg: CenterHoleConfig, train: DigitSet, device: torch.device, loss=None):
+    """:func:`inpaint_loss` (or ``loss``, any function with its signature: notebook 03's control row) on a batch
+    drawn with replacement, every image with the centre hole (notebook 03)."""
+    loss = loss or inpaint_loss
     schedule = make_schedule(cfg.schedule, cfg.T)
-    torch.manual_seed(seed)  # the initial weights
-    model = fast_layout(build_center_hole_model(cfg), device)  # before the optimizer sees the parameters
-    g = torch.Generator().manual_seed(seed)
     mask = center_hole(cfg.batch_size, cfg.hole).to(device)
-    state = {"history": []}
 
     def loss_fn(net: nn.Module, generator: torch.Generator) -> torch.Tensor:
-        idx = torch.randint(len(train), (cfg.batch_size,), generator=generator)
-        x0 = train.images[idx].to(device)
+        x0 = random_batch(train, cfg.batch_size, generator, device)
         return loss(net, x0, mask, schedule, generator, cfg.prediction, cfg.p2_k, cfg.p2_gamma, cfg.hole_weight)
 
-    def on_save(step: int, sample_model: nn.Module, seconds: float) -> None:
-        if val_images is None:
-            return
-        recon, psnr = validate_center_hole(sample_model, cfg, val_images, device)
-        state["history"].append((step, seconds, psnr))
-        x0 = val_images[:8].to(device)
-        m8 = mask[: x0.shape[0]] if x0.shape[0] <= mask.shape[0] else center_hole(x0.shape[0], cfg.hole).to(device)
-        fig = show_rows({"ground truth": x0, "masked": m8 * x0, "reconstruction": recon[: x0.shape[0]]},
-                        masks={"masked": m8}, n=x0.shape[0],
-                        title=f"step {step}: validation hole PSNR {psnr:.2f} dB (EMA, DDIM {cfg.sample_steps})")
-        fig.savefig(out_dir / f"panel_{step:06d}.png", dpi=80, bbox_inches="tight")
-        plt.close(fig)
-
-    run = fit(model, loss_fn, cfg.steps, cfg.lr, g, warmup=cfg.warmup, ema_decay=cfg.ema_decay,
-              checkpoint=out_dir / "last.pt", config=config_dict(cfg), save_every=cfg.save_every, on_save=on_save,
-              state=state, resume=resume, until=until, seed=seed, progress=progress)
-    return {**run, "history": state["history"]}
-
-
-def center_hole_run_dir(cfg: CenterHoleConfig) -> Path:
-    """``outputs/03_center_hole/<profile>-<hash of the config>``: notebook 03's run folder for ``cfg``.
-
-    One folder per configuration, so opening the notebook in another profile (or with another setting)
-    trains into a new folder and never touches the checkpoint, panels or metrics of another run.
-    """
-    return output_dir("03_center_hole", run_name(cfg.profile, config_dict(cfg)))
-
-
-def run_status(checkpoint: str | Path, cfg: CenterHoleConfig) -> str:
-    """``reuse``, ``resume`` or ``train`` for notebook 03's run of ``cfg`` (:func:`~course_utils.checkpoints.run_status`)."""
-    return checkpoint_run_status(checkpoint, config_dict(cfg), cfg.steps)
-
-
-def is_center_hole_config(config: dict) -> bool:
-    """Whether a checkpoint's stored config is a :class:`CenterHoleConfig` (the same field names); notebook 03."""
-    return set(config) == {f.name for f in dataclasses.fields(CenterHoleConfig)}
-
-
-def load_center_hole(path: str | Path, map_location="cpu"):
-    """Read a checkpoint of notebook 03: (config, model to sample with (EMA if any), extra). weights_only=True.
-
-    Raises ``FileNotFoundError`` without a file and :class:`~course_utils.checkpoints.CheckpointMismatchError`
-    when the file is not a notebook-03 checkpoint.
-    """
-    return load_trained(path, CenterHoleConfig, build_center_hole_model, is_center_hole_config,
-                        "is not a notebook-03 center-hole checkpoint; train one with `python -m course_utils train`",
-                        map_location)
+    return loss_fn
 
 
 def center_hole_method(model: nn.Module, cfg: CenterHoleConfig, options: SamplerOptions = SamplerOptions()) -> Method:
@@ -259,6 +170,7 @@ def center_hole_method(model: nn.Module, cfg: CenterHoleConfig, options: Sampler
     repeats (:func:`~course_utils.diffusion.ddim_inpaint`); it works on any mask task, trained for ``center:cfg.hole``.
     Taught in notebook 03."""
     schedule = make_schedule(cfg.schedule, cfg.T)
+    options = options.resolved()
 
     def sample(obs, generator):
         return ddim_inpaint(model, obs.y, obs.mask, schedule, options.steps, options.eta, options.dc_repeats,
@@ -268,3 +180,10 @@ def center_hole_method(model: nn.Module, cfg: CenterHoleConfig, options: Sampler
                   config={"kind": "center_hole", "steps": options.steps, "eta": options.eta,
                           "dc_repeats": options.dc_repeats, "prediction": cfg.prediction,
                           "trained_for": f"center:{cfg.hole}"})
+
+
+KIND = ModelKind(
+    name="center_hole", description="notebook 03: U-Net on [x_t, m, y] for a centre hole, DDIM with data consistency",
+    notebook="03_ddim_center_hole_data_consistency", folder="03_center_hole", presets=CENTER_HOLE,
+    build=build_center_hole_model, loss=batch_loss, method=center_hole_method, tasks=lambda cfg: (f"center:{cfg.hole}",),
+    default_task=lambda cfg: f"center:{cfg.hole}", validate=validate_center_hole, check=check_config)

@@ -3,7 +3,7 @@
 Taught in: 02_ddpm_from_scratch_masked_mnist (atomic saves, configs stored beside the weights); used by every
 trained model of the course (notebooks 02 to 06, the course classifier, ``python -m course_utils train``).
 
-A checkpoint is a dict {config, state_dict, extra} of plain values and tensors, written atomically (a temporary
+A checkpoint is a dict {kind, config, state_dict, extra} of plain values and tensors, written atomically (a temporary
 file renamed over the old one, so an interrupted save never destroys the last good checkpoint) and read with
 ``torch.load(..., weights_only=True)``, which never runs code from the file.
 """
@@ -53,8 +53,9 @@ def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
     return payload
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, config: dict, **extra) -> Path:
-    """Write {config, state_dict, extra} atomically: to a temporary file, then renamed over ``path``.
+def save_checkpoint(path: str | Path, model: nn.Module, config: dict, kind: str | None = None, **extra) -> Path:
+    """Write {kind, config, state_dict, extra} atomically: to a temporary file, then renamed over ``path``.
+    ``kind`` names the model kind (the name ``train --model`` takes) so the file says what it holds.
 
     An interrupted save leaves the previous checkpoint intact. ``config`` and ``extra`` hold only
     plain values (numbers, strings, lists, dicts, tensors), so :func:`load_checkpoint` can use
@@ -65,7 +66,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, config: dict, **extra) -
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    payload = {"config": plain(config), "state_dict": state, "extra": plain(extra)}
+    payload = {"kind": kind, "config": plain(config), "state_dict": state, "extra": plain(extra)}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -107,36 +108,3 @@ def load_checkpoint(path: str | Path, model: nn.Module, config: dict, map_locati
         raise CheckpointMismatchError(f"{path} was written for another configuration ({diffs})")
     model.load_state_dict(payload["state_dict"])
     return payload["extra"]
-
-
-def load_trained(path: str | Path, config_class, build, recognise, refusal: str, map_location="cpu"):
-    """(config, model, extra) of a model kind's checkpoint: read with ``weights_only=True``, the stored config checked
-    by ``recognise`` (else :class:`CheckpointMismatchError` with ``refusal``), rebuilt as ``config_class`` (lists back
-    to tuples), the model built by ``build(config)`` with the EMA weights if the run kept them. Used by the kinds of
-    notebooks 03 (center_hole), 04 (conditional) and 06 (mmse)."""
-    payload = read_checkpoint(path, map_location)
-    saved = payload["config"]
-    if not recognise(saved):
-        raise CheckpointMismatchError(f"{path} {refusal}")
-    cfg = config_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
-    model = build(cfg)
-    extra = payload.get("extra", {})
-    model.load_state_dict(extra["ema"] if "ema" in extra else payload["state_dict"])
-    return cfg, model.eval(), extra
-
-
-def run_status(checkpoint: str | Path, config: dict, steps: int) -> str:
-    """What to do with a run folder's ``last.pt`` for a run of ``config`` (its stored dict) and ``steps`` steps:
-    ``reuse`` it (finished), ``resume`` it (the same configuration, fewer steps done) or ``train`` (no checkpoint
-    yet). A checkpoint of another configuration is an error, never a reason to delete it.
-
-    Used in notebooks 03 and 04 (a finished run is reused, an interrupted one resumed).
-    """
-    checkpoint = Path(checkpoint)
-    if not checkpoint.exists():
-        return "train"
-    saved = read_checkpoint(checkpoint)
-    if saved["config"] != config:
-        raise CheckpointMismatchError(f"{checkpoint} holds a run of another configuration; it is left as it is: "
-                                      "train into another folder")
-    return "reuse" if saved["extra"]["step"] >= steps else "resume"

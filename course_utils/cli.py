@@ -28,14 +28,15 @@ from pathlib import Path
 
 import torch
 
-from . import benchmark, prior
+from . import benchmark
 from .baselines import BASELINES, baselines_for
 from .checkpoints import CheckpointMismatchError, read_checkpoint
 from .classifier import load_or_train_classifier
 from .config import PROFILE_NAMES, get_device, get_profile, seed_everything
-from .data import MNIST_RAW_FILES, MNISTNotFoundError, load_mnist, load_splits
+from .data import MNIST_RAW_FILES, MNISTNotFoundError, load_mnist
 from .evaluation import SamplerOptions, baseline_method, evaluate, format_results
 from .kinds import KINDS, kind_of_checkpoint
+from .runs import ModelKind
 from .plotting import show_rows
 from .publishing import write_badges
 from .runner import run_notebooks
@@ -60,7 +61,7 @@ def _load_model(path: str, device):
         cfg, model, extra = kind.load(path, map_location="cpu")
     except FileNotFoundError:
         raise UsageError(f"no checkpoint at {path}: train one with `python -m course_utils train --profile cpu --out DIR`")
-    except (CheckpointMismatchError, KeyError, RuntimeError) as why:
+    except CheckpointMismatchError as why:
         raise UsageError(f"cannot use {path}: {str(why).splitlines()[0]}")
     return kind, cfg, fast_layout(model, device), extra
 
@@ -80,99 +81,67 @@ def _check_sampler_options(args, T: int = 1000) -> None:
         raise UsageError(f"--seed must be >= 0, got {args.seed}")
 
 
-LORA_TARGET_MODES = {"attention": "lora_attn", "all": "lora_all"}  # train --lora-targets -> notebook 05's LoRA mode
-
-
-def _finetune_configs(args):
-    """For ``train --model finetune``: ``make(**changes) -> FinetuneConfig`` from the prior of ``--from`` (or the
-    profile's prior) and ``--lora-rank`` / ``--lora-targets`` (notebook 05)."""
-    rank = 0 if args.lora_rank is None else args.lora_rank
-    if rank < 0:
-        raise UsageError(f"--lora-rank must be 0 (full fine-tuning) or a positive rank, got {rank}")
-    if rank == 0 and args.lora_targets is not None:
-        raise UsageError("--lora-targets chooses where LoRA goes: give it with --lora-rank R > 0")
-    mode = "full" if rank == 0 else LORA_TARGET_MODES[args.lora_targets or "attention"]
-    lora = {} if rank == 0 else {"rank": rank, "alpha": float(rank)}  # alpha / rank = 1, as in notebook 05
-    if args.prior_from is None:
-        pcfg = prior.prior_config(args.profile)
-    else:
-        path = args.prior_from
-        try:
-            kind = kind_of_checkpoint(path)
-        except FileNotFoundError:
-            raise UsageError(f"--from: no checkpoint at {path}; train a prior with `python -m course_utils train "
-                             f"--model prior --profile {args.profile} --out DIR` and pass DIR/last.pt")
-        except CheckpointMismatchError as why:
-            raise UsageError(f"--from {path}: {str(why).splitlines()[0]}")
-        if kind.name != "prior":
-            raise UsageError(f"--from {path} holds a {kind.name} model, not an unconditional prior (train one with "
-                             f"`python -m course_utils train --model prior --profile {args.profile} --out DIR`)")
-        pcfg, _, _ = prior.load_prior(path)
-        if pcfg.profile != args.profile:
-            raise UsageError(f"the prior in {path} was trained in the {pcfg.profile} profile: pass --profile "
-                             f"{pcfg.profile} (a fine-tune's budget goes with its prior's profile)")
-    return lambda **changes: prior.finetune_config(pcfg, mode, **lora, **changes)
+def _kind_values(args, command: str, kind: ModelKind | None, what: str) -> dict:
+    """The values of ``kind``'s own flags of ``command``; a flag of another kind that was given is an error."""
+    values = {}
+    for other in KINDS.values():
+        for option in other.options:
+            if option.command != command:
+                continue
+            value = getattr(args, option.dest)
+            if other is kind:
+                values[option.dest] = value
+            elif value is not None:
+                raise UsageError(f"{option.flags[0]} is for --model {other.name} ({other.notebook[:2]}), not {what}")
+    return values
 
 
 def command_train(args) -> int:
     """``train``: a model kind of :mod:`course_utils.kinds` (``--model``; notebook 03's by default), checkpointed to
-    DIR/last.pt atomically every cfg.save_every steps; ``--model finetune`` adapts the prior of ``--from`` (notebook
-    05), fully or with LoRA of rank ``--lora-rank``. The commands are taught in notebook 03."""
+    DIR/last.pt atomically every cfg.save_every steps, through :func:`~course_utils.runs.obtain`; a kind's own
+    flags (``--from``, ``--lora-rank``, ... of ``--model finetune``) choose its config. Taught in notebook 03."""
     kind = KINDS[args.model]
+    values = _kind_values(args, "train", kind, kind.name)
     out = Path(args.out)
     last = out / "last.pt"
-    if kind.name == "finetune":
-        make = _finetune_configs(args)
-    else:
-        for flag, value in (("--from", args.prior_from), ("--lora-rank", args.lora_rank),
-                            ("--lora-targets", args.lora_targets)):
-            if value is not None:
-                raise UsageError(f"{flag} is for --model finetune (adapting a prior, notebook 05), not {kind.name}")
-        make = lambda **changes: kind.config(args.profile, **changes)  # noqa: E731
-    cfg = make()
     if args.steps is not None and args.steps < 1:
         raise UsageError(f"--steps must be at least 1, got {args.steps}")
     if args.seed < 0:
         raise UsageError(f"--seed must be >= 0, got {args.seed}")
+    try:
+        cfg = kind.configure(args.profile, values) if kind.configure else kind.config(args.profile)
+    except (ValueError, FileNotFoundError) as why:
+        raise UsageError(str(why).splitlines()[0])
     if args.resume:
         if not last.is_file():
             raise UsageError(f"--resume: no checkpoint at {last}; leave out --resume to start a new run there")
         try:
-            saved = read_checkpoint(last)["config"]
+            saved = read_checkpoint(last)
         except CheckpointMismatchError as why:
             raise UsageError(str(why).splitlines()[0])
-        if not kind.recognise(saved):
+        if saved.get("kind") != kind.name:
             raise UsageError(f"{last} is not a {kind.name} checkpoint; pass the --model it was trained as")
-        if saved.get("profile") != cfg.profile:
-            raise UsageError(f"{last} was trained with profile {saved.get('profile')!r}, not {cfg.profile!r}")
-        steps = args.steps if args.steps is not None else saved.get("steps", cfg.steps)
-        cfg = make(steps=steps)
+        if saved["config"].get("profile") != cfg.profile:
+            raise UsageError(f"{last} was trained with profile {saved['config'].get('profile')!r}, not {cfg.profile!r}")
+        cfg = dataclasses.replace(cfg, steps=args.steps if args.steps is not None else saved["config"]["steps"])
     else:
         if last.exists():
             raise UsageError(f"{last} exists: pass --resume to continue that run, or choose another --out")
         if args.steps is not None:
-            cfg = make(steps=args.steps)
+            cfg = dataclasses.replace(cfg, steps=args.steps)
     seed_everything(args.seed)
     device = get_device()
-    try:  # the same splits as the notebooks (validation carved from MNIST's training split)
-        train, val, _ = (kind.splits or load_splits)(cfg, seed=0)
+    print(f"training the {kind.name} model ({kind.description.split(': ', 1)[-1]}; {cfg.profile} profile) "
+          f"on {device}, {cfg.steps} steps -> {last}", flush=True)
+    try:
+        got = kind.obtain(cfg, device, out_dir=out, seed=args.seed, base_from=values.get("base_from"))
     except MNISTNotFoundError as missing:
         raise UsageError(str(missing).splitlines()[0] + " (set COURSE_DATA_DIR to a folder holding MNIST/raw/)")
-    what = kind.name
-    if kind.name == "finetune":
-        what += f", {cfg.mode}" + (f" rank {cfg.rank}" if cfg.mode != "full" else "")
-        what += f", prior {args.prior_from}" if args.prior_from else ", prior from notebook 05's run folder"
-    print(f"training the {kind.description.split(':')[0]} model ({what}, {cfg.profile} profile) on {device}: "
-          f"{len(train)} training digits, {len(val)} validation digits, {cfg.steps} steps -> {last}", flush=True)
-    extra = {"prior_from": args.prior_from} if args.prior_from is not None else {}
-    try:
-        result = kind.train(cfg, train, out, device, seed=args.seed, resume=args.resume, val_images=val.images[:64],
-                            **extra)
     except CheckpointMismatchError as why:
         raise UsageError(str(why))
-    step, seconds, history = result["step"], result["seconds"], result["history"]
-    psnr = f", validation PSNR {history[-1][2]:.2f} dB (1 sample, 64 digits)" if history else ""
-    print(f"done: {step} steps, {seconds / 60:.1f} min of training{psnr}; checkpoint {last}")
+    history = got.extra.get("history") or []
+    score = f", validation score {history[-1][2]:.2f} dB (1 sample, {kind.validation_digits} digits)" if history else ""
+    print(f"done: {got.extra['step']} steps, {got.extra['seconds'] / 60:.1f} min of training{score}; checkpoint {last}")
     return 0
 
 
@@ -224,31 +193,6 @@ def _mnist_root(data_dir: str) -> Path:
                      "(train/t10k images and labels), as torchvision.datasets.MNIST stores them")
 
 
-PRIOR_SAMPLERS = {"replace": "replacement", "repaint": "repaint", "ddnm": "ddnm"}  # eval --sampler -> notebook 05
-
-
-def _prior_method(args, model, cfg):
-    """``eval --checkpoint PRIOR``: the training-free sampler of ``--sampler`` (RePaint by default) with notebook
-    05's settings unless told otherwise: ``cfg.sample_steps`` levels; RePaint's jump and resamplings from
-    :data:`~course_utils.prior.REPAINT`; DDNM with :func:`~course_utils.prior.ddnm_steps` steps, eta
-    :data:`~course_utils.prior.DDNM_ETA` and ``--resamplings`` repeats per step (1)."""
-    sampler = PRIOR_SAMPLERS[args.sampler or "repaint"]
-    if args.jump_length is not None and sampler != "repaint":
-        raise UsageError(f"--jump-length is RePaint's (--sampler repaint), not {args.sampler}'s")
-    if args.resamplings is not None and sampler == "replacement":
-        raise UsageError("--resamplings is for --sampler repaint (jumps back per level) or ddnm (repeats per step)")
-    for flag, value in (("--jump-length", args.jump_length), ("--resamplings", args.resamplings)):
-        if value is not None and value < 1:
-            raise UsageError(f"{flag} must be at least 1, got {value}")
-    ddnm = sampler == "ddnm"
-    steps = args.steps if args.steps is not None else (prior.ddnm_steps(cfg) if ddnm else cfg.sample_steps)
-    eta = args.eta if args.eta is not None else (prior.DDNM_ETA if ddnm else 0.0)
-    jump = args.jump_length if args.jump_length is not None else prior.REPAINT["jump_length"]
-    resamplings = args.resamplings if args.resamplings is not None else (1 if ddnm else prior.REPAINT["jump_n_sample"])
-    return prior.prior_method(model, cfg, SamplerOptions(steps, eta), sampler, jump_length=jump,
-                              jump_n_sample=resamplings, repeats=resamplings)
-
-
 def command_eval(args) -> int:
     """``eval``: score a trained model (``--checkpoint``) or a classical baseline (``--method``) on a task; a
     prior's checkpoint with one of its training-free samplers (``--sampler``, notebook 05).
@@ -270,31 +214,22 @@ def command_eval(args) -> int:
         raise UsageError(str(why))
     root = _mnist_root(args.data_dir)
     device = get_device()
-    prior_flags = [flag for flag, value in (("--sampler", args.sampler), ("--jump-length", args.jump_length),
-                                            ("--resamplings", args.resamplings)) if value is not None]
     if args.checkpoint is not None:
         kind, cfg, model, _ = _load_model(args.checkpoint, device)
+        values = _kind_values(args, "eval", kind, f"the {kind.name} model in {args.checkpoint}")
         task = task or parse_task(kind.default_task(cfg))
-        if prior_flags and kind.name != "prior":
-            raise UsageError(f"{', '.join(prior_flags)}: the training-free samplers are for an unconditional prior's "
-                             f"checkpoint (notebook 05); {args.checkpoint} holds a {kind.name} model")
         try:
-            if kind.name == "prior":
-                method = _prior_method(args, model, cfg)
-            else:
-                method = kind.method(model, cfg, SamplerOptions(50 if args.steps is None else args.steps,
-                                                                0.0 if args.eta is None else args.eta, args.dc_repeats))
+            method = kind.method(model, cfg, SamplerOptions(args.steps, args.eta, args.dc_repeats, **values))
         except ValueError as why:
             raise UsageError(f"{kind.name} model: {str(why).splitlines()[0]}")
         if not method.fits(task):
             raise UsageError(f"the {kind.name} model in {args.checkpoint} cannot do task {task.spec}: it fills masks "
                              "(center:N, rect, strokes, procedural:A-B, sparse:P)")
         model_config = {"kind": kind.name, **dataclasses.asdict(cfg)}
-        if kind.trained_on(cfg) and task.spec not in kind.trained_on(cfg):
-            print(f"note: the model was trained on {', '.join(kind.trained_on(cfg))}; evaluating on {task.spec}")
+        if kind.tasks(cfg) and task.spec not in kind.tasks(cfg):
+            print(f"note: the model was trained on {', '.join(kind.tasks(cfg))}; evaluating on {task.spec}")
     else:
-        if prior_flags:
-            raise UsageError(f"{', '.join(prior_flags)}: the training-free samplers need --checkpoint PRIOR/last.pt")
+        _kind_values(args, "eval", None, f"the {args.method} baseline (give --checkpoint)")
         if args.method not in BASELINES:
             raise UsageError(f"unknown --method {args.method!r}; baselines: {', '.join(BASELINES)}")
         if task is None:
@@ -421,14 +356,6 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the profile's)")
     train.add_argument("--seed", type=int, default=0, help="seed of batches and noise (default 0)")
     train.add_argument("--resume", action="store_true", help="continue the run saved in DIR/last.pt")
-    train.add_argument("--from", dest="prior_from", default=None, metavar="PRIOR_CHECKPOINT",
-                       help="--model finetune: the prior's last.pt to adapt (default: notebook 05's run folder, "
-                            "trained there first if missing)")
-    train.add_argument("--lora-rank", type=int, default=None,
-                       help="--model finetune: 0 or absent = full fine-tuning, R > 0 = LoRA of rank R")
-    train.add_argument("--lora-targets", choices=tuple(LORA_TARGET_MODES), default=None,
-                       help="--model finetune with LoRA: the attention projections (default) or all (attention "
-                            "and every residual convolution)")
     sample = sub.add_parser("sample", help="inpaint test digits with a trained model and save a PNG")
     sample.add_argument("--checkpoint", required=True, help="a last.pt written by train")
     sample.add_argument("--out", required=True, help="PNG to write")
@@ -450,14 +377,6 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--split", choices=("test", "train"), default="test", help="images to score (default test)")
     evaluate.add_argument("--k", type=int, default=8, help="samples per image for the posterior mean (default 8)")
     evaluate.add_argument("--json", default=None, help="also write the results to this JSON file")
-    evaluate.add_argument("--sampler", choices=tuple(PRIOR_SAMPLERS), default=None,
-                          help="a prior's training-free sampler (notebook 05): replace (ground-truth noise injection), "
-                               "repaint (resampling; the default) or ddnm (null-space projection on DDIM)")
-    evaluate.add_argument("--jump-length", type=int, default=None,
-                          help=f"RePaint: levels to jump back (default {prior.REPAINT['jump_length']})")
-    evaluate.add_argument("--resamplings", type=int, default=None,
-                          help=f"RePaint: times each jump is walked (default {prior.REPAINT['jump_n_sample']}); "
-                               "DDNM: repeats per step (default 1)")
     _add_sampler_options(evaluate, steps=None, n=500)
     bench = sub.add_parser("bench", help="every method of the course on the same test digits and tasks (notebook 06)")
     bench.add_argument("--data-dir", required=True, help="a folder in torchvision's MNIST layout (DIR/MNIST/raw)")
@@ -474,6 +393,9 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--json", required=True, help="write the results to this JSON file")
     bench.add_argument("--train-missing", action="store_true",
                        help="train the models that are not in outputs/ yet (otherwise: say which and how)")
+    for kind in KINDS.values():  # each kind's own flags (its module declares them)
+        for option in kind.options:
+            {"train": train, "eval": evaluate}[option.command].add_argument(*option.flags, **option.keywords)
     args = parser.parse_args(argv)
     if args.command == "train":
         return command_train(args)

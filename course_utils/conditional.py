@@ -4,37 +4,34 @@ Taught in: 04_conditional_cross_attention. The model is told only the condition 
 task of :mod:`course_utils.tasks`) and, for mask tasks, the mask; it samples without replacing known pixels
 (no projection, no guidance): reconstruction is sampling the learned posterior. Top to bottom:
 
-- :class:`ConditionalConfig` and the settings of each profile (:data:`CONDITIONAL`, :func:`conditional_config`);
+- :class:`ConditionalConfig` and the settings of each profile (:data:`CONDITIONAL`);
 - :class:`ConditionalUNet`: a U-Net on x_t with linear self-attention at 32x32 and 16x16, cross-attention to the
   control encoder's tokens at 16x16 and 8x8, and the control encoder's features added at every resolution
   (:mod:`course_utils.attention`); ``architecture`` picks the full model or an ablation (``cross``: no
   per-resolution features; ``concat``: notebook 02's U-Net fed [m, c] as channels);
 - the training mixture (:func:`observe_mixture`) and the loss on a batch (:func:`conditional_loss`);
-- the resumable run (:func:`train_conditional`, the course's one loop :func:`~course_utils.training.fit`),
-  reading it back (:func:`load_conditional`) and sampling it (:func:`conditional_method`: DDIM or DDPM through
-  :func:`~course_utils.diffusion.sample`, with no consistency rule).
+- its validation (:func:`validate_conditional`) and its sampler (:func:`conditional_method`: DDIM or DDPM through
+  :func:`~course_utils.diffusion.sample`, with no consistency rule);
+- :data:`KIND`, the ``conditional`` model kind, which :mod:`course_utils.runs` trains, resumes and loads.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from .attention import ControlEncoder, CrossAttention, LinearAttention
-from .checkpoints import load_trained, plain
-from .config import Profile, get_profile, output_dir, run_name
-from .data import DigitSet, check_images
+from .data import DigitSet, check_images, random_batch
 from .diffusion import Denoiser, diffusion_target, sample, timesteps
 from .evaluation import Method, SamplerOptions
 from .metrics import psnr_on_mask
 from .models import ResBlock, UNet, group_norm, sinusoidal_embedding
+from .runs import ModelKind
 from .schedules import Schedule, make_schedule
 from .tasks import parse_task
-from .training import fast_layout, fit, noised_batch, p2_weight
+from .training import noised_batch, p2_weight
 
 # The conditions of notebook 04, as task specs: sparse pixels (5 to 20 percent kept), additive noise (sigma 0.3 to
 # 1.0), low resolution (x4), large occlusions (rectangles and the centre hole) and undersampled k-space.
@@ -97,10 +94,8 @@ CONDITIONAL: dict[str, ConditionalConfig] = {
 }
 
 
-def conditional_config(profile: str | Profile | None = None, **changes) -> ConditionalConfig:
-    """The notebook-04 configuration of a profile (default: ``$COURSE_PROFILE``) with ``changes`` (notebook 04)."""
-    name = profile.name if isinstance(profile, Profile) else get_profile(profile).name
-    cfg = dataclasses.replace(CONDITIONAL[name], **changes)
+def check_config(cfg: ConditionalConfig) -> None:
+    """A known architecture, task specs that parse, a positive weight per task (notebook 04)."""
     if cfg.architecture not in ARCHITECTURES:
         raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {cfg.architecture!r}")
     for spec in cfg.tasks:
@@ -108,12 +103,6 @@ def conditional_config(profile: str | Profile | None = None, **changes) -> Condi
     if len(cfg.task_weights) != len(cfg.tasks) or min(cfg.task_weights) <= 0:
         raise ValueError(f"task_weights must give each of the {len(cfg.tasks)} tasks a positive weight, "
                          f"got {cfg.task_weights}")
-    return cfg
-
-
-def config_dict(cfg: ConditionalConfig) -> dict:
-    """The config as the plain dict a checkpoint stores (tuples become lists); notebook 04."""
-    return plain(dataclasses.asdict(cfg))
 
 
 class ConditionalUNet(nn.Module):
@@ -256,57 +245,21 @@ def conditional_loss(model: nn.Module, x0: torch.Tensor, c: torch.Tensor, mask: 
     return (w_t * (diffusion_target(x0, eps, t, schedule, prediction) - out) ** 2).mean()
 
 
-def conditional_run_dir(cfg: ConditionalConfig) -> Path:
-    """``outputs/04_conditional/<profile>-<hash of the config>``: one folder per configuration (notebook 04)."""
-    return output_dir("04_conditional", run_name(cfg.profile, config_dict(cfg)))
-
-
-def train_conditional(
-    cfg: ConditionalConfig,
-    train: DigitSet,
-    out_dir: str | Path,
-    device: torch.device,
-    seed: int = 0,
-    resume: bool = False,
-    val_images: torch.Tensor | None = None,
-    until: int | None = None,
-    progress: bool = True,
-) -> dict:
-    """Train the notebook-04 model on the task mixture with :func:`~course_utils.training.fit` (notebook 04).
-
-    Each step draws a batch (with replacement), each image's task and observation (:func:`observe_mixture`), t and
-    eps from one CPU generator seeded with ``seed``; ``out_dir/last.pt`` is written every ``cfg.save_every`` steps
-    and resumes bit for bit on the CPU. ``val_images`` (validation digits) are not used for training; at every
-    save the model to sample with reconstructs them from one observation of each training task, and the mean
-    PSNR over the tasks goes to the history. Returns {"model", "ema", "losses", "history", "step", "seconds"}.
-    """
-    out_dir = Path(out_dir)
+def batch_loss(cfg: ConditionalConfig, train: DigitSet, device: torch.device):
+    """:func:`conditional_loss` on a batch drawn with replacement, each image observed through a task of the
+    mixture (:func:`observe_mixture`); notebook 04."""
     schedule = make_schedule(cfg.schedule, cfg.T)
-    torch.manual_seed(seed)
-    model = fast_layout(build_conditional_model(cfg), device)
-    g = torch.Generator().manual_seed(seed)
-    state = {"history": []}
 
     def loss_fn(net: nn.Module, generator: torch.Generator) -> torch.Tensor:
-        idx = torch.randint(len(train), (cfg.batch_size,), generator=generator)
-        x0 = train.images[idx].to(device)
+        x0 = random_batch(train, cfg.batch_size, generator, device)
         c, mask, _ = observe_mixture(x0, cfg.tasks, generator, cfg.task_weights)
         return conditional_loss(net, x0, c, mask, schedule, generator, cfg.prediction, cfg.p2_k, cfg.p2_gamma)
 
-    def on_save(step: int, sample_model: nn.Module, seconds: float) -> None:
-        if val_images is None:
-            return
-        scores = validate_conditional(sample_model, cfg, val_images.to(device))
-        state["history"].append((step, seconds, sum(scores.values()) / len(scores)))
-
-    run = fit(model, loss_fn, cfg.steps, cfg.lr, g, warmup=cfg.warmup, ema_decay=cfg.ema_decay,
-              checkpoint=out_dir / "last.pt", config=config_dict(cfg), save_every=cfg.save_every, on_save=on_save,
-              state=state, resume=resume, until=until, seed=seed, progress=progress)
-    return {**run, "history": state["history"]}
+    return loss_fn
 
 
 @torch.no_grad()
-def validate_conditional(model: nn.Module, cfg: ConditionalConfig, images: torch.Tensor, seed: int = 0) -> dict:
+def task_scores(model: nn.Module, cfg: ConditionalConfig, images: torch.Tensor, seed: int = 0) -> dict:
     """PSNR of one DDIM sample (``cfg.sample_steps``) per image and training task, {spec: dB} (notebook 04).
 
     Mask tasks are scored on the missing pixels, measurement tasks on the whole image.
@@ -321,22 +274,6 @@ def validate_conditional(model: nn.Module, cfg: ConditionalConfig, images: torch
     return scores
 
 
-def is_conditional_config(config: dict) -> bool:
-    """Whether a checkpoint's stored config is a :class:`ConditionalConfig` (the same field names); notebook 04."""
-    return set(config) == {f.name for f in dataclasses.fields(ConditionalConfig)}
-
-
-def load_conditional(path: str | Path, map_location="cpu"):
-    """Read a notebook-04 checkpoint: (config, model to sample with (EMA if any), extra), weights_only=True.
-
-    Raises ``FileNotFoundError`` without a file and :class:`~course_utils.checkpoints.CheckpointMismatchError`
-    when the file is not a notebook-04 checkpoint. Taught in notebook 04.
-    """
-    return load_trained(path, ConditionalConfig, build_conditional_model, is_conditional_config,
-                        "is not a notebook-04 conditional checkpoint; train one with "
-                        "`python -m course_utils train --model conditional`", map_location)
-
-
 def conditional_method(model: nn.Module, cfg: ConditionalConfig, options: SamplerOptions = SamplerOptions(),
                        sampler: str = "ddim") -> Method:
     """The notebook-04 model as an evaluation method: ``sampler`` ``ddim`` (``options.steps``, ``eta``, trailing
@@ -344,6 +281,7 @@ def conditional_method(model: nn.Module, cfg: ConditionalConfig, options: Sample
     pixels are whatever the model samples (notebook 04)."""
     if sampler not in ("ddim", "ddpm"):
         raise ValueError(f"sampler must be 'ddim' or 'ddpm', got {sampler!r}")
+    options = options.resolved()
     if options.dc_repeats != 1:
         raise ValueError("the conditional model samples without data consistency: dc_repeats must be 1")
     schedule = make_schedule(cfg.schedule, cfg.T)
@@ -358,3 +296,18 @@ def conditional_method(model: nn.Module, cfg: ConditionalConfig, options: Sample
                   config={"kind": "conditional", "architecture": cfg.architecture, "sampler": sampler,
                           "steps": options.steps, "eta": options.eta, "prediction": cfg.prediction,
                           "trained_for": list(cfg.tasks)})
+
+
+def validate_conditional(model: nn.Module, cfg: ConditionalConfig, images: torch.Tensor):
+    """The mean over the training tasks of :func:`task_scores` (no figure): notebook 04's validation score at
+    every save."""
+    scores = task_scores(model, cfg, images)
+    return sum(scores.values()) / len(scores), None
+
+
+KIND = ModelKind(
+    name="conditional", notebook="04_conditional_cross_attention", folder="04_conditional",
+    description="notebook 04: p(x0 | c) with a control encoder and cross-attention, for every task, no projection",
+    presets=CONDITIONAL, build=build_conditional_model, loss=batch_loss, method=conditional_method,
+    tasks=lambda cfg: tuple(cfg.tasks), default_task=lambda cfg: "sparse:0.1", validate=validate_conditional,
+    validation_digits=32, check=check_config)

@@ -183,3 +183,10 @@ def batches(digits: DigitSet, batch_size: int, generator: torch.Generator):
         for i in range(0, last_start + 1, batch_size):
             idx = perm[i : i + batch_size]
             yield digits.images[idx], digits.labels[idx]
+
+
+def random_batch(digits: DigitSet, batch_size: int, generator: torch.Generator, device=None) -> torch.Tensor:
+    """``batch_size`` images drawn with replacement (indices from ``generator``, on the CPU), moved to ``device``:
+    the batch every trained kind of notebooks 03 to 06 draws at each step, so a saved generator resumes it."""
+    idx = torch.randint(len(digits), (batch_size,), generator=generator)
+    return digits.images[idx].to(device)

@@ -1,7 +1,7 @@
 """The evaluation harness: run any method on any task and score it the same way.
 
 Taught in: 03_ddim_center_hole_data_consistency (scoring unseen test digits); used by notebooks 04 to 06 and
-``python -m course_utils eval``. The protocol is the course's (COURSE_DESIGN.md, evaluation protocol):
+``python -m course_utils eval``. The protocol is the course's:
 
 1. the clean digits become one :class:`~course_utils.tasks.Observation` per task and seed (the same for every method);
 2. the method draws K reconstructions of every image (seeds ``seed``, ``seed + 1``, ...); a deterministic method once;
@@ -19,6 +19,7 @@ and the samples.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,11 +60,21 @@ class Method:
 
 @dataclass(frozen=True)
 class SamplerOptions:
-    """How a diffusion model samples at evaluation time (``eval --steps --eta --dc-repeats``; notebook 03)."""
+    """How a diffusion model samples at evaluation time (``eval --steps --eta --dc-repeats``, and for a prior
+    ``--sampler --jump-length --resamplings``; notebook 03). None leaves a setting to the model kind: 50 steps and
+    eta 0 for the models that see the mask, notebook 05's settings for a prior's samplers."""
 
-    steps: int = 50
-    eta: float = 0.0
+    steps: int | None = None
+    eta: float | None = None
     dc_repeats: int = 1
+    sampler: str | None = None
+    jump_length: int | None = None
+    resamplings: int | None = None
+
+    def resolved(self, steps: int = 50, eta: float = 0.0) -> "SamplerOptions":
+        """These options with an unset ``steps`` or ``eta`` given the defaults."""
+        return dataclasses.replace(self, steps=steps if self.steps is None else self.steps,
+                                   eta=eta if self.eta is None else self.eta)
 
 
 def baseline_method(name: str, library: torch.Tensor | None = None) -> Method:

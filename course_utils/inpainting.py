@@ -25,6 +25,8 @@ Network calls are what cost: a RePaint walk has more entries than calls (the up 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -154,3 +156,64 @@ def border_region(mask: torch.Tensor, width: int = 2) -> torch.Tensor:
         raise ValueError(f"width must be at least 1 pixel, got {width}")
     near_known = F.max_pool2d(mask, 2 * width + 1, stride=1, padding=width)
     return near_known * (1 - mask)
+
+
+# --- One registry of the training-free samplers, with the settings notebook 05 uses (and notebook 06 reports). ---
+
+REPAINT = {"jump_length": 5, "jump_n_sample": 3}  # notebook 05's RePaint: jump back 5 levels, walk each jump 3 times
+DDNM_ETA = 0.85  # notebook 05's DDNM: DDIM with this eta, at a tenth of RePaint's network calls (ddnm_steps)
+
+
+def ddnm_steps(levels: int) -> int:
+    """Notebook 05's DDNM budget: a tenth of the network calls of RePaint (:data:`REPAINT`) over ``levels`` noise
+    levels, at least 2 (notebooks 05 and 06)."""
+    return max(2, walk_calls(repaint_walk(levels, **REPAINT)) // 10)
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """A training-free sampler of an unconditional prior (notebook 05): ``run(denoiser, y, mask, generator,
+    **settings)``; ``defaults(levels)`` are notebook 05's settings for a prior sampled over ``levels`` noise
+    levels; ``flags`` maps the command line's ``--steps`` / ``--eta`` / ``--jump-length`` / ``--resamplings``
+    (their argparse names) to the settings they set. A new sampler is one function and one entry here."""
+
+    name: str
+    description: str
+    run: Callable[..., torch.Tensor]
+    defaults: Callable[[int], dict]
+    flags: dict
+
+
+SAMPLERS: dict[str, Sampler] = {s.name: s for s in (
+    Sampler("replacement", "DDPM steps, known pixels replaced by the observation noised to each level",
+            lambda d, y, m, g, steps: replacement_inpaint(d, y, m, steps, "ddpm", generator=g),
+            lambda levels: {"steps": levels}, {"steps": "steps"}),
+    Sampler("repaint", "RePaint: replacement, jumping back and walking each jump again",
+            lambda d, y, m, g, steps, jump_length, jump_n_sample: repaint(d, y, m, steps, jump_length, jump_n_sample,
+                                                                        generator=g),
+            lambda levels: {"steps": levels, **REPAINT},
+            {"steps": "steps", "jump_length": "jump_length", "resamplings": "jump_n_sample"}),
+    Sampler("ddnm", "DDNM: DDIM with the null-space projection of x0_hat, at a tenth of RePaint's calls",
+            lambda d, y, m, g, steps, eta, repeats: ddnm_inpaint(d, y, m, steps, eta, repeats, g),
+            lambda levels: {"steps": ddnm_steps(levels), "eta": DDNM_ETA, "repeats": 1},
+            {"steps": "steps", "eta": "eta", "resamplings": "repeats"}),
+)}
+
+
+def sampler_settings(name: str, levels: int, **given) -> dict:
+    """The settings of sampler ``name``: notebook 05's :attr:`Sampler.defaults` for ``levels`` noise levels, with
+    the ``given`` command-line values (by their flag names; None = not given) in their place. A flag the sampler
+    has no use for is a ``ValueError`` that says so (notebook 05 and ``eval --sampler``)."""
+    if name not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {tuple(SAMPLERS)}, got {name!r}")
+    sampler, settings = SAMPLERS[name], SAMPLERS[name].defaults(levels)
+    for flag, value in given.items():
+        if value is None:
+            continue
+        if flag not in sampler.flags:
+            raise ValueError(f"--{flag.replace('_', '-')} is not a setting of the {name} sampler "
+                             f"(it takes {', '.join('--' + f.replace('_', '-') for f in sampler.flags)})")
+        if flag != "eta" and value < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
+        settings[sampler.flags[flag]] = value
+    return settings

@@ -1,9 +1,9 @@
 """The MMSE regressor: notebook 03's U-Net trained to output x0 from the observation in one network call.
 
 Taught in: 06_benchmark, where it is the strongest non-generative baseline (the notebook writes the regression and
-its loss out and checks them against this module); ``python -m course_utils train --model mmse`` trains it into
-``outputs/06_mmse/<profile>-<hash>/`` (:func:`mmse_run_dir`, where the notebook and ``bench`` look), and ``eval
---checkpoint`` scores it.
+its loss out and checks them against this module); :data:`KIND` is the ``mmse`` model kind, which
+``python -m course_utils train --model mmse`` trains into ``outputs/06_mmse/<profile>-<hash>/`` (where the notebook
+and ``bench`` look), and ``eval --checkpoint`` scores it.
 
 Trained with the squared error, a network estimates the posterior mean E[x0 | y] (the minimum mean squared error,
 MMSE, answer): it is the best a deterministic method can do on PSNR, and it is blurry wherever the observation
@@ -16,20 +16,17 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from .center_hole import center_hole_config
-from .checkpoints import load_trained, plain
-from .config import Profile, get_profile, output_dir, run_name
-from .data import DigitSet, check_images
+from . import center_hole as center_hole_
+from .data import DigitSet, check_images, random_batch
 from .evaluation import Method, SamplerOptions
 from .masks import center_hole, check_mask
 from .metrics import psnr_on_mask
 from .models import UNet
-from .training import fast_layout, fit
+from .runs import ModelKind
 
 
 @dataclass(frozen=True)
@@ -50,19 +47,15 @@ class MMSEConfig:
     val_size: int = 500
     save_every: int = 200
     eval_size: int = 200
-    regressor: str = "mmse"  # tells its checkpoints apart from other kinds'
 
 
-def mmse_config(profile: str | Profile | None = None, **changes) -> MMSEConfig:
-    """The regressor of a profile with notebook 03's task, widths and training budget, ``changes`` applied
-    (notebook 06)."""
-    name = profile.name if isinstance(profile, Profile) else get_profile(profile).name
-    ch = center_hole_config(name)
-    same = {f.name: getattr(ch, f.name) for f in dataclasses.fields(MMSEConfig) if hasattr(ch, f.name)}
-    cfg = dataclasses.replace(MMSEConfig(**same), **changes)
-    if not 1 <= cfg.hole < 32:
-        raise ValueError(f"hole must be a side between 1 and 31 pixels on the 32x32 canvas, got {cfg.hole}")
-    return cfg
+def _like_center_hole(profile: str) -> MMSEConfig:
+    """A profile's regressor: notebook 03's task, widths and training budget in that profile (notebook 06)."""
+    ch = center_hole_.CENTER_HOLE[profile]
+    return MMSEConfig(**{f.name: getattr(ch, f.name) for f in dataclasses.fields(MMSEConfig)})
+
+
+MMSE: dict[str, MMSEConfig] = {name: _like_center_hole(name) for name in center_hole_.CENTER_HOLE}
 
 
 def build_mmse_model(cfg: MMSEConfig) -> nn.Module:
@@ -87,59 +80,17 @@ def mmse_loss(model: nn.Module, x0: torch.Tensor, mask: torch.Tensor) -> torch.T
     return (missing * (regress(model, mask * x0, mask, clip=False) - x0) ** 2).sum() / missing.sum().clamp_min(1)
 
 
-def train_mmse(
-    cfg: MMSEConfig,
-    train: DigitSet,
-    out_dir: str | Path,
-    device: torch.device,
-    seed: int = 0,
-    resume: bool = False,
-    val_images: torch.Tensor | None = None,
-    until: int | None = None,
-    progress: bool = True,
-) -> dict:
-    """Train the regressor on centre holes with :func:`~course_utils.training.fit`, like notebook 03's model:
-    batches drawn with replacement from one CPU generator, ``out_dir/last.pt`` every ``cfg.save_every`` steps,
-    exact resume; at every save the validation hole PSNR of ``val_images`` goes to the history (notebook 06)."""
-    torch.manual_seed(seed)
-    model = fast_layout(build_mmse_model(cfg), device)
-    g = torch.Generator().manual_seed(seed)
+def batch_loss(cfg: MMSEConfig, train: DigitSet, device: torch.device):
+    """:func:`mmse_loss` on a batch drawn with replacement, every image with the centre hole (notebook 06)."""
     mask = center_hole(cfg.batch_size, cfg.hole).to(device)
-    state = {"history": []}
-
-    def loss_fn(net: nn.Module, generator: torch.Generator) -> torch.Tensor:
-        idx = torch.randint(len(train), (cfg.batch_size,), generator=generator)
-        return mmse_loss(net, train.images[idx].to(device), mask)
-
-    def on_save(step: int, sample_model: nn.Module, seconds: float) -> None:
-        if val_images is not None:
-            x0 = val_images.to(device)
-            m = center_hole(x0.shape[0], cfg.hole).to(device)
-            with torch.no_grad():
-                psnr = psnr_on_mask(regress(sample_model, m * x0, m), x0, m).mean().item()
-            state["history"].append((step, seconds, psnr))
-
-    run = fit(model, loss_fn, cfg.steps, cfg.lr, g, warmup=cfg.warmup, ema_decay=cfg.ema_decay,
-              checkpoint=Path(out_dir) / "last.pt", config=plain(dataclasses.asdict(cfg)), save_every=cfg.save_every,
-              on_save=on_save, state=state, resume=resume, until=until, seed=seed, progress=progress)
-    return {**run, "history": state["history"]}
+    return lambda net, generator: mmse_loss(net, random_batch(train, cfg.batch_size, generator, device), mask)
 
 
-def mmse_run_dir(cfg: MMSEConfig) -> Path:
-    """``outputs/06_mmse/<profile>-<hash of the config>``: one folder per configuration (notebook 06)."""
-    return output_dir("06_mmse", run_name(cfg.profile, plain(dataclasses.asdict(cfg))))
-
-
-def is_mmse_config(config: dict) -> bool:
-    """Whether a checkpoint's stored config is an :class:`MMSEConfig` (notebook 06)."""
-    return config.get("regressor") == "mmse" and set(config) == {f.name for f in dataclasses.fields(MMSEConfig)}
-
-
-def load_mmse(path: str | Path, map_location="cpu"):
-    """Read a regressor checkpoint: (config, model (EMA weights if any), extra), weights_only=True (notebook 06)."""
-    return load_trained(path, MMSEConfig, build_mmse_model, is_mmse_config,
-                        "is not an MMSE-regressor checkpoint; train one with `python -m course_utils train --model mmse`",
-                        map_location)
+@torch.no_grad()
+def validate_mmse(model: nn.Module, cfg: MMSEConfig, images: torch.Tensor):
+    """The regressor's mean hole PSNR on validation digits with the centre hole (no figure; notebook 06)."""
+    m = center_hole(images.shape[0], cfg.hole).to(images.device)
+    return psnr_on_mask(regress(model, m * images, m), images, m).mean().item(), None
 
 
 def mmse_method(model: nn.Module, cfg: MMSEConfig, options: SamplerOptions = SamplerOptions()) -> Method:
@@ -148,3 +99,10 @@ def mmse_method(model: nn.Module, cfg: MMSEConfig, options: SamplerOptions = Sam
     return Method("mmse_regressor", lambda obs, generator: regress(model, obs.y, obs.mask), stochastic=False,
                   fits=lambda task: task.is_mask_task, network=model,
                   config={"kind": "mmse", "trained_for": f"center:{cfg.hole}"})
+
+
+KIND = ModelKind(
+    name="mmse", description="notebook 06: notebook 03's U-Net regressing x0 in one call (the MMSE baseline)",
+    notebook="06_benchmark", folder="06_mmse", presets=MMSE, build=build_mmse_model, loss=batch_loss,
+    method=mmse_method, tasks=lambda cfg: (f"center:{cfg.hole}",), default_task=lambda cfg: f"center:{cfg.hole}",
+    validate=validate_mmse, check=center_hole_.check_config)

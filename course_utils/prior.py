@@ -6,14 +6,14 @@ Taught in: 05_unconditional_prior_adaptation. Everything that defines the two ru
   banks of procedural masks (5 to 60 percent missing) drawn per split from seeds of their own, unique within a
   split (:func:`mask_bank`);
 - the prior (:class:`PriorConfig`, :func:`build_prior`): the course U-Net on x_t alone with self-attention at 8x8,
-  trained on DDPM's simple loss (:func:`prior_loss`, eq. 14 without a condition) by :func:`train_prior`, the
-  course's one loop; ``python -m course_utils train --model prior`` runs it;
+  trained on DDPM's simple loss (:func:`prior_loss`, eq. 14 without a condition); :data:`PRIOR_KIND` is the
+  ``prior`` model kind (``python -m course_utils train --model prior``), sampled by :func:`prior_method` with any
+  training-free sampler of :data:`~course_utils.inpainting.SAMPLERS` (RePaint by default);
 - the mask-aware adaptation (:class:`FinetuneConfig`, :func:`build_finetuned`): the prior with its input expanded
   to [x_t, m, y] (zero-initialised new weights) and either every weight trained (``full``) or LoRA on the
   attention projections (``lora_attn``) or on the attention and the convolutions (``lora_all``), the new input
-  weights trained in every mode; :func:`finetune` trains it on the loss of notebook 02 with masks from the bank;
-- reading both back (:func:`load_prior`, :func:`load_finetuned`) and the prior as an evaluation method
-  (:func:`prior_method`: replacement, RePaint or DDNM, chosen by name).
+  weights trained in every mode, on the loss of notebook 02 with masks from the bank (:func:`finetune_loss`);
+  :data:`FINETUNE_KIND` is the ``finetune`` kind, which starts from a trained prior (:func:`finetune_base`).
 """
 
 from __future__ import annotations
@@ -26,31 +26,21 @@ import torch
 from torch import nn
 
 from .adaptation import add_lora, expand_input
-from .checkpoints import CheckpointMismatchError, load_trained, plain
-from .checkpoints import run_status as checkpoint_run_status
-from .config import Profile, get_profile, output_dir, run_name
-from .data import DigitSet, check_images, load_mnist, take_subset
+from .checkpoints import CheckpointMismatchError
+from .data import DigitSet, check_images, load_mnist, random_batch, take_subset
 from .diffusion import Denoiser, ddim_inpaint, diffusion_target
 from .evaluation import Method, SamplerOptions
-from .inpainting import ddnm_inpaint, repaint, repaint_walk, replacement_inpaint, walk_calls
+from .inpainting import SAMPLERS, replacement_inpaint, sampler_settings
 from .masks import procedural_masks
 from .metrics import psnr_on_mask
 from .models import UNet
+from .runs import ModelKind, Option, config_dict, config_from_dict
 from .schedules import Schedule, make_schedule
-from .training import fast_layout, fit, noised_batch
+from .training import noised_batch
 
 SPLIT = (0.75, 0.15, 0.10)  # train / validation / test shares of MNIST's training digits (notebook 05)
 MODES = ("full", "lora_attn", "lora_all")
 LORA_TARGETS = {"lora_attn": ("to_qkv", "to_out"), "lora_all": ("to_qkv", "to_out", "conv1", "conv2")}
-SAMPLERS = ("replacement", "repaint", "ddnm")
-REPAINT = {"jump_length": 5, "jump_n_sample": 3}  # the RePaint setting of notebook 05's tables (and notebook 06's)
-DDNM_ETA = 0.85  # notebook 05's DDNM: DDIM with this eta, at a tenth of RePaint's network calls (ddnm_steps)
-
-
-def ddnm_steps(cfg) -> int:
-    """Notebook 05's DDNM budget: a tenth of the network calls of RePaint (:data:`REPAINT`) over
-    ``cfg.sample_steps`` noise levels, at least 2 (notebooks 05 and 06)."""
-    return max(2, walk_calls(repaint_walk(cfg.sample_steps, **REPAINT)) // 10)
 
 
 @dataclass(frozen=True)
@@ -71,7 +61,6 @@ class PriorConfig:
     train_size: int = 60000  # MNIST training digits used before the 75/15/10 split (capped by what is there)
     save_every: int = 250
     sample_steps: int = 50  # reverse steps of the samplers by default
-    model: str = "prior"  # tells its checkpoints apart from other kinds'
 
 
 PRIOR: dict[str, PriorConfig] = {
@@ -83,13 +72,10 @@ PRIOR: dict[str, PriorConfig] = {
 }
 
 
-def prior_config(profile: str | Profile | None = None, **changes) -> PriorConfig:
-    """The prior of a profile (default ``$COURSE_PROFILE``) with ``changes`` applied (notebook 05)."""
-    name = profile.name if isinstance(profile, Profile) else get_profile(profile).name
-    cfg = dataclasses.replace(PRIOR[name], **changes)
+def check_prior(cfg: PriorConfig) -> None:
+    """The prior predicts eps, x0 or v (notebook 05)."""
     if cfg.prediction not in ("eps", "x0", "v"):
         raise ValueError(f"prediction must be eps, x0 or v, got {cfg.prediction!r}")
-    return cfg
 
 
 def prior_splits(cfg, seed: int = 0, root: str | Path | None = None) -> tuple[DigitSet, DigitSet, DigitSet]:
@@ -132,13 +118,6 @@ def prior_loss(model: nn.Module, x0: torch.Tensor, schedule: Schedule, generator
     return ((model(x_t, t) - diffusion_target(x0, eps, t, schedule, prediction)) ** 2).mean()
 
 
-def run_dir(cfg) -> Path:
-    """``outputs/05_prior/<profile>-<hash>`` for a :class:`PriorConfig`, ``outputs/05_finetune/...`` for a
-    :class:`FinetuneConfig`: one folder per configuration, never overwritten by another (notebook 05)."""
-    where = "05_prior" if isinstance(cfg, PriorConfig) else "05_finetune"
-    return output_dir(where, run_name(cfg.profile, plain(dataclasses.asdict(cfg))))
-
-
 @torch.no_grad()
 def validate_prior(model: nn.Module, cfg: PriorConfig, images: torch.Tensor, seed: int = 0,
                    sees_mask: bool = False) -> float:
@@ -153,70 +132,48 @@ def validate_prior(model: nn.Module, cfg: PriorConfig, images: torch.Tensor, see
     return psnr_on_mask(out, images, mask).mean().item()
 
 
-def train_prior(cfg: PriorConfig, train: DigitSet, out_dir: str | Path, device: torch.device, seed: int = 0,
-                resume: bool = False, val_images: torch.Tensor | None = None, until: int | None = None,
-                progress: bool = True) -> dict:
-    """Train the prior with :func:`~course_utils.training.fit`: batches drawn with replacement, t and eps from one
-    CPU generator, ``out_dir/last.pt`` every ``cfg.save_every`` steps, exact resume; at each save the validation
-    PSNR of :func:`validate_prior` goes to the history. Taught in notebook 05."""
+def prior_batch_loss(cfg: PriorConfig, train: DigitSet, device: torch.device):
+    """:func:`prior_loss` on a batch drawn with replacement (notebook 05)."""
     schedule = make_schedule(cfg.schedule, cfg.T)
-    torch.manual_seed(seed)
-    model = fast_layout(build_prior(cfg), device)
-    g = torch.Generator().manual_seed(seed)
-    state = {"history": []}
-
-    def loss_fn(net: nn.Module, generator: torch.Generator) -> torch.Tensor:
-        idx = torch.randint(len(train), (cfg.batch_size,), generator=generator)
-        return prior_loss(net, train.images[idx].to(device), schedule, generator, cfg.prediction)
-
-    def on_save(step: int, sample_model: nn.Module, seconds: float) -> None:
-        if val_images is not None:
-            state["history"].append((step, seconds, validate_prior(sample_model, cfg, val_images.to(device))))
-
-    run = fit(model, loss_fn, cfg.steps, cfg.lr, g, warmup=cfg.warmup, ema_decay=cfg.ema_decay,
-              checkpoint=Path(out_dir) / "last.pt", config=plain(dataclasses.asdict(cfg)), save_every=cfg.save_every,
-              on_save=on_save, state=state, resume=resume, until=until, seed=seed, progress=progress)
-    return {**run, "history": state["history"]}
-
-
-def is_prior_config(config: dict) -> bool:
-    """Whether a checkpoint's stored config is a :class:`PriorConfig` (notebook 05)."""
-    return config.get("model") == "prior" and set(config) == {f.name for f in dataclasses.fields(PriorConfig)}
-
-
-def load_prior(path: str | Path, map_location="cpu"):
-    """Read a prior checkpoint: (config, model (EMA weights if any), extra), weights_only=True (notebook 05)."""
-    return load_trained(path, PriorConfig, build_prior, is_prior_config,
-                        "is not an unconditional-prior checkpoint; train one with "
-                        "`python -m course_utils train --model prior`", map_location)
+    return lambda net, generator: prior_loss(net, random_batch(train, cfg.batch_size, generator, device), schedule,
+                                             generator, cfg.prediction)
 
 
 def prior_method(model: nn.Module, cfg: PriorConfig, options: SamplerOptions = SamplerOptions(),
-                 sampler: str = "repaint", jump_length: int = REPAINT["jump_length"],
-                 jump_n_sample: int = REPAINT["jump_n_sample"], repeats: int = 1,
-                 name: str | None = None) -> Method:
-    """The prior as an inpainting method for any mask task (notebook 05): ``replacement`` (DDPM steps with
-    ground-truth noise injection), ``repaint`` (resampling with ``jump_length`` and ``jump_n_sample``) or ``ddnm``
-    (DDIM with the null-space projection, ``repeats`` per step), each over ``options.steps`` noise levels.
-    ``eval --checkpoint`` on a prior uses RePaint with these defaults (notebook 05's), or ``--sampler``."""
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+                 sampler: str | None = None, name: str | None = None, **settings) -> Method:
+    """The prior as an inpainting method for any mask task (notebook 05): one of the training-free samplers of
+    :data:`~course_utils.inpainting.SAMPLERS` (``sampler``, else ``options.sampler``, else RePaint) with notebook
+    05's settings for ``cfg.sample_steps`` levels, changed by the ``options`` given (``--steps``, ``--eta``,
+    ``--jump-length``, ``--resamplings``) and by ``settings`` (the sampler's own names, e.g. ``jump_n_sample``)."""
+    sampler = {"replace": "replacement"}.get(sampler or options.sampler, sampler or options.sampler or "repaint")
+    chosen = {**sampler_settings(sampler, cfg.sample_steps, steps=options.steps, eta=options.eta,
+                                 jump_length=options.jump_length, resamplings=options.resamplings), **settings}
     denoiser = Denoiser(model, make_schedule(cfg.schedule, cfg.T), cfg.prediction)
+    run = SAMPLERS[sampler].run
+    return Method(name or f"prior_{sampler}", lambda obs, g: run(denoiser, obs.y, obs.mask, g, **chosen),
+                  stochastic=True, fits=lambda task: task.is_mask_task, network=model,
+                  config={"kind": "prior", "sampler": sampler, **chosen})
 
-    def sample(obs, generator):
-        if sampler == "replacement":
-            return replacement_inpaint(denoiser, obs.y, obs.mask, options.steps, "ddpm", generator=generator)
-        if sampler == "repaint":
-            return repaint(denoiser, obs.y, obs.mask, options.steps, jump_length, jump_n_sample, generator=generator)
-        return ddnm_inpaint(denoiser, obs.y, obs.mask, options.steps, options.eta, repeats, generator)
 
-    settings = {"steps": options.steps}
-    if sampler == "repaint":
-        settings.update(jump_length=jump_length, jump_n_sample=jump_n_sample)
-    if sampler == "ddnm":
-        settings.update(eta=options.eta, repeats=repeats)
-    return Method(name or f"prior_{sampler}", sample, stochastic=True, fits=lambda task: task.is_mask_task,
-                  network=model, config={"kind": "prior", "sampler": sampler, **settings})
+def _validate_prior(model: nn.Module, cfg: PriorConfig, images: torch.Tensor):
+    return validate_prior(model, cfg, images), None
+
+
+PRIOR_KIND = ModelKind(
+    name="prior", notebook="05_unconditional_prior_adaptation", folder="05_prior",
+    description="notebook 05: an unconditional DDPM prior (U-Net on x_t with self-attention at 8x8), "
+                "inpainting with RePaint",
+    presets=PRIOR, build=build_prior, loss=prior_batch_loss, method=prior_method, tasks=lambda cfg: (),
+    default_task=lambda cfg: "procedural:0.05-0.6", validate=_validate_prior, validation_digits=32, check=check_prior,
+    splits=lambda cfg, seed=0, root=None: prior_splits(cfg, seed, root),
+    options=(Option("eval", "--sampler", choices=("replace", "repaint", "ddnm"), default=None,
+                    help="a prior's training-free sampler (notebook 05): replace (ground-truth noise injection), "
+                         "repaint (resampling; the default) or ddnm (null-space projection on DDIM)"),
+             Option("eval", "--jump-length", type=int, default=None,
+                    help=f"RePaint: levels to jump back (default {SAMPLERS['repaint'].defaults(1)['jump_length']})"),
+             Option("eval", "--resamplings", type=int, default=None,
+                    help=f"RePaint: times each jump is walked (default "
+                         f"{SAMPLERS['repaint'].defaults(1)['jump_n_sample']}); DDNM: repeats per step (default 1)")))
 
 
 # --- Mask-aware adaptation. ---
@@ -240,7 +197,6 @@ class FinetuneConfig:
     bank_size: int = 4096  # training masks, drawn once from the train split's seed
     save_every: int = 100
     prior: dict = dataclasses.field(default_factory=dict)
-    model: str = "prior_finetune"
 
 
 FINETUNE: dict[str, dict] = {
@@ -264,7 +220,7 @@ def finetune_config(prior: PriorConfig, mode: str = "full", **changes) -> Finetu
     :data:`LORA_KNOWN_WEIGHT` in the loss, the full fine-tune with notebook 02's plain mean over all pixels."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    base = FinetuneConfig(profile=prior.profile, mode=mode, prior=plain(dataclasses.asdict(prior)),
+    base = FinetuneConfig(profile=prior.profile, mode=mode, prior=config_dict(prior),
                           **FINETUNE[prior.profile])
     if mode != "full":
         base = dataclasses.replace(base, lr=base.lr * LORA_LR_SCALE, known_weight=LORA_KNOWN_WEIGHT)
@@ -275,7 +231,7 @@ def finetune_config(prior: PriorConfig, mode: str = "full", **changes) -> Finetu
 
 
 def _prior_of(cfg: FinetuneConfig) -> PriorConfig:
-    return PriorConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.prior.items()})
+    return config_from_dict(PRIOR_KIND, cfg.prior)
 
 
 def build_finetuned(cfg: FinetuneConfig, prior: nn.Module | None = None) -> UNet:
@@ -302,74 +258,61 @@ def finetune_loss(model: nn.Module, x0: torch.Tensor, mask: torch.Tensor, schedu
     return (weights * (model(x_t, t, mask, mask * x0) - target) ** 2).sum() / weights.sum()
 
 
-def finetune(cfg: FinetuneConfig, prior: nn.Module, train: DigitSet, out_dir: str | Path, device: torch.device,
-             seed: int = 0, resume: bool = False, progress: bool = True) -> dict:
-    """Fine-tune the expanded prior on :func:`finetune_loss` (the prior's prediction target, known pixels weighted
-    ``cfg.known_weight``), with each batch's masks drawn from the train split's bank
-    (:func:`mask_bank`); the course's loop :func:`~course_utils.training.fit` with EMA and checkpoints in
-    ``out_dir``. Notebook 05."""
+def finetune_batch_loss(cfg: FinetuneConfig, train: DigitSet, device: torch.device):
+    """:func:`finetune_loss` (the prior's prediction target, known pixels weighted ``cfg.known_weight``) on a batch
+    drawn with replacement, each image with a mask drawn from the train split's bank (:func:`mask_bank`);
+    notebook 05."""
     pcfg = _prior_of(cfg)
     schedule = make_schedule(pcfg.schedule, pcfg.T)
-    torch.manual_seed(seed)
-    model = fast_layout(build_finetuned(cfg, prior), device)
     bank = mask_bank("train", cfg.bank_size).to(device)
-    g = torch.Generator().manual_seed(seed)
 
     def loss_fn(net: nn.Module, generator: torch.Generator) -> torch.Tensor:
-        idx = torch.randint(len(train), (cfg.batch_size,), generator=generator)
+        x0 = random_batch(train, cfg.batch_size, generator, device)
         mask = bank[torch.randint(len(bank), (cfg.batch_size,), generator=generator).to(device)]
-        x0 = train.images[idx].to(device)
         return finetune_loss(net, x0, mask, schedule, generator, pcfg.prediction, cfg.known_weight)
 
-    return fit(model, loss_fn, cfg.steps, cfg.lr, g, warmup=cfg.warmup, ema_decay=cfg.ema_decay,
-               checkpoint=Path(out_dir) / "last.pt", config=plain(dataclasses.asdict(cfg)),
-               save_every=cfg.save_every, resume=resume, seed=seed, progress=progress)
+    return loss_fn
 
 
-def finetune_kind_config(profile: str | Profile | None = None, mode: str = "full", **changes) -> FinetuneConfig:
-    """The fine-tune of the profile's prior (``prior_config(profile)``) with ``mode`` and ``changes``: what
-    ``train --model finetune`` trains without ``--from`` (notebook 05)."""
-    return finetune_config(prior_config(profile), mode, **changes)
+def finetune_base(cfg: FinetuneConfig, device: torch.device, source: str | Path | nn.Module | None = None) -> nn.Module:
+    """The prior a fine-tune starts from: the network ``source`` (notebook 05 passes the prior it trained), the
+    checkpoint ``source`` (``train --from``; its config must be ``cfg.prior``) or, without it, the prior of
+    ``cfg.prior`` from its run folder, trained or resumed there first when missing or unfinished
+    (:meth:`~course_utils.runs.ModelKind.obtain`); notebook 05."""
+    if isinstance(source, nn.Module):
+        return source
+    if source is None:
+        return PRIOR_KIND.obtain(_prior_of(cfg), device).model
+    given, net, _ = PRIOR_KIND.load(source)
+    if config_dict(given) != cfg.prior:
+        raise CheckpointMismatchError(f"the prior in {source} is not the one this fine-tune adapts")
+    return net
 
 
-def train_finetune_kind(cfg: FinetuneConfig, train: DigitSet, out_dir: str | Path, device: torch.device, seed: int = 0,
-                        resume: bool = False, val_images: torch.Tensor | None = None, until: int | None = None,
-                        progress: bool = True, prior_from: str | Path | None = None) -> dict:
-    """``train --model finetune`` (notebook 05): the prior is read from ``prior_from`` (``--from``; its config must be
-    ``cfg.prior``) or, without it, reused from its run folder (:func:`run_dir`, where notebook 05 keeps it), trained
-    or resumed there first when missing or unfinished; then :func:`finetune` into ``out_dir``. The history holds the
-    validation PSNR of the result (replacement sampling with the fine-tuned network, as :func:`validate_prior` scores
-    the prior)."""
-    pcfg = _prior_of(cfg)
-    if prior_from is not None:
-        given, prior_net, _ = load_prior(prior_from)
-        if plain(dataclasses.asdict(given)) != cfg.prior:
-            raise CheckpointMismatchError(f"the prior in {prior_from} is not the one this fine-tune adapts")
-    else:
-        where = run_dir(pcfg)
-        status = checkpoint_run_status(where / "last.pt", plain(dataclasses.asdict(pcfg)), pcfg.steps)
-        if status != "reuse":
-            print(f"the prior is not in {where} yet: training it there first ({pcfg.steps} steps)", flush=True)
-            train_prior(pcfg, train, where, device, seed=seed, resume=status == "resume", progress=progress)
-        _, prior_net, _ = load_prior(where / "last.pt")
-    run = finetune(cfg, prior_net, train, out_dir, device, seed=seed, resume=resume, progress=progress)
-    history = []
-    if val_images is not None:
-        psnr = validate_prior(run["ema"], pcfg, val_images.to(device), sees_mask=True)
-        history.append((run["step"], run["seconds"], psnr))
-    return {**run, "history": history}
+def _validate_finetuned(model: nn.Module, cfg: FinetuneConfig, images: torch.Tensor):
+    return validate_prior(model, _prior_of(cfg), images, sees_mask=True), None
 
 
-def is_finetune_config(config: dict) -> bool:
-    """Whether a checkpoint's stored config is a :class:`FinetuneConfig` (notebook 05)."""
-    return config.get("model") == "prior_finetune" and set(config) == {f.name for f in
-                                                                      dataclasses.fields(FinetuneConfig)}
+LORA_TARGET_MODES = {"attention": "lora_attn", "all": "lora_all"}  # train --lora-targets -> a LoRA mode
 
 
-def load_finetuned(path: str | Path, map_location="cpu"):
-    """Read a fine-tune checkpoint: (config, model with EMA weights, extra), weights_only=True (notebook 05)."""
-    return load_trained(path, FinetuneConfig, build_finetuned, is_finetune_config,
-                        "is not a fine-tuned-prior checkpoint (notebook 05)", map_location)
+def configure_finetune(profile: str, values: dict) -> FinetuneConfig:
+    """``train --model finetune``'s config (notebook 05): the fine-tune of the prior of ``--from`` (or of the
+    profile's prior), full with ``--lora-rank`` 0 or absent, else LoRA of that rank (alpha = rank, as in notebook
+    05) on ``--lora-targets`` (the attention projections by default). Bad values are a ``ValueError``."""
+    rank = values.get("lora_rank") or 0
+    if rank < 0:
+        raise ValueError(f"--lora-rank must be 0 (full fine-tuning) or a positive rank, got {rank}")
+    if rank == 0 and values.get("lora_targets") is not None:
+        raise ValueError("--lora-targets chooses where LoRA goes: give it with --lora-rank R > 0")
+    mode = "full" if rank == 0 else LORA_TARGET_MODES[values.get("lora_targets") or "attention"]
+    lora = {} if rank == 0 else {"rank": rank, "alpha": float(rank)}
+    source = values.get("base_from")
+    pcfg = PRIOR_KIND.config(profile) if source is None else PRIOR_KIND.load(source)[0]
+    if pcfg.profile != profile:
+        raise ValueError(f"the prior in {source} was trained in the {pcfg.profile} profile: pass --profile "
+                         f"{pcfg.profile} (a fine-tune's budget goes with its prior's profile)")
+    return finetune_config(pcfg, mode, **lora)
 
 
 def finetuned_method(model: nn.Module, cfg: FinetuneConfig, options: SamplerOptions = SamplerOptions(),
@@ -379,6 +322,7 @@ def finetuned_method(model: nn.Module, cfg: FinetuneConfig, options: SamplerOpti
     eps-predicting model), or with ``step="ddim"`` DDIM (``eta``) with data consistency, like notebook 03's model."""
     pcfg = _prior_of(cfg)
     schedule = make_schedule(pcfg.schedule, pcfg.T)
+    options = options.resolved()
 
     def sample(obs, generator):
         if step == "ddim":
@@ -390,3 +334,21 @@ def finetuned_method(model: nn.Module, cfg: FinetuneConfig, options: SamplerOpti
     return Method(name or f"finetuned_{cfg.mode}", sample, stochastic=True, fits=lambda task: task.is_mask_task,
                   network=model, config={"kind": "finetune", "mode": cfg.mode, "step": step,
                                          "steps": options.steps, "eta": options.eta})
+
+
+FINETUNE_KIND = ModelKind(
+    name="finetune", notebook="05_unconditional_prior_adaptation", folder="05_finetune",
+    description="notebook 05: the prior with its input widened to [x_t, m, y], fine-tuned on procedural masks "
+                "(fully, or LoRA with --lora-rank R)",
+    presets={name: finetune_config(p) for name, p in PRIOR.items()}, build=build_finetuned, loss=finetune_batch_loss,
+    method=finetuned_method, tasks=lambda cfg: ("procedural:0.05-0.6",), default_task=lambda cfg: "procedural:0.05-0.6",
+    validate=_validate_finetuned, splits=lambda cfg, seed=0, root=None: prior_splits(cfg, seed, root),
+    base=finetune_base, configure=configure_finetune,
+    options=(Option("train", "--from", dest="base_from", default=None, metavar="PRIOR_CHECKPOINT",
+                    help="--model finetune: the prior's last.pt to adapt (default: notebook 05's run folder, "
+                         "trained there first if missing)"),
+             Option("train", "--lora-rank", type=int, default=None,
+                    help="--model finetune: 0 or absent = full fine-tuning, R > 0 = LoRA of rank R"),
+             Option("train", "--lora-targets", choices=tuple(LORA_TARGET_MODES), default=None,
+                    help="--model finetune with LoRA: the attention projections (default) or all (attention and "
+                         "every residual convolution)")))

@@ -16,6 +16,7 @@ import copy
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -23,11 +24,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .checkpoints import load_checkpoint, read_checkpoint, save_checkpoint
-from .data import DigitSet, batches, check_images
+from .data import check_images
 from .masks import check_mask
 from .schedules import Schedule, q_sample
 
-MaskFn = Callable[[int, torch.Generator], torch.Tensor]
 LossFn = Callable[[nn.Module, torch.Generator], torch.Tensor]
 
 
@@ -66,72 +66,6 @@ def warmup_cosine(step: int, total: int, warmup: int = 100) -> float:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
-def train_denoiser(
-    model: nn.Module,
-    digits: DigitSet,
-    schedule: Schedule,
-    mask_fn: MaskFn,
-    steps: int,
-    batch_size: int,
-    lr: float,
-    device: torch.device,
-    seed: int = 0,
-    progress: bool = True,
-) -> list[float]:
-    """Notebook 02's training: :func:`eps_loss` for ``steps`` Adam steps through :func:`fit`; returns every step's loss.
-
-    Batches (:func:`~course_utils.data.batches`) and masks (``mask_fn(n, generator)``) are drawn from one generator
-    seeded with ``seed``; the learning rate follows :func:`warmup_cosine` with min(100, steps // 10 + 1) warm-up
-    steps; gradients are clipped to norm 1.
-    """
-    if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}")
-    model.to(device)
-    g = torch.Generator().manual_seed(seed)
-    data = batches(digits, batch_size, g)
-
-    def loss_fn(net: nn.Module, generator: torch.Generator) -> torch.Tensor:
-        x0, _labels = next(data)
-        mask = mask_fn(x0.shape[0], generator)
-        return eps_loss(net, x0.to(device), mask.to(device), schedule, generator)
-
-    return fit(model, loss_fn, steps, lr, g, warmup=min(100, steps // 10 + 1), progress=progress)["losses"]
-
-
-def ddpm_config(profile, train_images: int, seed: int = 0) -> dict:
-    """The settings that define notebook 02's DDPM run (its checkpoint is
-    ``outputs/checkpoints/02_ddpm_<run_name(profile, these)>.pt``) for a :class:`~course_utils.config.Profile` and
-    the number of training digits. Notebook 02 writes the dict out and asserts it equals this one; notebook 06's
-    benchmark finds the checkpoint with it."""
-    return {"notebook": "02", "profile": profile.name, "train_images": train_images, "seed": seed,
-            "base_channels": profile.base_channels, "channel_mults": profile.channel_mults, "T": profile.T,
-            "schedule": profile.schedule, "train_steps": profile.train_steps, "batch_size": profile.batch_size,
-            "lr": profile.lr, "masks": "mixed_masks"}
-
-
-def load_or_train(
-    path: str | Path, model: nn.Module, config: dict, train: Callable[[], list[float]]
-) -> tuple[list[float], bool]:
-    """Reuse the checkpoint at ``path`` when its config matches, else run ``train()`` and save it there (with the
-    losses and the seconds training took).
-
-    Returns (losses, reused). A checkpoint of another configuration at ``path`` is never overwritten:
-    :class:`CheckpointMismatchError` says so (name the file after its config, :func:`~course_utils.config.run_name`,
-    and this cannot happen). The notebooks never depend on files another notebook wrote.
-
-    Taught in notebook 02.
-    """
-    try:
-        extra = load_checkpoint(path, model, config)
-        return list(extra.get("losses", [])), True
-    except FileNotFoundError:
-        print(f"no checkpoint at {path}: training")
-    start = time.perf_counter()
-    losses = train()
-    save_checkpoint(path, model, config, losses=losses, seconds=time.perf_counter() - start)
-    return losses, False
 
 
 def p2_weight(schedule: Schedule, t: torch.Tensor, k: float = 1.0, gamma: float = 0.0) -> torch.Tensor:
@@ -191,80 +125,83 @@ def _optimizer_state_like_parameters(opt: torch.optim.Optimizer) -> None:
                 state[key] = value.contiguous(memory_format=layout)
 
 
-def fit(
-    model: nn.Module,
-    loss_fn: LossFn,
-    steps: int,
-    lr: float,
-    generator: torch.Generator,
-    *,
-    warmup: int = 100,
-    ema_decay: float = 0.0,
-    checkpoint: str | Path | None = None,
-    config: dict | None = None,
-    save_every: int | None = None,
-    on_save: Callable[[int, nn.Module, float], None] | None = None,
-    state: dict | None = None,
-    resume: bool = False,
-    resume_may_change: tuple[str, ...] = ("steps",),
-    until: int | None = None,
-    seed: int | None = None,
-    progress: bool = True,
-) -> dict:
+@dataclass
+class Checkpointing:
+    """Where and how :func:`fit` saves a run (notebook 03): ``path`` is written atomically every ``every`` steps
+    and at the end with the weights, ``config``, the model ``kind``'s name, and as extras the optimizer, the
+    generator's state, step, losses, seconds, the EMA weights and every entry of ``state`` (a dict the caller
+    fills: a validation history, the seed). ``on_save(step, model to sample with, seconds)`` runs before each
+    save. ``resume=True`` continues the run in ``path`` (bit for bit on the CPU): its config must equal
+    ``config`` except for the keys in ``may_change`` (by default the run may be lengthened), and ``state`` is
+    refilled from it."""
+
+    path: Path
+    config: dict
+    every: int
+    kind: str | None = None
+    state: dict = field(default_factory=dict)
+    on_save: Callable[[int, nn.Module, float], None] | None = None
+    resume: bool = False
+    may_change: tuple[str, ...] = ("steps",)
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+        if self.every < 1:
+            raise ValueError(f"a checkpointed run saves every >= 1 steps, got {self.every}")
+
+
+def fit(model: nn.Module, loss_fn: LossFn, steps: int, lr: float, generator: torch.Generator, *, warmup: int = 100,
+        ema_decay: float = 0.0, checkpoint: Checkpointing | None = None, until: int | None = None,
+        progress: bool = True) -> dict:
     """The course's one training loop (notebook 02 writes it out; notebook 03 adds EMA and checkpoints).
 
     Each step: learning rate lr * :func:`warmup_cosine`, ``loss = loss_fn(model, generator)`` (the model kind's
     loss on a batch it draws from ``generator``), AdamW (no weight decay: Adam's update), gradients clipped to
     norm 1, and with ``ema_decay`` > 0 an EMA copy of the weights (:func:`ema_update`, :func:`ema_decay_at`).
-
-    With ``checkpoint``, every ``save_every`` steps and at the end it calls ``on_save(step, model to sample
-    with, training seconds so far)`` and then writes the checkpoint atomically: weights, ``config``, and as extras the optimizer, the
-    generator's state, step, losses, seconds, ``seed``, the EMA weights and every entry of ``state`` (a dict the
-    caller fills, for example a validation history). ``resume=True`` continues that very run from the file
-    (bit for bit on the CPU): the saved config must equal ``config`` except for the keys in ``resume_may_change``
-    (by default the run may be lengthened), and ``state`` is refilled from it. ``until`` stops early, after a
-    save (for tests of resuming).
+    With ``checkpoint`` (a :class:`Checkpointing`) the run is saved and can be resumed; ``until`` stops early,
+    after a save (for tests of resuming).
 
     Returns {"model", "ema" (the model to sample with: the EMA copy, or the model), "losses", "step", "seconds"}.
     """
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
-    if checkpoint is not None and (config is None or save_every is None or save_every < 1):
-        raise ValueError("a checkpointed run needs its config and save_every >= 1")
-    if resume and checkpoint is None:
-        raise ValueError("resume=True needs the checkpoint to resume from")
-    state = {} if state is None else state
+    ck = checkpoint
     device = next(model.parameters()).device
     ema = copy.deepcopy(model).requires_grad_(False) if ema_decay > 0 else None
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     step, losses, seconds = 0, [], 0.0
-    if resume:
-        saved = read_checkpoint(checkpoint)["config"]
-        expected = {**config, **{key: saved.get(key) for key in resume_may_change}}
-        extra = load_checkpoint(checkpoint, model, expected, map_location=device)
+    if ck is not None and ck.resume:
+        saved = read_checkpoint(ck.path)["config"]
+        expected = {**ck.config, **{key: saved.get(key) for key in ck.may_change}}
+        extra = load_checkpoint(ck.path, model, expected, map_location=device)
         if ema is not None:
             ema.load_state_dict(extra["ema"])
         opt.load_state_dict(extra["optimizer"])
         _optimizer_state_like_parameters(opt)
         generator.set_state(extra["rng"].cpu())  # the generator lives on the CPU whatever map_location did
         step, losses, seconds = extra["step"], list(extra["losses"]), extra["seconds"]
-        state.update({key: extra[key] for key in state if key in extra})
-        print(f"resuming {checkpoint} at step {step} of {steps}")
+        for key in ck.state:
+            if key in extra:
+                value = ck.state[key]
+                if isinstance(value, list):  # refilled in place: the caller's callbacks hold these very objects
+                    value[:] = extra[key]
+                elif isinstance(value, dict):
+                    value.clear()
+                    value.update(extra[key])
+                else:
+                    ck.state[key] = extra[key]
+        print(f"resuming {ck.path} at step {step} of {steps}")
     sample_model = ema if ema is not None else model
 
     def save(done: int) -> None:
-        if on_save is not None:
-            on_save(done, sample_model, seconds)
+        if ck.on_save is not None:
+            ck.on_save(done, sample_model, seconds)
         extra = dict(optimizer=opt.state_dict(), rng=generator.get_state(), step=done, losses=losses,
-                     seconds=seconds, **state)
-        if seed is not None:
-            extra["seed"] = seed
+                     seconds=seconds, **ck.state)
         if ema is not None:
             extra["ema"] = {k: v.detach().cpu() for k, v in ema.state_dict().items()}
-        save_checkpoint(checkpoint, model, config, **extra)
+        save_checkpoint(ck.path, model, ck.config, kind=ck.kind, **extra)
 
-    if checkpoint is not None:
-        Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
     stop = steps if until is None else min(until, steps)
     bar = tqdm(range(step, stop), desc="training", disable=not progress, initial=step, total=stop)
     model.train()
@@ -282,7 +219,7 @@ def fit(
         losses.append(loss.item())
         seconds += time.perf_counter() - start
         bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.4f}", refresh=False)
-        if checkpoint is not None and ((step + 1) % save_every == 0 or step + 1 == stop):
+        if ck is not None and ((step + 1) % ck.every == 0 or step + 1 == stop):
             model.eval()
             save(step + 1)
             model.train()

@@ -70,8 +70,10 @@ import course_utils
 print("course_utils from", Path(course_utils.__file__).parent)
 
 # %%
+import dataclasses
 import json
 import math
+import tempfile
 import time
 
 import matplotlib.pyplot as plt
@@ -80,7 +82,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from course_utils import baselines, config, data, diffusion, masks, metrics, models, plotting, schedules, training
+from course_utils import baselines, config, data, ddpm, diffusion, masks, metrics, models, plotting, schedules, training
 
 profile = config.get_profile()
 device = config.get_device()
@@ -274,9 +276,8 @@ with torch.no_grad():
 # ## 6. Training
 #
 # Adam, a short linear warm-up followed by a cosine decay of the learning rate, and gradient clipping
-# at norm 1, for `profile.train_steps` steps of `profile.batch_size` images. If a checkpoint from an
-# earlier run of this notebook with exactly this configuration is in `outputs/checkpoints/`, we reuse
-# it; otherwise we train (and save one, atomically).
+# at norm 1, for `profile.train_steps` steps of `profile.batch_size` images. If an earlier run with exactly this
+# configuration finished in `outputs/02_ddpm/`, we reuse it; otherwise we train (saving checkpoints atomically).
 
 # %%
 def train_model(model, steps, seed=SEED, progress=True):
@@ -302,16 +303,18 @@ def train_model(model, steps, seed=SEED, progress=True):
     return losses
 
 
-run_config = {"notebook": "02", "profile": profile.name, "train_images": len(train), "seed": SEED,
-              "base_channels": profile.base_channels, "channel_mults": profile.channel_mults, "T": T,
-              "schedule": profile.schedule, "train_steps": profile.train_steps, "batch_size": profile.batch_size,
-              "lr": profile.lr, "masks": "mixed_masks"}
-assert run_config == training.ddpm_config(profile, len(train), SEED)  # how notebook 06 finds this checkpoint
-checkpoint = config.output_dir("checkpoints") / f"02_ddpm_{config.run_name(profile.name, run_config)}.pt"  # one file per config
+# The same run is the course's `ddpm` model kind (`python -m course_utils train --model ddpm`): its settings are
+# this profile's, and the library trains it with `training.fit`, this very loop (section 11 checks it step by step)
+# with checkpoints. A finished run of this configuration in `outputs/02_ddpm/` is reused.
+run_cfg = ddpm.KIND.config(profile)
+assert (run_cfg.base_channels, run_cfg.channel_mults, run_cfg.steps, run_cfg.batch_size, run_cfg.lr) == (
+    profile.base_channels, profile.channel_mults, profile.train_steps, profile.batch_size, profile.lr)
 start = time.perf_counter()
-losses, reused = training.load_or_train(checkpoint, model, run_config, lambda: train_model(model, profile.train_steps))
+trained = ddpm.KIND.obtain(run_cfg, device)
+model.load_state_dict(trained.model.state_dict())  # the notebook's own U-Net class, the same architecture
 model.eval()
-print(("reused " if reused else "trained and saved ") + f"{checkpoint} in {time.perf_counter() - start:.0f} s")
+losses = trained.extra["losses"]
+print(f"{trained.status} {trained.path} in {time.perf_counter() - start:.0f} s")
 
 # %%
 plotting.plot_loss(losses, window=max(1, min(50, len(losses) // 5)), title="DDPM training loss (eps-MSE)",
@@ -528,8 +531,8 @@ plt.show()
 # ## 10. Into the module
 #
 # What we wrote here now lives in `course_utils` so later notebooks can import it: `models.sinusoidal_embedding`
-# and `models.UNet`, `training.eps_loss`, and `training.train_denoiser`, which is this notebook's loop as
-# `training.fit` (the course's one training loop; later notebooks hand it their own loss). The sampler is
+# and `models.UNet`, `training.eps_loss`, and the `ddpm` model kind (`ddpm.KIND`), whose loss on a batch is this
+# notebook's and whose loop is `training.fit` (the course's one training loop; later kinds hand it their own loss). The sampler is
 # `diffusion.ddpm_sample`: the course's one sampling loop, `diffusion.sample`, with a `Denoiser` that reads the
 # network's output as $\epsilon$ (`predict_x0` here is `diffusion.x0_and_eps`), `linspace` timesteps
 # (`diffusion.timesteps`), the DDPM step (`diffusion.ddpm_step`, the posterior of `diffusion.posterior`) and,
@@ -567,16 +570,16 @@ print("embedding, x0 from eps, posterior, loss and sampler: notebook == course_u
 
 # %% [markdown]
 # And training: two fresh networks with the same initial weights, trained for a few steps from the same
-# seed, one with this notebook's loop and one with `training.train_denoiser`, end with the same losses.
+# seed, one with this notebook's loop and one with the `ddpm` kind's training (`ddpm.KIND.train`), end with the same
+# losses.
 
 # %%
-torch.manual_seed(11)
+torch.manual_seed(5)  # the library seeds its initial weights with the run's seed
 net_a = UNet(profile.base_channels, profile.channel_mults).to(device)
-torch.manual_seed(11)
-net_b = models.UNet(profile.base_channels, profile.channel_mults).to(device)
 losses_a = train_model(net_a, steps=5, seed=5, progress=False)
-losses_b = training.train_denoiser(net_b, train, sch, mask_fn, steps=5, batch_size=profile.batch_size, lr=profile.lr,
-                                   device=device, seed=5, progress=False)
+short = dataclasses.replace(run_cfg, steps=5, warmup=min(100, 5 // 10 + 1), save_every=5)
+with tempfile.TemporaryDirectory() as scratch:
+    losses_b = ddpm.KIND.train(short, train, scratch, device, seed=5, progress=False)["losses"]
 assert all(math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-6) for a, b in zip(losses_a, losses_b)), (losses_a, losses_b)
 print("training loop: notebook == course_utils", [f"{v:.4f}" for v in losses_a])
 

@@ -81,17 +81,17 @@ import torch
 from IPython.display import Image, display
 
 from course_utils import (baselines, center_hole, classifier, cli, config, data, diffusion, evaluation, masks,
-                          metrics, models, plotting, schedules, training)
+                          metrics, models, plotting, runs, schedules, training)
 
 profile = config.get_profile()
-cfg = center_hole.center_hole_config(profile)  # e.g. center_hole_config(profile, schedule="linear", hole=10)
+cfg = center_hole.KIND.config(profile)  # e.g. center_hole.KIND.config(profile, schedule="linear", hole=10)
 device = config.get_device()
 # This notebook checks its own code against course_utils on a GPU too. GPUs multiply float32 matrices in TF32
 # (10-bit mantissa) by default, which turns 1-ulp differences into visible ones (notebook 02): full float32 here.
 torch.backends.cudnn.allow_tf32 = False
 torch.backends.cuda.matmul.allow_tf32 = False
 SEED = config.seed_everything(0)
-print(f"profile {profile.name}: this notebook's settings (center_hole.center_hole_config)")
+print(f"profile {profile.name}: this notebook's settings (center_hole.KIND.config)")
 print(config.profile_table(cfg))
 print("device:", device, "| seed:", SEED)
 
@@ -273,7 +273,7 @@ print("inpaint == diffusion.ddim_inpaint (eta 0 and 1, with and without repeats)
 #
 # This notebook's whole experiment lives in one module, `course_utils.center_hole`: the settings
 # (`CenterHoleConfig`), the model, the loss on a batch (`inpaint_loss`, with every switch below) and the run
-# (`train_center_hole`, which hands that loss to the course's one training loop, `training.fit`).
+# (`center_hole.KIND.train`, which hands that loss to the course's one training loop, `training.fit`).
 #
 # **EMA.** Sample with an exponential moving average of the weights, $\theta_{\text{EMA}} \leftarrow d\,\theta_{\text{EMA}} + (1-d)\,\theta$,
 # which smooths out the noise of the last optimiser steps. With few steps a fixed $d = 0.999$ would still remember
@@ -367,7 +367,7 @@ plt.show()
 # %% [markdown]
 # ## 6. Training, with checkpoints like a real run
 #
-# `center_hole.train_center_hole` runs `training.fit`, notebook 02's loop grown up: AdamW, warm-up then cosine
+# `center_hole.KIND.obtain(cfg)` runs `training.fit`, notebook 02's loop grown up: AdamW, warm-up then cosine
 # learning rate, gradient clipping, EMA. Every `cfg.save_every` steps it writes `last.pt` atomically (model, EMA,
 # optimiser, generator state, step, losses, config) into this configuration's own folder,
 # `outputs/03_center_hole/<profile>-<hash of the config>/`, so an interrupted run resumes exactly where it stopped,
@@ -376,22 +376,11 @@ plt.show()
 # terminal: `python -m course_utils train --profile cpu --out DIR` (add `--resume` to continue).
 
 # %%
-run_dir = center_hole.center_hole_run_dir(cfg)
-checkpoint = run_dir / "last.pt"
-cfg_dict = json.loads(json.dumps(dataclasses.asdict(cfg)))
-status = center_hole.run_status(checkpoint, cfg)  # "reuse", "resume" or "train"; nothing is ever deleted
-print(f"run folder {run_dir}: {status}")
-if status == "reuse":
-    _, model, extra = center_hole.load_center_hole(checkpoint)
-    model = training.fast_layout(model, device)
-    losses, history, train_seconds = extra["losses"], extra["history"], extra["seconds"]
-    print(f"reusing {checkpoint}: {len(losses)} steps, trained in {train_seconds / 60:.1f} min")
-else:
-    run = center_hole.train_center_hole(cfg, train, run_dir, device, seed=SEED, resume=status == "resume",
-                                        val_images=val.images[:64])
-    model, losses, history, train_seconds = run["ema"], run["losses"], run["history"], run["seconds"]
-    print(f"trained {len(losses)} steps in {train_seconds / 60:.1f} min -> {checkpoint}")
-model.eval()
+trained = center_hole.KIND.obtain(cfg, device)  # reuse a finished run, resume an unfinished one, or train
+run_dir, checkpoint, model = trained.path.parent, trained.path, trained.model
+losses, history, train_seconds = trained.extra["losses"], trained.extra["history"], trained.extra["seconds"]
+cfg_dict = runs.config_dict(cfg)  # what the checkpoint stores, and the metrics file below
+print(f"{trained.status} {checkpoint}: {len(losses)} steps, {train_seconds / 60:.1f} min of training")
 
 # %%
 plotting.plot_training(losses, history, "weighted loss", "hole PSNR (dB)",
@@ -612,8 +601,10 @@ for name, change in flips.items():
         row_dir = run_dir / "ablation" / name.replace(" ", "_")
         shutil.rmtree(row_dir, ignore_errors=True)
         torch.manual_seed(SEED)
-        row = runs[name] = center_hole.train_center_hole(row_cfg, train, row_dir, device, seed=SEED, progress=False,
-                                                         loss=losses_of.get(name, center_hole.inpaint_loss))
+        control = losses_of.get(name)
+        row = runs[name] = center_hole.KIND.train(
+            row_cfg, train, row_dir, device, seed=SEED, progress=False,
+            loss=None if control is None else center_hole.batch_loss(row_cfg, train, device, control))
         net, how = row["ema"], f"trained in {row['seconds'] / 60:4.1f} min"
     res = score_on_validation(net, row_cfg, cfg.sample_steps)
     switch_rows[name] = dict(res, train_minutes=row["seconds"] / 60)

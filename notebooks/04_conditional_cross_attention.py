@@ -85,16 +85,16 @@ import torch
 import torch.nn.functional as F
 from IPython.display import display
 
-from course_utils import (attention, baselines, center_hole, checkpoints, classifier, cli, conditional, config, data,
+from course_utils import (attention, baselines, center_hole, classifier, cli, conditional, config, data,
                           diffusion, evaluation, metrics, models, plotting, schedules, tasks, training, widgets)
 
 profile = config.get_profile()
-cfg = conditional.conditional_config(profile)  # e.g. conditional_config(profile, architecture="cross", steps=300)
+cfg = conditional.KIND.config(profile)  # e.g. conditional.KIND.config(profile, architecture="cross", steps=300)
 device = config.get_device()
 torch.backends.cudnn.allow_tf32 = False  # full float32 on a GPU too, so the checks against the module hold
 torch.backends.cuda.matmul.allow_tf32 = False
 SEED = config.seed_everything(0)
-print(f"profile {profile.name}: this notebook's settings (conditional.conditional_config)")
+print(f"profile {profile.name}: this notebook's settings (conditional.KIND.config)")
 print(config.profile_table(cfg))
 print("device:", device, "| seed:", SEED)
 
@@ -325,27 +325,16 @@ for arch in conditional.ARCHITECTURES:
 # $$L = \mathbb E_{x_0, c, t, \epsilon}\Big[\lambda_t\,\big\| x_0 - f_\theta(\sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon,\ t,\ m,\ c) \big\|^2\Big], \qquad \lambda_t = \frac{1}{(1 + \mathrm{SNR}(t))^{\gamma}},$$
 #
 # with every pixel scored (the model must also reproduce the pixels it was shown). `conditional.conditional_loss`
-# is this loss; `conditional.train_conditional` hands it to the course's one training loop, `training.fit`
+# is this loss; `conditional.KIND.obtain(cfg)` hands it to the course's one training loop, `training.fit`
 # (AdamW, warm-up and cosine decay, EMA, atomic checkpoints every `cfg.save_every` steps, exact resume). A finished
 # run of this configuration in `outputs/04_conditional/` is reused; from a terminal the same run is
 # `python -m course_utils train --model conditional --profile cpu --out DIR`.
 
 # %%
-run_dir = conditional.conditional_run_dir(cfg)
-checkpoint = run_dir / "last.pt"
-status = checkpoints.run_status(checkpoint, conditional.config_dict(cfg), cfg.steps)  # never deletes anything
-print(f"run folder {run_dir}: {status}")
-if status == "reuse":
-    _, model, extra = conditional.load_conditional(checkpoint)
-    model = training.fast_layout(model, device)
-    losses, history, train_seconds = extra["losses"], extra["history"], extra["seconds"]
-    print(f"reusing {checkpoint}: {len(losses)} steps, trained in {train_seconds / 60:.1f} min")
-else:
-    run = conditional.train_conditional(cfg, train, run_dir, device, seed=SEED, resume=status == "resume",
-                                        val_images=val.images[:32])
-    model, losses, history, train_seconds = run["ema"], run["losses"], run["history"], run["seconds"]
-    print(f"trained {len(losses)} steps in {train_seconds / 60:.1f} min -> {checkpoint}")
-model.eval()
+trained = conditional.KIND.obtain(cfg, device)  # reuse a finished run, resume an unfinished one, or train
+run_dir, checkpoint, model = trained.path.parent, trained.path, trained.model
+losses, history, train_seconds = trained.extra["losses"], trained.extra["history"], trained.extra["seconds"]
+print(f"{trained.status} {checkpoint}: {len(losses)} steps, {train_seconds / 60:.1f} min of training")
 print(f"{train_seconds / len(losses):.2f} s per training step (batch {cfg.batch_size}, {device})")
 
 # %%
@@ -374,7 +363,7 @@ def step_time(net, loss_fn, opt):
 sch = schedules.make_schedule(cfg.schedule, cfg.T)
 x_b = train.images[: cfg.batch_size].to(device)
 c_b, m_b, _ = conditional.observe_mixture(x_b, cfg.tasks, torch.Generator().manual_seed(1))
-ch_cfg = center_hole.center_hole_config(profile, base_channels=cfg.base_channels, channel_mults=cfg.channel_mults)
+ch_cfg = center_hole.KIND.config(profile, base_channels=cfg.base_channels, channel_mults=cfg.channel_mults)
 nets = {"notebook 03 U-Net": (center_hole.build_center_hole_model(ch_cfg), lambda net: center_hole.inpaint_loss(
             net, x_b, m_b, sch, torch.Generator().manual_seed(2), "x0", 1.0, 1.0, 1.0)),
         "notebook 04 model": (conditional.build_conditional_model(cfg), lambda net: conditional.conditional_loss(
@@ -775,13 +764,8 @@ ablation = {}
 for arch in conditional.ARCHITECTURES:
     row_cfg = dataclasses.replace(cfg, architecture=arch, steps=cfg.ablation_steps, batch_size=cfg.ablation_batch,
                                   save_every=cfg.ablation_steps, warmup=min(cfg.warmup, cfg.ablation_steps // 10 + 1))
-    row_dir = conditional.conditional_run_dir(row_cfg)
-    if checkpoints.run_status(row_dir / "last.pt", conditional.config_dict(row_cfg), row_cfg.steps) == "reuse":
-        _, row_model, extra = conditional.load_conditional(row_dir / "last.pt")
-        row_model, row_seconds = training.fast_layout(row_model, device).eval(), extra["seconds"]
-    else:
-        run_row = conditional.train_conditional(row_cfg, train, row_dir, device, seed=SEED, progress=False)
-        row_model, row_seconds = run_row["ema"].eval(), run_row["seconds"]
+    row = conditional.KIND.obtain(row_cfg, device, progress=False)
+    row_model, row_seconds = row.model, row.extra["seconds"]
     row_method = conditional.conditional_method(row_model, row_cfg, evaluation.SamplerOptions(cfg.sample_steps))
     ablation[arch] = {"train_seconds_per_step": row_seconds / row_cfg.steps, "params": n_params(row_model)}
     for spec in RESULT_TASKS:

@@ -86,7 +86,7 @@ from course_utils import (adaptation, attention, checkpoints, classifier, config
                           masks, metrics, models, plotting, prior, schedules, tasks, training)
 
 profile = config.get_profile()
-cfg = prior.prior_config(profile)  # e.g. prior.prior_config(profile, steps=3000)
+cfg = prior.PRIOR_KIND.config(profile)  # e.g. prior.PRIOR_KIND.config(profile, steps=3000)
 device = config.get_device()
 torch.backends.cuda.matmul.allow_tf32 = False  # full float32 on a GPU too, so the checks against the module hold
 torch.backends.cudnn.allow_tf32 = False
@@ -96,7 +96,7 @@ N_EVAL = {"ci": 8, "cpu": 100, "full": 500}[profile.name]
 N_DDPM1000 = {"ci": 2, "cpu": 20, "full": 100}[profile.name]
 SCHEDULE_STEPS = {"ci": 4, "cpu": 200, "full": 1500}[profile.name]
 notebook_start = time.perf_counter()
-print(f"profile {profile.name}: the prior's settings (prior.prior_config)")
+print(f"profile {profile.name}: the prior's settings (prior.PRIOR_KIND.config)")
 print(config.profile_table(cfg))
 print(f"held-out digits per table: {N_EVAL} | device: {device} | seed: {SEED}")
 
@@ -169,24 +169,15 @@ print(f"prior U-Net: {models.count_parameters(net_demo):,} parameters, input x_t
 # **Training.** DDPM's simple loss (eq. 14) with no condition, $L = \mathbb E\,\|\epsilon - \epsilon_\theta(x_t, t)\|^2$:
 # the network predicts the noise, the parameterisation RePaint and DDNM are written for (notebook 03 found
 # $x_0$-prediction better for a model that sees the mask; here the model sees only $x_t$, and every sampler of
-# this notebook converts between the two with `diffusion.x0_and_eps` anyway). `prior.train_prior` hands
-# `prior.prior_loss` to the course's one loop, `training.fit`. A finished run of this configuration in
+# this notebook converts between the two with `diffusion.x0_and_eps` anyway). `prior.PRIOR_KIND.obtain(cfg)`
+# hands `prior.prior_loss` to the course's one loop, `training.fit`. A finished run of this configuration in
 # `outputs/05_prior/` is reused; from a terminal it is `python -m course_utils train --model prior --profile cpu --out DIR`.
 
 # %%
-prior_dir = prior.run_dir(cfg)
-status = checkpoints.run_status(prior_dir / "last.pt", checkpoints.plain(dataclasses.asdict(cfg)), cfg.steps)
-print(f"run folder {prior_dir}: {status}")
-if status == "reuse":
-    _, prior_net, extra = prior.load_prior(prior_dir / "last.pt")
-    losses, history, prior_seconds = extra["losses"], extra["history"], extra["seconds"]
-    print(f"reusing the prior: {len(losses)} steps, trained in {prior_seconds / 60:.1f} min")
-else:
-    run = prior.train_prior(cfg, train, prior_dir, device, seed=SEED, resume=status == "resume",
-                            val_images=val.images[:32])
-    prior_net, losses, history, prior_seconds = run["ema"], run["losses"], run["history"], run["seconds"]
-    print(f"trained the prior: {len(losses)} steps in {prior_seconds / 60:.1f} min")
-prior_net = training.fast_layout(prior_net, device).eval()
+trained = prior.PRIOR_KIND.obtain(cfg, device)  # reuse a finished run, resume an unfinished one, or train
+prior_net, prior_dir = trained.model, trained.path.parent
+losses, history, prior_seconds = trained.extra["losses"], trained.extra["history"], trained.extra["seconds"]
+print(f"{trained.status} the prior in {prior_dir}: {len(losses)} steps, {prior_seconds / 60:.1f} min of training")
 print(f"{prior_seconds / len(losses):.2f} s per training step (batch {cfg.batch_size})")
 plotting.plot_training(losses, history, "eps loss", "PSNR (dB)",
                        "validation: 32 digits, replacement on procedural masks, 1 sample", save="05_prior_training")
@@ -312,7 +303,7 @@ def repaint(denoiser, y, mask, steps, jump_length, jump_n_sample, generator):
 
 
 RP = dict(steps=cfg.sample_steps, jump_length=5, jump_n_sample=3)  # the setting of this notebook's tables
-assert RP == dict(steps=cfg.sample_steps, **prior.REPAINT)  # the library keeps it for notebook 06's benchmark
+assert RP == inpainting.SAMPLERS["repaint"].defaults(cfg.sample_steps)  # the library's default, for notebook 06 too
 rp_mine = repaint(prior_denoiser, obs_hole.y, obs_hole.mask, **RP, generator=torch.Generator().manual_seed(SEED))
 rp_lib = inpainting.repaint(prior_denoiser, obs_hole.y, obs_hole.mask, **RP, generator=torch.Generator().manual_seed(SEED))
 assert torch.allclose(rp_mine, rp_lib, atol=1e-5)
@@ -345,7 +336,7 @@ plt.show()
 # %%
 rp_calls = inpainting.walk_calls(inpainting.repaint_walk(**RP))
 DDNM = dict(steps=max(2, rp_calls // 10), eta=0.85, repeats=1)  # a tenth of RePaint's calls
-assert (DDNM["steps"], DDNM["eta"]) == (prior.ddnm_steps(cfg), prior.DDNM_ETA)  # kept for notebook 06 too
+assert dict(DDNM, repeats=1) == inpainting.SAMPLERS["ddnm"].defaults(cfg.sample_steps)  # kept for notebook 06 too
 x0_hat = torch.zeros_like(obs_hole.y)
 assert torch.equal(diffusion.NullSpaceProjection(obs_hole.y, obs_hole.mask).project(x0_hat), obs_hole.y)  # m*y + 0
 print(f"RePaint: {rp_calls} calls per image; DDNM: {DDNM['steps'] * DDNM['repeats']} calls "
@@ -429,15 +420,9 @@ print(f"LoRA on a 64 -> 192 projection: {mine.A.numel() + mine.B.numel()} traina
 finetuned, ft_rows = {}, {}
 for mode in prior.MODES:
     fcfg = prior.finetune_config(cfg, mode)
-    ft_dir = prior.run_dir(fcfg)
-    ft_status = checkpoints.run_status(ft_dir / "last.pt", checkpoints.plain(dataclasses.asdict(fcfg)), fcfg.steps)
-    if ft_status == "reuse":
-        _, net, extra = prior.load_finetuned(ft_dir / "last.pt")
-        seconds = extra["seconds"]
-    else:
-        run = prior.finetune(fcfg, prior_net, train, ft_dir, device, seed=SEED, resume=ft_status == "resume")
-        net, seconds = run["ema"], run["seconds"]
-    finetuned[mode] = (fcfg, training.fast_layout(net, device).eval())
+    run = prior.FINETUNE_KIND.obtain(fcfg, device, base_from=prior_net)  # starts from the prior above
+    net, seconds, ft_status = run.model, run.extra["seconds"], run.status
+    finetuned[mode] = (fcfg, net)
     trainable = models.count_parameters(prior.build_finetuned(fcfg))  # what the run trained
     ft_rows[mode] = {"trainable": trainable, "seconds": seconds, "stored_kb": 4 * trainable / 1024}
     print(f"{mode:<10} {ft_status:<7} {fcfg.steps} steps, {trainable:>7,} trainable parameters, "
@@ -543,7 +528,8 @@ border = inpainting.border_region(obs_test.mask, width=2)
 options = evaluation.SamplerOptions(cfg.sample_steps)
 methods = {
     "replacement": prior.prior_method(prior_net, cfg, options, "replacement"),
-    "RePaint": prior.prior_method(prior_net, cfg, options, "repaint", RP["jump_length"], RP["jump_n_sample"]),
+    "RePaint": prior.prior_method(prior_net, cfg, options, "repaint", jump_length=RP["jump_length"],
+                                  jump_n_sample=RP["jump_n_sample"]),
     "DDNM": prior.prior_method(prior_net, cfg, evaluation.SamplerOptions(DDNM["steps"], DDNM["eta"]), "ddnm"),
     **{name: prior.finetuned_method(finetuned[mode][1], finetuned[mode][0], options, step="ddpm")
        for name, mode in [("fine-tuned (full)", "full"), ("LoRA (attention)", "lora_attn"),
@@ -672,7 +658,7 @@ print(f"notebook run time so far: {(time.perf_counter() - notebook_start) / 60:.
 #
 # ```python
 # for jl, jn in [(5, 1), (5, 3), (10, 3)]:
-#     m = prior.prior_method(prior_net, cfg, options, "repaint", jl, jn)
+#     m = prior.prior_method(prior_net, cfg, options, "repaint", jump_length=jl, jump_n_sample=jn)
 #     s, _ = score(m, n=min(16, N_EVAL))
 #     print(f"jump {jl:2d}, resamplings {jn}: PSNR {s['metrics']['psnr']['single']:.2f} dB, "
 #           f"{s['network_calls_per_image']:.0f} calls")
@@ -686,7 +672,7 @@ print(f"notebook run time so far: {(time.perf_counter() - notebook_start) / 60:.
 # for rank in (1, 16):
 #     fcfg = prior.finetune_config(cfg, "lora_attn", rank=rank, alpha=float(rank), steps=20, save_every=20)
 #     out = config.output_dir("05_exercise", f"rank{rank}")
-#     run = prior.finetune(fcfg, prior_net, train, out, device, progress=False)
+#     run = prior.FINETUNE_KIND.train(fcfg, train, out, device, base_from=prior_net, progress=False)
 #     print(f"rank {rank:2d}: {models.count_parameters(run['model']):6,} trainable, last loss {run['losses'][-1]:.4f}")
 # ```
 # A higher rank trains more numbers; at a short budget the loss barely differs, since the new input weights V
@@ -716,7 +702,7 @@ print(f"notebook run time so far: {(time.perf_counter() - notebook_start) / 60:.
 # for weight in (1.0, 0.0):
 #     fcfg = prior.finetune_config(cfg, "lora_attn", known_weight=weight, steps=steps, save_every=steps)
 #     out = config.output_dir("05_exercise", f"known{weight:g}")
-#     run = prior.finetune(fcfg, prior_net, train, out, device, progress=False)
+#     run = prior.FINETUNE_KIND.train(fcfg, train, out, device, base_from=prior_net, progress=False)
 #     psnr = prior.validate_prior(run["ema"].eval(), cfg, val.images[:64].to(device), sees_mask=True)
 #     print(f"known pixels weighted {weight:g}: validation PSNR {psnr:.2f} dB after {steps} steps")
 # print(f"the prior with replacement: {prior.validate_prior(prior_net, cfg, val.images[:64].to(device)):.2f} dB")

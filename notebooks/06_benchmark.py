@@ -152,7 +152,7 @@ def mmse_loss(net, x0, m):
     return (missing * (net(m * x0, t0, m, m * x0) - x0) ** 2).sum() / missing.sum()
 
 
-mcfg = mmse.mmse_config(profile)
+mcfg = mmse.KIND.config(profile)
 net_check = mmse.build_mmse_model(mcfg)
 hole_obs = tasks.parse_task(f"center:{mcfg.hole}").observe(x[:4], obs_seed)
 with torch.no_grad():
@@ -471,7 +471,7 @@ print(f"saved {out_file}; notebook run time {(time.perf_counter() - notebook_sta
 #
 # ```python
 # from course_utils import center_hole
-# ch_cfg, ch_net, _ = center_hole.load_center_hole(trained["center_hole"]["checkpoint"])
+# ch_cfg, ch_net, _ = center_hole.KIND.load(trained["center_hole"]["checkpoint"])
 # ch_net = ch_net.to(device)
 # repeats = {"ddim_dc_03": methods["ddim_dc_03"],
 #            "ddim_dc_03, 2 repeats": center_hole.center_hole_method(

@@ -69,9 +69,10 @@ def test_prepare_names_every_missing_model_and_how_to_make_it(tmp_path, monkeypa
     with pytest.raises(benchmark.MissingModelsError) as missing:
         benchmark.prepare(["zero_fill", "mmse", "ddpm_02", "lora_attn_05"], "ci", "cpu")
     text = str(missing.value)
-    assert "--train-missing" in text and "ddpm (02_ddpm" in text and "./run_course.sh ci 02" in text
-    assert "python -m course_utils train --model mmse --profile ci --out " + str(tmp_path / "06_mmse") in text
-    assert "finetune_lora_attn" in text and "./run_course.sh ci 05" in text
+    assert "--train-missing" in text and "ddpm (02_ddpm" in text
+    for kind, folder in (("ddpm", "02_ddpm"), ("mmse", "06_mmse"), ("finetune", "05_finetune")):
+        assert f"python -m course_utils train --model {kind} --profile ci --out {tmp_path / folder}" in text
+    assert "finetune_lora_attn" in text and "--lora-rank 4" in text
     assert "finetune_full" not in text and "center_hole" not in text  # only what the methods asked for need
     with pytest.raises(ValueError, match="unknown method"):
         benchmark.prepare(["zero_fill", "nope"], "ci", "cpu")
@@ -79,16 +80,16 @@ def test_prepare_names_every_missing_model_and_how_to_make_it(tmp_path, monkeypa
 
 def test_prepare_trains_notebook_02s_model_where_notebook_02_looks_then_reuses_it(tmp_path, monkeypatch, digits):
     monkeypatch.setenv("COURSE_OUTPUT_DIR", str(tmp_path))
-    from course_utils import checkpoints, config, training
+    from course_utils import checkpoints, config, ddpm
     methods, info = benchmark.prepare(["ddpm_02", "mmse"], "ci", "cpu", train_missing=True, log=lambda s: None)
     assert {k: v["status"] for k, v in info.items()} == {"ddpm": "trained", "mmse": "trained"}
     profile = config.get_profile("ci")
-    train, _, _ = data.load_splits(profile, seed=0)
-    run_config = training.ddpm_config(profile, len(train), 0)  # what notebook 02 asserts its own dict equals
-    path = config.output_dir("checkpoints") / f"02_ddpm_{config.run_name('ci', run_config)}.pt"
+    cfg = ddpm.KIND.config(profile)  # notebook 02's run, as the ddpm kind
+    path = ddpm.KIND.run_dir(cfg) / "last.pt"
     assert info["ddpm"]["checkpoint"] == str(path)
     payload = checkpoints.read_checkpoint(path)
-    assert payload["config"] == checkpoints.plain(run_config) and payload["extra"]["seconds"] > 0
+    assert payload["kind"] == "ddpm" and payload["config"]["steps"] == profile.train_steps
+    assert payload["extra"]["seconds"] > 0
     again, info2 = benchmark.prepare(["ddpm_02", "mmse"], "ci", "cpu", log=lambda s: None)
     assert {v["status"] for v in info2.values()} == {"reused"}
     images, labels = digits
@@ -100,13 +101,13 @@ def test_prepare_trains_notebook_02s_model_where_notebook_02_looks_then_reuses_i
 
 
 def test_notebook_05_methods_use_notebook_05_settings():
-    from course_utils import prior
-    cfg = prior.prior_config("cpu")
-    net = prior.build_prior(prior.prior_config("ci"))
+    from course_utils import inpainting, prior
+    cfg = prior.PRIOR_KIND.config("cpu")
+    net = prior.build_prior(prior.PRIOR_KIND.config("ci"))
     repaint = benchmark.build_method("repaint_05", cfg, net).config
     assert (repaint["jump_length"], repaint["jump_n_sample"], repaint["steps"]) == (5, 3, cfg.sample_steps)
     ddnm = benchmark.build_method("ddnm_05", cfg, net).config
-    assert (ddnm["steps"], ddnm["eta"]) == (prior.ddnm_steps(cfg), 0.85) and ddnm["steps"] == 14  # 140 calls / 10
+    assert (ddnm["steps"], ddnm["eta"]) == (inpainting.ddnm_steps(cfg.sample_steps), 0.85) and ddnm["steps"] == 14
 
 
 def test_task_table_lists_the_methods_that_fit(digits):

@@ -6,21 +6,21 @@ import math
 import pytest
 import torch
 
-from course_utils import center_hole, checkpoints, config, data, diffusion, masks, models, schedules, training
+from course_utils import center_hole, checkpoints, config, data, diffusion, masks, models, runs, schedules, training
 
 SCH = schedules.make_schedule("cosine", 1000)
 
 
 def test_center_hole_configs():
     for name in config.PROFILE_NAMES:
-        cfg = center_hole.center_hole_config(name)
+        cfg = center_hole.KIND.config(name)
         assert cfg.profile == name and cfg.hole == 12 and cfg.prediction in ("eps", "x0", "v")
         assert cfg.steps >= cfg.save_every > 0
-    assert center_hole.center_hole_config("cpu", hole=8).hole == 8
+    assert center_hole.KIND.config("cpu", hole=8).hole == 8
     with pytest.raises(ValueError, match="hole"):
-        center_hole.center_hole_config("cpu", hole=40)
+        center_hole.KIND.config("cpu", hole=40)
     with pytest.raises(ValueError, match="COURSE_PROFILE"):
-        center_hole.center_hole_config("gpu")
+        center_hole.KIND.config("gpu")
 
 
 def test_p2_weight():
@@ -89,11 +89,11 @@ def test_inpaint_loss_self_conditioning_feeds_x0_hat_to_half_the_batch():
 
 
 def _tiny_run(tmp_path, name, **kw):
-    cfg = center_hole.center_hole_config("ci", steps=8, save_every=4, batch_size=4, train_size=32)
+    cfg = center_hole.KIND.config("ci", steps=8, save_every=4, batch_size=4, train_size=32)
     torch.manual_seed(0)
     digits = data.DigitSet(torch.rand(32, 1, 32, 32) * 2 - 1, torch.arange(32) % 10)
     val = torch.rand(4, 1, 32, 32) * 2 - 1
-    return cfg, center_hole.train_center_hole(cfg, digits, tmp_path / name, torch.device("cpu"), seed=3,
+    return cfg, center_hole.KIND.train(cfg, digits, tmp_path / name, torch.device("cpu"), seed=3,
                                            val_images=val, progress=False, **kw)
 
 
@@ -111,13 +111,13 @@ def test_resume_continues_the_same_run(tmp_path):
 def test_ema_never_changes_the_trained_weights(tmp_path):
     """Notebook 03's switch ablation samples the default run's trained weights as its "EMA off" row instead of
     training again: EMA only reads the weights, so a run with it and a run without train the same ones."""
-    cfg = center_hole.center_hole_config("ci", steps=8, save_every=8, batch_size=4, train_size=32)
+    cfg = center_hole.KIND.config("ci", steps=8, save_every=8, batch_size=4, train_size=32)
     assert cfg.ema_decay > 0
     digits = data.DigitSet(torch.rand(32, 1, 32, 32) * 2 - 1, torch.arange(32) % 10)
     runs = {}
     for name, decay in (("with", cfg.ema_decay), ("without", 0.0)):
         torch.manual_seed(0)
-        runs[name] = center_hole.train_center_hole(dataclasses.replace(cfg, ema_decay=decay), digits,
+        runs[name] = center_hole.KIND.train(dataclasses.replace(cfg, ema_decay=decay), digits,
                                                    tmp_path / name, torch.device("cpu"), seed=3, progress=False)
     assert runs["with"]["losses"] == runs["without"]["losses"]
     trained = runs["with"]["model"].state_dict()
@@ -132,7 +132,7 @@ def test_checkpoint_holds_everything_and_loads_weights_only(tmp_path):
     payload = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert {"ema", "optimizer", "step", "losses", "rng", "history"} <= set(payload["extra"])
     assert payload["extra"]["step"] == 8 and payload["config"]["steps"] == 8
-    loaded_cfg, model, extra = center_hole.load_center_hole(tmp_path / "run" / "last.pt")
+    loaded_cfg, model, extra = center_hole.KIND.load(tmp_path / "run" / "last.pt")
     assert loaded_cfg == cfg
     for a, b in zip(model.state_dict().values(), run["ema"].state_dict().values()):
         assert torch.equal(a, b.cpu())
@@ -140,37 +140,37 @@ def test_checkpoint_holds_everything_and_loads_weights_only(tmp_path):
 
 def test_load_center_hole_rejects_other_checkpoints(tmp_path):
     with pytest.raises(FileNotFoundError):
-        center_hole.load_center_hole(tmp_path / "missing.pt")
+        center_hole.KIND.load(tmp_path / "missing.pt")
     other = tmp_path / "02.pt"
     checkpoints.save_checkpoint(other, models.UNet(8, (1, 2)), {"base_channels": 8})
-    with pytest.raises(checkpoints.CheckpointMismatchError, match="not a notebook-03"):
-        center_hole.load_center_hole(other)
+    with pytest.raises(checkpoints.CheckpointMismatchError, match="not a center_hole model"):
+        center_hole.KIND.load(other)
 
 
 def test_resume_refuses_another_configuration(tmp_path):
     cfg, _ = _tiny_run(tmp_path, "run")
     digits = data.DigitSet(torch.rand(8, 1, 32, 32) * 2 - 1, torch.arange(8))
-    other = center_hole.center_hole_config("ci", steps=8, save_every=4, batch_size=4, train_size=32, hole=8)
+    other = center_hole.KIND.config("ci", steps=8, save_every=4, batch_size=4, train_size=32, hole=8)
     with pytest.raises(checkpoints.CheckpointMismatchError, match="hole"):
-        center_hole.train_center_hole(other, digits, tmp_path / "run", torch.device("cpu"), resume=True, progress=False)
+        center_hole.KIND.train(other, digits, tmp_path / "run", torch.device("cpu"), resume=True, progress=False)
 
 
 def test_runs_of_other_profiles_or_configs_never_touch_each_others_checkpoints(tmp_path, monkeypatch):
     """Notebook 03 used to unlink last.pt when its config differed; now every config has its own folder."""
     monkeypatch.setenv("COURSE_OUTPUT_DIR", str(tmp_path))
-    cpu, ci = center_hole.center_hole_config("cpu"), center_hole.center_hole_config("ci")
-    longer = center_hole.center_hole_config("ci", steps=ci.steps + 10)
-    dirs = {center_hole.center_hole_run_dir(c) for c in (cpu, ci, longer)}
+    cpu, ci = center_hole.KIND.config("cpu"), center_hole.KIND.config("ci")
+    longer = center_hole.KIND.config("ci", steps=ci.steps + 10)
+    dirs = {center_hole.KIND.run_dir(c) for c in (cpu, ci, longer)}
     assert len(dirs) == 3 and all(d.parent == tmp_path / "03_center_hole" for d in dirs)
-    assert center_hole.center_hole_run_dir(ci) == center_hole.center_hole_run_dir(center_hole.center_hole_config("ci"))
-    cpu_ckpt = center_hole.center_hole_run_dir(cpu) / "last.pt"
+    assert center_hole.KIND.run_dir(ci) == center_hole.KIND.run_dir(center_hole.KIND.config("ci"))
+    cpu_ckpt = center_hole.KIND.run_dir(cpu) / "last.pt"
     net = models.UNet(8, (1, 2))
-    checkpoints.save_checkpoint(cpu_ckpt, net, center_hole.config_dict(cpu), step=cpu.steps)
+    checkpoints.save_checkpoint(cpu_ckpt, net, runs.config_dict(cpu), kind="center_hole", step=cpu.steps)
     before = cpu_ckpt.read_bytes()
-    assert center_hole.run_status(cpu_ckpt, cpu) == "reuse"
-    assert center_hole.run_status(center_hole.center_hole_run_dir(ci) / "last.pt", ci) == "train"
+    assert runs.run_status(cpu_ckpt, center_hole.KIND, cpu) == "reuse"
+    assert runs.run_status(center_hole.KIND.run_dir(ci) / "last.pt", center_hole.KIND, ci) == "train"
     with pytest.raises(checkpoints.CheckpointMismatchError, match="left as it is"):
-        center_hole.run_status(cpu_ckpt, ci)  # another config's checkpoint is an error, never deleted
+        runs.run_status(cpu_ckpt, center_hole.KIND, ci)  # another config's checkpoint is an error, never deleted
     assert cpu_ckpt.read_bytes() == before
-    checkpoints.save_checkpoint(cpu_ckpt, net, center_hole.config_dict(cpu), step=5)
-    assert center_hole.run_status(cpu_ckpt, cpu) == "resume"
+    checkpoints.save_checkpoint(cpu_ckpt, net, runs.config_dict(cpu), kind="center_hole", step=5)
+    assert runs.run_status(cpu_ckpt, center_hole.KIND, cpu) == "resume"

@@ -35,11 +35,11 @@ def test_python_m_course_utils_help():
 
 
 def test_train_writes_a_resumable_checkpoint(trained):
-    cfg, _, extra = center_hole.load_center_hole(trained / "last.pt")
+    cfg, _, extra = center_hole.KIND.load(trained / "last.pt")
     assert cfg.profile == "ci" and cfg.steps == 6 and extra["step"] == 6
     _fails(["train", "--profile", "ci", "--out", str(trained)], "--resume")
     assert cli.main(["train", "--profile", "ci", "--out", str(trained), "--resume", "--steps", "8"]) == 0
-    assert center_hole.load_center_hole(trained / "last.pt")[2]["step"] == 8
+    assert center_hole.KIND.load(trained / "last.pt")[2]["step"] == 8
     _fails(["train", "--profile", "cpu", "--out", str(trained), "--resume"], "profile")
 
 

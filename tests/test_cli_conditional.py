@@ -15,7 +15,7 @@ def trained(tmp_path_factory):
 
 
 def test_train_resume_sample_and_eval(trained, tmp_path, capsys):
-    cfg, _, extra = conditional.load_conditional(trained / "last.pt")
+    cfg, _, extra = conditional.KIND.load(trained / "last.pt")
     assert cfg.profile == "ci" and cfg.steps == 4 and extra["step"] == 4
     with pytest.raises(SystemExit, match="not a center_hole checkpoint"):
         cli.main(["train", "--profile", "ci", "--out", str(trained), "--resume"])

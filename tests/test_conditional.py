@@ -10,7 +10,7 @@ SCH = schedules.make_schedule("cosine", 1000)
 
 
 def tiny_cfg(**changes):
-    return conditional.conditional_config("ci", **changes)
+    return conditional.KIND.config("ci", **changes)
 
 
 @pytest.mark.parametrize("n", [1, 3])
@@ -63,7 +63,7 @@ def test_attention_at_places_the_attention_blocks():
     cfg = tiny_cfg(attention_at=("linear32", "cross8"))
     net = conditional.build_conditional_model(cfg)
     assert set(net.down_attn[0]) == {"linear"} and not net.down_attn[1] and net.mid_attn is not None
-    assert conditional.conditional_run_dir(cfg) != conditional.conditional_run_dir(tiny_cfg())
+    assert conditional.KIND.run_dir(cfg) != conditional.KIND.run_dir(tiny_cfg())
 
 
 def test_config_checks_its_settings():
@@ -99,19 +99,19 @@ def test_loss_is_seeded_and_weighted():
 def test_run_resumes_bit_for_bit_and_round_trips(tmp_path):
     digits = data.DigitSet(torch.rand(40, 1, 32, 32) * 2 - 1, torch.arange(40) % 10)
     cfg = tiny_cfg(steps=4, save_every=2, batch_size=4)
-    whole = conditional.train_conditional(cfg, digits, tmp_path / "a", torch.device("cpu"), seed=1, progress=False,
+    whole = conditional.KIND.train(cfg, digits, tmp_path / "a", torch.device("cpu"), seed=1, progress=False,
                                           val_images=digits.images[:4])
     assert [h[0] for h in whole["history"]] == [2, 4]
-    conditional.train_conditional(cfg, digits, tmp_path / "b", torch.device("cpu"), seed=1, progress=False, until=2)
-    resumed = conditional.train_conditional(cfg, digits, tmp_path / "b", torch.device("cpu"), seed=1, progress=False,
+    conditional.KIND.train(cfg, digits, tmp_path / "b", torch.device("cpu"), seed=1, progress=False, until=2)
+    resumed = conditional.KIND.train(cfg, digits, tmp_path / "b", torch.device("cpu"), seed=1, progress=False,
                                             resume=True)
     assert resumed["losses"] == whole["losses"]
-    loaded_cfg, model, extra = conditional.load_conditional(tmp_path / "a" / "last.pt")
+    loaded_cfg, model, extra = conditional.KIND.load(tmp_path / "a" / "last.pt")
     assert loaded_cfg == cfg and extra["step"] == 4
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), whole["ema"].state_dict().values()))
     assert kinds.kind_of_checkpoint(tmp_path / "a" / "last.pt").name == "conditional"
-    with pytest.raises(checkpoints.CheckpointMismatchError, match="notebook-04"):
-        conditional.load_conditional(checkpoints.save_checkpoint(tmp_path / "x.pt", torch.nn.Linear(1, 1), {"a": 1}))
+    with pytest.raises(checkpoints.CheckpointMismatchError, match="not a conditional model"):
+        conditional.KIND.load(checkpoints.save_checkpoint(tmp_path / "x.pt", torch.nn.Linear(1, 1), {"a": 1}))
 
 
 def test_method_samples_every_task_without_projection():
@@ -144,4 +144,4 @@ def test_observe_mixture_weights_set_the_task_frequencies():
     with pytest.raises(ValueError, match="positive weight"):
         conditional.observe_mixture(x0[:4], specs, torch.Generator(), (1.0, 0.0, 1.0))
     with pytest.raises(ValueError, match="positive weight"):
-        conditional.conditional_config("ci", task_weights=(1.0, 1.0))
+        conditional.KIND.config("ci", task_weights=(1.0, 1.0))

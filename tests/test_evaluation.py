@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from course_utils import center_hole, checkpoints, classifier, data, evaluation, kinds, metrics, models, tasks
+from course_utils import center_hole, checkpoints, classifier, data, evaluation, kinds, metrics, models, runs, tasks
 
 KEYS = {"task", "region", "n_images", "k", "method", "metrics", "baselines", "classifier_test_accuracy",
         "known_pixels_max_abs_error", "seconds_per_image", "network_calls_per_image", "config"}
@@ -136,7 +136,7 @@ def test_bad_input(digits, library):
 
 def test_the_center_hole_kind_samples_with_ddim_and_counts_its_calls(digits, tmp_path):
     images, labels = digits
-    cfg = center_hole.center_hole_config("ci")
+    cfg = center_hole.KIND.config("ci")
     torch.manual_seed(0)
     net = models.UNet(cfg.base_channels, cfg.channel_mults, coord_conv=cfg.coord_conv).eval()
     kind = kinds.KINDS["center_hole"]
@@ -145,7 +145,7 @@ def test_the_center_hole_kind_samples_with_ddim_and_counts_its_calls(digits, tmp
     summary, _, _ = evaluation.evaluate(method, images[:6], labels[:6], kind.default_task(cfg), k=2,
                                         baselines=False, progress=False)
     assert summary["network_calls_per_image"] == 8 and summary["known_pixels_max_abs_error"] == 0.0
-    path = checkpoints.save_checkpoint(tmp_path / "last.pt", net, center_hole.config_dict(cfg))
+    path = checkpoints.save_checkpoint(tmp_path / "last.pt", net, runs.config_dict(cfg), kind="center_hole")
     assert kinds.kind_of_checkpoint(path).name == "center_hole"
     other = checkpoints.save_checkpoint(tmp_path / "other.pt", nn.Linear(1, 1), {"width": 3})
     with pytest.raises(checkpoints.CheckpointMismatchError, match="no model kind"):
@@ -163,7 +163,7 @@ def test_the_harness_reproduces_notebook_03s_former_evaluation_exactly(digits):
     from course_utils import diffusion, masks, schedules
 
     images, labels = digits
-    cfg = center_hole.center_hole_config("ci")
+    cfg = center_hole.KIND.config("ci")
     torch.manual_seed(1)
     net = models.UNet(cfg.base_channels, cfg.channel_mults, coord_conv=cfg.coord_conv).eval()
     sch = schedules.make_schedule(cfg.schedule, cfg.T)

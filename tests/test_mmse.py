@@ -10,16 +10,16 @@ from course_utils import center_hole, checkpoints, cli, config, data, kinds, mas
 
 def test_config_has_notebook_03s_budget_and_backbone():
     for profile in config.PROFILE_NAMES:
-        cfg, ch = mmse.mmse_config(profile), center_hole.center_hole_config(profile)
+        cfg, ch = mmse.KIND.config(profile), center_hole.KIND.config(profile)
         assert (cfg.steps, cfg.batch_size, cfg.base_channels, cfg.channel_mults, cfg.lr, cfg.hole) == \
                (ch.steps, ch.batch_size, ch.base_channels, ch.channel_mults, ch.lr, ch.hole)
     with pytest.raises(ValueError, match="hole"):
-        mmse.mmse_config("ci", hole=0)
+        mmse.KIND.config("ci", hole=0)
 
 
 def test_regress_keeps_known_pixels_and_the_loss_scores_only_the_hole():
     torch.manual_seed(0)
-    net = mmse.build_mmse_model(mmse.mmse_config("ci"))
+    net = mmse.build_mmse_model(mmse.KIND.config("ci"))
     x0 = torch.rand(3, 1, 32, 32) * 2 - 1
     m = masks.center_hole(3, 12)
     out = mmse.regress(net, m * x0, m)
@@ -36,18 +36,18 @@ def test_regress_keeps_known_pixels_and_the_loss_scores_only_the_hole():
 
 def test_run_resumes_and_round_trips(tmp_path):
     digits = data.DigitSet(torch.rand(40, 1, 32, 32) * 2 - 1, torch.arange(40) % 10)
-    cfg = mmse.mmse_config("ci", steps=4, save_every=2, batch_size=4)
-    whole = mmse.train_mmse(cfg, digits, tmp_path / "a", torch.device("cpu"), seed=1, progress=False,
+    cfg = mmse.KIND.config("ci", steps=4, save_every=2, batch_size=4)
+    whole = mmse.KIND.train(cfg, digits, tmp_path / "a", torch.device("cpu"), seed=1, progress=False,
                             val_images=digits.images[:4])
     assert [h[0] for h in whole["history"]] == [2, 4] and whole["losses"][-1] < whole["losses"][0] * 2
-    mmse.train_mmse(cfg, digits, tmp_path / "b", torch.device("cpu"), seed=1, progress=False, until=2)
-    resumed = mmse.train_mmse(cfg, digits, tmp_path / "b", torch.device("cpu"), seed=1, progress=False, resume=True)
+    mmse.KIND.train(cfg, digits, tmp_path / "b", torch.device("cpu"), seed=1, progress=False, until=2)
+    resumed = mmse.KIND.train(cfg, digits, tmp_path / "b", torch.device("cpu"), seed=1, progress=False, resume=True)
     assert resumed["losses"] == whole["losses"]
-    loaded, _, extra = mmse.load_mmse(tmp_path / "a" / "last.pt")
+    loaded, _, extra = mmse.KIND.load(tmp_path / "a" / "last.pt")
     assert loaded == cfg and extra["step"] == 4
     assert kinds.kind_of_checkpoint(tmp_path / "a" / "last.pt").name == "mmse"
-    with pytest.raises(checkpoints.CheckpointMismatchError, match="MMSE"):
-        mmse.load_mmse(checkpoints.save_checkpoint(tmp_path / "x.pt", torch.nn.Linear(1, 1), {"a": 1}))
+    with pytest.raises(checkpoints.CheckpointMismatchError, match="not a mmse model"):
+        mmse.KIND.load(checkpoints.save_checkpoint(tmp_path / "x.pt", torch.nn.Linear(1, 1), {"a": 1}))
 
 
 def test_train_and_eval_commands(tmp_path):

@@ -37,10 +37,27 @@ def test_ipynb_has_no_outputs(py):
 
 @pytest.mark.parametrize("py", SOURCES, ids=lambda p: p.stem)
 def test_notebook_standard(py):
-    """The skeleton every notebook follows (COURSE_DESIGN.md, notebook standard)."""
+    """The skeleton every notebook follows (the course's notebook standard)."""
     text = py.read_text()
     for heading in ("## What you will learn", "## What you need", "## Summary", "## Exercises"):
         assert heading in text, f"{py.name} lacks '{heading}'"
     assert "Open In Colab" in text and "google.colab" in text
     assert ".cuda()" not in text, "pick the device once with course_utils.config.get_device()"
     assert "<details>" in text, "exercise solutions go in collapsible <details> blocks"
+
+
+@pytest.mark.parametrize("py", SOURCES, ids=lambda p: p.stem)
+def test_nbval_runs_every_solution_after_its_notebook(py):
+    """The reference solutions run in nbval's pass over the notebook (conftest.py appends them as cells), so no
+    notebook is executed a second time to test them."""
+    import conftest
+    from nbval.plugin import IPyNbFile
+
+    nb = jupytext.read(py.with_suffix(".ipynb"))
+    code_cells = sum(c.cell_type == "code" for c in nb.cells)
+    solutions = conftest.solution_blocks(nb)
+    assert solutions, f"{py.name} has no reference solutions"
+    extended = conftest.with_solutions(nb)
+    assert sum(c.cell_type == "code" for c in extended.cells) == code_cells + len(solutions)
+    assert extended.cells[-1].source.endswith(solutions[-1])
+    assert IPyNbFile.collect is conftest._collect_with_solutions

@@ -114,7 +114,7 @@ def test_lora_matches_peft():
 
 
 def test_splits_are_75_15_10_and_disjoint():
-    cfg = prior.prior_config("ci")
+    cfg = prior.PRIOR_KIND.config("ci")
     train, val, test = prior.prior_splits(cfg)
     n = len(train) + len(val) + len(test)
     assert n == min(cfg.train_size, len(data.load_mnist("train")))
@@ -137,23 +137,24 @@ def test_mask_banks_are_unique_within_and_across_splits():
 
 def test_prior_trains_resumes_loads_and_fine_tunes(tmp_path):
     digits = data.DigitSet(torch.rand(40, 1, 32, 32) * 2 - 1, torch.arange(40) % 10)
-    cfg = prior.prior_config("ci", steps=4, save_every=2, batch_size=4)
-    whole = prior.train_prior(cfg, digits, tmp_path / "a", torch.device("cpu"), seed=1, progress=False,
+    cfg = prior.PRIOR_KIND.config("ci", steps=4, save_every=2, batch_size=4)
+    whole = prior.PRIOR_KIND.train(cfg, digits, tmp_path / "a", torch.device("cpu"), seed=1, progress=False,
                               val_images=digits.images[:4])
-    prior.train_prior(cfg, digits, tmp_path / "b", torch.device("cpu"), seed=1, progress=False, until=2)
-    resumed = prior.train_prior(cfg, digits, tmp_path / "b", torch.device("cpu"), seed=1, progress=False,
+    prior.PRIOR_KIND.train(cfg, digits, tmp_path / "b", torch.device("cpu"), seed=1, progress=False, until=2)
+    resumed = prior.PRIOR_KIND.train(cfg, digits, tmp_path / "b", torch.device("cpu"), seed=1, progress=False,
                                 resume=True)
     assert resumed["losses"] == whole["losses"] and len(whole["history"]) == 2
-    loaded_cfg, net, extra = prior.load_prior(tmp_path / "a" / "last.pt")
+    loaded_cfg, net, extra = prior.PRIOR_KIND.load(tmp_path / "a" / "last.pt")
     assert loaded_cfg == cfg and extra["step"] == 4
     assert kinds.kind_of_checkpoint(tmp_path / "a" / "last.pt").name == "prior"
     res_blocks = sum(isinstance(m, ResBlock) for m in net.modules())  # two convolutions each
     cfg_dict = checkpoints.plain(dataclasses.asdict(cfg))  # a fine-tune names the prior it adapted
     for mode, wrapped in (("full", 0), ("lora_attn", 2), ("lora_all", 2 + 2 * res_blocks)):
         fcfg = prior.finetune_config(cfg, mode, steps=2, save_every=1, batch_size=4, bank_size=16)
-        run = prior.finetune(fcfg, net, digits, tmp_path / mode, torch.device("cpu"), progress=False)
+        run = prior.FINETUNE_KIND.train(fcfg, digits, tmp_path / mode, torch.device("cpu"), base_from=net,
+                                        progress=False)
         assert sum(isinstance(m, adaptation.LoRA) for m in run["model"].modules()) == wrapped
-        back_cfg, back, _ = prior.load_finetuned(tmp_path / mode / "last.pt")
+        back_cfg, back, _ = prior.FINETUNE_KIND.load(tmp_path / mode / "last.pt")
         assert back_cfg == fcfg
         x, t = torch.randn(2, 1, 32, 32), torch.tensor([3, 700])
         m = masks.center_hole(2)
@@ -167,20 +168,20 @@ def test_prior_trains_resumes_loads_and_fine_tunes(tmp_path):
         prior.finetune_config(cfg, "half")
     with pytest.raises(ValueError, match="known_weight"):
         prior.finetune_config(cfg, "lora_attn", known_weight=-1.0)
-    with pytest.raises(Exception, match="not an unconditional-prior"):
-        prior.load_prior(tmp_path / "full" / "last.pt")
+    with pytest.raises(Exception, match="not a prior model"):
+        prior.PRIOR_KIND.load(tmp_path / "full" / "last.pt")
 
 
 def test_prior_methods_count_their_calls():
-    cfg = prior.prior_config("ci")
+    cfg = prior.PRIOR_KIND.config("ci")
     net = prior.build_prior(cfg).eval()
     x0 = data.load_mnist("test").images[:3]
     from course_utils.evaluation import SamplerOptions, draw_samples
     from course_utils.tasks import parse_task
     obs = parse_task("procedural:0.05-0.6").observe(x0, 0)
-    for sampler, calls in (("replacement", 6), ("repaint", 6 + 2 * 2), ("ddnm", 12)):
-        method = prior.prior_method(net, cfg, SamplerOptions(steps=6), sampler, jump_length=2, jump_n_sample=2,
-                                    repeats=2)
+    for sampler, calls, settings in (("replacement", 6, {}), ("repaint", 6 + 2 * 2, dict(jump_length=2, jump_n_sample=2)),
+                                     ("ddnm", 12, dict(repeats=2))):
+        method = prior.prior_method(net, cfg, SamplerOptions(steps=6), sampler, **settings)
         samples, _, per_image = draw_samples(method, obs, 1, progress=False)
         assert per_image == calls, sampler
         assert torch.equal((obs.mask * samples[0])[obs.mask == 1], x0[obs.mask == 1])
@@ -192,7 +193,7 @@ def test_train_and_eval_commands(tmp_path, capsys):
     out = tmp_path / "prior"
     assert cli.main(["train", "--model", "prior", "--profile", "ci", "--out", str(out), "--steps", "2"]) == 0
     printed = capsys.readouterr().out
-    n = min(prior.prior_config("ci").train_size, len(data.load_mnist("train")))
+    n = min(prior.PRIOR_KIND.config("ci").train_size, len(data.load_mnist("train")))
     assert f"{round(0.75 * n)} training digits" in printed  # the 75 / 15 / 10 split
     result = tmp_path / "r.json"
     assert cli.main(["eval", "--checkpoint", str(out / "last.pt"), "--data-dir", str(config.data_dir()), "--n", "3",
@@ -207,14 +208,14 @@ def test_finetune_command_trains_the_missing_prior_then_the_fine_tune(tmp_path, 
     out = tmp_path / "ft"
     assert cli.main(["train", "--model", "finetune", "--profile", "ci", "--out", str(out), "--steps", "2"]) == 0
     printed = capsys.readouterr().out
-    assert "the prior is not in" in printed and "validation PSNR" in printed
-    pcfg = prior.prior_config("ci")
-    assert (prior.run_dir(pcfg) / "last.pt").exists() and str(tmp_path / "outputs") in str(prior.run_dir(pcfg))
-    cfg, _, extra = prior.load_finetuned(out / "last.pt")
+    assert "prior: training" in printed and "validation score" in printed
+    pcfg = prior.PRIOR_KIND.config("ci")
+    assert (prior.PRIOR_KIND.run_dir(pcfg) / "last.pt").exists() and str(tmp_path / "outputs") in str(prior.PRIOR_KIND.run_dir(pcfg))
+    cfg, _, extra = prior.FINETUNE_KIND.load(out / "last.pt")
     assert (cfg.mode, cfg.steps, extra["step"]) == ("full", 2, 2)
     assert cli.main(["train", "--model", "finetune", "--profile", "ci", "--out", str(tmp_path / "ft2"),
                      "--steps", "2"]) == 0
-    assert "the prior is not in" not in capsys.readouterr().out  # the second run reuses it
+    assert "prior: training" not in capsys.readouterr().out  # the second run reuses it
     result = tmp_path / "r.json"
     assert cli.main(["eval", "--checkpoint", str(out / "last.pt"), "--data-dir", str(config.data_dir()), "--n", "3",
                      "--k", "1", "--steps", "3", "--profile", "ci", "--json", str(result)]) == 0
@@ -235,21 +236,21 @@ def test_issue_command_lines_for_the_prior(tmp_path, monkeypatch, capsys):
         out = tmp_path / f"ft-{mode}-{len(extra)}"
         assert cli.main(["train", "--model", "finetune", "--from", str(pri / "last.pt"), "--profile", "ci",
                          "--out", str(out), "--steps", "2", *extra]) == 0
-        cfg, net, _ = prior.load_finetuned(out / "last.pt")
+        cfg, net, _ = prior.FINETUNE_KIND.load(out / "last.pt")
         assert (cfg.mode, cfg.rank, cfg.steps) == (mode, rank, 2)
-        assert cfg == prior.finetune_config(prior.load_prior(pri / "last.pt")[0], mode, steps=2,
+        assert cfg == prior.finetune_config(prior.PRIOR_KIND.load(pri / "last.pt")[0], mode, steps=2,
                                             **({} if mode == "full" else {"rank": rank, "alpha": float(rank)}))
         lora_modules = sum(isinstance(m, adaptation.LoRA) for m in net.modules())
         assert (lora_modules == 0) == (mode == "full")
-    assert "the prior is not in" not in capsys.readouterr().out  # --from: notebook 05's run folder is not used
+    assert "05_prior" not in capsys.readouterr().out  # --from: notebook 05's run folder is not used
     assert not (tmp_path / "outputs" / "05_prior").exists()
-    steps = prior.prior_config("ci").sample_steps
+    steps = prior.PRIOR_KIND.config("ci").sample_steps
     for flags, calls, sampler in (
             (["--sampler", "replace"], steps, "replacement"),
             (["--sampler", "repaint", "--jump-length", "2", "--resamplings", "2"],
              inpainting.walk_calls(inpainting.repaint_walk(steps, jump_length=2, jump_n_sample=2)), "repaint"),
             ([], None, "repaint"),
-            (["--sampler", "ddnm", "--resamplings", "2"], 2 * prior.ddnm_steps(prior.prior_config("ci")), "ddnm")):
+            (["--sampler", "ddnm", "--resamplings", "2"], 2 * inpainting.ddnm_steps(prior.PRIOR_KIND.config("ci").sample_steps), "ddnm")):
         result = tmp_path / "r.json"
         assert cli.main(["eval", "--checkpoint", str(pri / "last.pt"), "--task", "center:12", "--data-dir", data_dir,
                          "--n", "2", "--k", "1", "--profile", "ci", "--json", str(result), *flags]) == 0
@@ -259,15 +260,15 @@ def test_issue_command_lines_for_the_prior(tmp_path, monkeypatch, capsys):
             assert res["network_calls_per_image"] == calls, flags
         else:  # notebook 05's RePaint setting by default
             m = res["config"]["method"]
-            assert (m["jump_length"], m["jump_n_sample"]) == (prior.REPAINT["jump_length"], prior.REPAINT["jump_n_sample"])
+            assert (m["jump_length"], m["jump_n_sample"]) == (inpainting.REPAINT["jump_length"], inpainting.REPAINT["jump_n_sample"])
     ddnm_settings = res["config"]["method"]
-    assert (ddnm_settings["steps"], ddnm_settings["eta"], ddnm_settings["repeats"]) == (prior.ddnm_steps(prior.prior_config("ci")),
-                                                                      prior.DDNM_ETA, 2)
+    assert (ddnm_settings["steps"], ddnm_settings["eta"], ddnm_settings["repeats"]) == (inpainting.ddnm_steps(prior.PRIOR_KIND.config("ci").sample_steps),
+                                                                      inpainting.DDNM_ETA, 2)
     bad = [
         (["train", "--model", "finetune", "--from", str(tmp_path / "none.pt"), "--profile", "ci", "--out",
           str(tmp_path / "x")], "no checkpoint"),
         (["train", "--model", "finetune", "--from", str(tmp_path / "ft-full-0" / "last.pt"), "--profile", "ci",
-          "--out", str(tmp_path / "x")], "not an unconditional prior"),
+          "--out", str(tmp_path / "x")], "not a prior model"),
         (["train", "--model", "finetune", "--from", str(pri / "last.pt"), "--profile", "cpu", "--out",
           str(tmp_path / "x")], "pass --profile ci"),
         (["train", "--model", "finetune", "--from", str(pri / "last.pt"), "--profile", "ci", "--out",
@@ -277,12 +278,12 @@ def test_issue_command_lines_for_the_prior(tmp_path, monkeypatch, capsys):
         (["train", "--model", "prior", "--profile", "ci", "--out", str(tmp_path / "x"), "--lora-rank", "2"],
          "for --model finetune"),
         (["eval", "--checkpoint", str(pri / "last.pt"), "--data-dir", data_dir, "--sampler", "replace",
-          "--jump-length", "2"], "RePaint's"),
+          "--jump-length", "2"], "not a setting of the replacement sampler"),
         (["eval", "--checkpoint", str(pri / "last.pt"), "--data-dir", data_dir, "--resamplings", "0"], "at least 1"),
         (["eval", "--checkpoint", str(tmp_path / "ft-full-0" / "last.pt"), "--data-dir", data_dir, "--sampler",
-          "repaint"], "unconditional prior's checkpoint"),
+          "repaint"], "is for --model prior"),
         (["eval", "--method", "harmonic", "--task", "center:12", "--data-dir", data_dir, "--sampler", "ddnm"],
-         "need --checkpoint"),
+         "give --checkpoint"),
     ]
     for argv, message in bad:
         with pytest.raises(SystemExit) as exit_:

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from course_utils import checkpoints, data, masks, models, schedules, training
+from course_utils import checkpoints, data, ddpm, masks, models, schedules, training
 
 
 def tiny_setup(seed=0):
@@ -41,19 +41,28 @@ def test_warmup_cosine():
     assert training.warmup_cosine(1000, 1000, 100) == pytest.approx(0.0)
 
 
-def test_training_is_seeded_and_reduces_the_loss():
-    net, digits, sch = tiny_setup()
-    mask_fn = lambda n, g: masks.mixed_masks(n, seed=g)
-    losses = training.train_denoiser(net, digits, sch, mask_fn, steps=60, batch_size=8, lr=3e-3,
-                                     device=torch.device("cpu"), seed=1, progress=False)
-    assert len(losses) == 60
-    assert sum(losses[-10:]) < sum(losses[:10])
-    net2, _, _ = tiny_setup()
-    losses2 = training.train_denoiser(net2, digits, sch, mask_fn, steps=60, batch_size=8, lr=3e-3,
-                                      device=torch.device("cpu"), seed=1, progress=False)
-    assert losses == losses2
-    with pytest.raises(ValueError):
-        training.train_denoiser(net2, digits, sch, mask_fn, steps=0, batch_size=8, lr=1e-3, device=torch.device("cpu"))
+def test_ddpm_kind_draws_notebook_02s_batches_and_resumes_them_exactly(tmp_path):
+    """The ddpm kind's loss draws data.batches' shuffled order (notebook 02's loop), and that order is saved, so a
+    run stopped mid-epoch and resumed has the losses of an uninterrupted one."""
+    _, digits, _ = tiny_setup()
+    cfg = ddpm.KIND.config("ci", base_channels=8, channel_mults=(1, 2), steps=7, batch_size=6, warmup=2, save_every=3)
+    sch = schedules.make_schedule(cfg.schedule, cfg.T)
+    g = torch.Generator().manual_seed(1)
+    loss_fn, expected = ddpm.batch_loss(cfg, digits, torch.device("cpu")), []
+    g_ref = torch.Generator().manual_seed(1)
+    stream = data.batches(digits, cfg.batch_size, g_ref)
+    torch.manual_seed(0)
+    net = ddpm.build_ddpm(cfg)
+    for _ in range(4):  # 16 digits, batches of 6: two per epoch, so the permutation is redrawn at step 2
+        x0, _ = next(stream)
+        mask = masks.mixed_masks(x0.shape[0], seed=g_ref)
+        expected.append(training.eps_loss(net, x0, mask, sch, g_ref).item())
+        assert loss_fn(net, g).item() == expected[-1]
+    whole = ddpm.KIND.train(cfg, digits, tmp_path / "a", torch.device("cpu"), seed=3, progress=False)
+    assert len(whole["losses"]) == 7 and sum(whole["losses"][-2:]) < sum(whole["losses"][:2])
+    ddpm.KIND.train(cfg, digits, tmp_path / "b", torch.device("cpu"), seed=3, progress=False, until=3)
+    resumed = ddpm.KIND.train(cfg, digits, tmp_path / "b", torch.device("cpu"), seed=3, progress=False, resume=True)
+    assert resumed["losses"] == whole["losses"]
 
 
 def test_checkpoint_round_trip(tmp_path):
@@ -108,24 +117,6 @@ def test_interrupted_save_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]
 
 
-def test_load_or_train(tmp_path):
-    net, digits, sch = tiny_setup()
-    calls = []
-
-    def train():
-        calls.append(1)
-        return [0.3, 0.2]
-
-    losses, reused = training.load_or_train(tmp_path / "ck.pt", net, {"k": 1}, train)
-    assert (losses, reused, len(calls)) == ([0.3, 0.2], False, 1)
-    losses, reused = training.load_or_train(tmp_path / "ck.pt", net, {"k": 1}, train)
-    assert (losses, reused, len(calls)) == ([0.3, 0.2], True, 1)
-    before = (tmp_path / "ck.pt").read_bytes()
-    with pytest.raises(checkpoints.CheckpointMismatchError, match="another configuration"):
-        training.load_or_train(tmp_path / "ck.pt", net, {"k": 2}, train)  # never overwrites another config's run
-    assert len(calls) == 1 and (tmp_path / "ck.pt").read_bytes() == before
-
-
 def _toy_run(tmp_path, **kwargs):
     torch.manual_seed(0)
     net = torch.nn.Linear(3, 1)
@@ -137,9 +128,10 @@ def _toy_run(tmp_path, **kwargs):
 
     state = {"saves": []}
     on_save = lambda step, sample_model, seconds: state["saves"].append(step)
+    saving = training.Checkpointing(tmp_path / "last.pt", {"toy": 1, "steps": 12}, 5, kind="toy", state=state,
+                                    on_save=on_save, resume=kwargs.pop("resume", False))
     run = training.fit(net, loss_fn, 12, 0.05, torch.Generator().manual_seed(1), warmup=2, ema_decay=0.9,
-                       checkpoint=tmp_path / "last.pt", config={"toy": 1, "steps": 12}, save_every=5,
-                       on_save=on_save, state=state, **kwargs)
+                       checkpoint=saving, **kwargs)
     return run, state
 
 
@@ -163,15 +155,15 @@ def test_fit_refuses_unsafe_settings(tmp_path):
     g = torch.Generator()
     with pytest.raises(ValueError, match="steps"):
         training.fit(net, loss, 0, 0.1, g)
-    with pytest.raises(ValueError, match="config"):
-        training.fit(net, loss, 3, 0.1, g, checkpoint=tmp_path / "x.pt")
-    with pytest.raises(ValueError, match="resume"):
-        training.fit(net, loss, 3, 0.1, g, resume=True)
+    with pytest.raises(ValueError, match="every"):
+        training.Checkpointing(tmp_path / "x.pt", {"toy": 1}, 0)
+    with pytest.raises(FileNotFoundError):
+        training.fit(net, loss, 3, 0.1, g, checkpoint=training.Checkpointing(tmp_path / "none.pt", {}, 1, resume=True))
     _toy_run(tmp_path, until=5)
     torch.manual_seed(0)
     with pytest.raises(checkpoints.CheckpointMismatchError, match="toy"):
-        training.fit(torch.nn.Linear(3, 1), loss, 12, 0.1, g, checkpoint=tmp_path / "last.pt",
-                     config={"toy": 2, "steps": 12}, save_every=5, resume=True)
+        training.fit(torch.nn.Linear(3, 1), loss, 12, 0.1, g,
+                     checkpoint=training.Checkpointing(tmp_path / "last.pt", {"toy": 2, "steps": 12}, 5, resume=True))
 
 
 def test_noised_batch_draws_t_then_eps_and_applies_eq_4():

@@ -45,7 +45,7 @@ def test_explorer_observation_every_family():
 def test_posterior_explorer_samples_on_click(monkeypatch):
     from course_utils import conditional
 
-    cfg = conditional.conditional_config("ci", sample_steps=2)
+    cfg = conditional.KIND.config("ci", sample_steps=2)
     torch.manual_seed(0)
     model = conditional.build_conditional_model(cfg).eval()
     images = torch.rand(3, 1, 32, 32) * 2 - 1

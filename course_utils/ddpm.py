@@ -1,0 +1,103 @@
+"""Notebook 02's DDPM as a model kind: the U-Net on [x_t, m, y] trained on the eps objective with mixed masks.
+
+Taught in: 02_ddpm_from_scratch_masked_mnist, which writes every piece out (the U-Net, the loss, the loop,
+ancestral sampling) and asserts that they equal the course's; :data:`KIND` is that model as the ``ddpm`` kind, so
+``python -m course_utils train --model ddpm`` trains it, ``eval --checkpoint`` scores it and notebook 06 compares it.
+
+- :class:`DDPMConfig`, one per profile (:data:`DDPM`, from the profile's sizes of :mod:`course_utils.config`);
+- :func:`batch_loss`: DDPM eq. 14 (:func:`~course_utils.training.eps_loss`) on shuffled mini-batches, one fresh mask
+  of the training mix (:func:`~course_utils.masks.mixed_masks`) per image; the shuffled order is saved with the
+  run, so a resumed run draws the very batches an uninterrupted one would;
+- :func:`ddpm_method`: ancestral sampling (DDPM Algorithm 2) with replacement of the known pixels after each step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .config import PROFILES
+from .data import DigitSet
+from .diffusion import ddpm_sample
+from .evaluation import Method, SamplerOptions
+from .masks import mixed_masks
+from .models import UNet
+from .runs import ModelKind
+from .schedules import make_schedule
+from .training import eps_loss
+
+
+@dataclass(frozen=True)
+class DDPMConfig:
+    """Everything that defines notebook 02's run: the profile's U-Net widths, schedule and training budget."""
+
+    profile: str
+    base_channels: int = 16
+    channel_mults: tuple[int, ...] = (1, 2, 2)
+    schedule: str = "cosine"
+    T: int = 1000
+    steps: int = 2000
+    batch_size: int = 64
+    lr: float = 2e-3
+    warmup: int = 100  # min(100, steps // 10 + 1): notebook 02's warm-up
+    ema_decay: float = 0.0  # notebook 02 samples with the trained weights
+    train_size: int = 60000
+    val_size: int = 500
+    eval_size: int = 200
+    save_every: int = 500
+    sample_steps: int = 50  # ancestral steps when sampling
+
+
+DDPM: dict[str, DDPMConfig] = {
+    name: DDPMConfig(profile=name, base_channels=p.base_channels, channel_mults=p.channel_mults, schedule=p.schedule,
+                     T=p.T, steps=p.train_steps, batch_size=p.batch_size, lr=p.lr,
+                     warmup=min(100, p.train_steps // 10 + 1), train_size=p.train_size, val_size=p.val_size,
+                     eval_size=p.eval_size, save_every=max(1, p.train_steps // 4), sample_steps=p.sample_steps)
+    for name, p in PROFILES.items()
+}
+
+
+def build_ddpm(cfg: DDPMConfig) -> nn.Module:
+    """Notebook 02's U-Net on [x_t, m, y] (no coord-conv, no self-conditioning)."""
+    return UNet(cfg.base_channels, cfg.channel_mults)
+
+
+def batch_loss(cfg: DDPMConfig, train: DigitSet, device: torch.device):
+    """DDPM eq. 14 on shuffled mini-batches (a new permutation from the generator at every epoch, full batches
+    only, as :func:`~course_utils.data.batches` draws them), each image with a mask of the training mix drawn from
+    the same generator; the permutation and the position in it ride along in the checkpoint (``loss.state``).
+    Notebook 02 checks it against its own loop."""
+    schedule = make_schedule(cfg.schedule, cfg.T)
+    n, size = len(train), cfg.batch_size
+    last_start = max(n - size, 0)
+    order = {"perm": None, "next": 0}
+
+    def loss_fn(net: nn.Module, generator: torch.Generator) -> torch.Tensor:
+        if order["perm"] is None or order["next"] > last_start:
+            order["perm"], order["next"] = torch.randperm(n, generator=generator), 0
+        idx = order["perm"][order["next"] : order["next"] + size]
+        order["next"] += size
+        x0 = train.images[idx]
+        mask = mixed_masks(x0.shape[0], seed=generator)
+        return eps_loss(net, x0.to(device), mask.to(device), schedule, generator)
+
+    loss_fn.state = {"batch_order": order}
+    return loss_fn
+
+
+def ddpm_method(model: nn.Module, cfg: DDPMConfig, options: SamplerOptions = SamplerOptions()) -> Method:
+    """Notebook 02's inpainting: ancestral DDPM over ``options.steps`` (default ``cfg.sample_steps``) linspace
+    timesteps, the known pixels replaced after each step (:func:`~course_utils.diffusion.ddpm_sample`)."""
+    steps = cfg.sample_steps if options.steps is None else options.steps
+    schedule = make_schedule(cfg.schedule, cfg.T)
+    return Method("ddpm", lambda obs, g: ddpm_sample(model, obs.y, obs.mask, schedule, steps, True, g),
+                  fits=lambda task: task.is_mask_task, network=model,
+                  config={"notebook": "02", "sampler": "ddpm", "steps": steps, "replacement": True})
+
+
+KIND = ModelKind(
+    name="ddpm", description="notebook 02: DDPM on [x_t, m, y] with mixed masks, ancestral sampling with replacement",
+    notebook="02_ddpm_from_scratch_masked_mnist", folder="02_ddpm", presets=DDPM, build=build_ddpm, loss=batch_loss,
+    method=ddpm_method, tasks=lambda cfg: (), default_task=lambda cfg: "center:12")
