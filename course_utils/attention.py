@@ -26,7 +26,12 @@ import math
 import torch
 from torch import nn
 
-from .models import group_norm
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm with up to 8 groups (as many as divide ``channels``): the normalisation of every block of the
+    course's U-Nets and attention layers. Used in notebook 02 (the U-Net) and notebook 03."""
+    return nn.GroupNorm(math.gcd(8, channels), channels)
 
 
 def _heads_and_width(channels: int, heads: int) -> int:

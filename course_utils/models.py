@@ -25,6 +25,8 @@ import math
 import torch
 from torch import nn
 
+from .attention import SelfAttention, group_norm
+
 
 def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
     """Transformer position encoding of the timestep (Vaswani et al. 2017, section 3.5; DDPM appendix B).
@@ -40,14 +42,6 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0)
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
     args = t[:, None] * freqs[None, :]
     return torch.cat([torch.sin(args), torch.cos(args)], dim=1)
-
-
-def group_norm(channels: int) -> nn.GroupNorm:
-    """GroupNorm with up to 8 groups (as many as divide ``channels``).
-
-    Used in notebook 02 (the U-Net) and notebook 03.
-    """
-    return nn.GroupNorm(math.gcd(8, channels), channels)
 
 
 class ResBlock(nn.Module):
@@ -130,12 +124,7 @@ class UNet(nn.Module):
             last = i == len(widths) - 1
             self.downsample.append(nn.Identity() if last else nn.Conv2d(ch, ch, 3, stride=2, padding=1))
         self.mid1 = ResBlock(ch, ch, self.time_dim)
-        if attention:
-            from .attention import SelfAttention  # attention.py builds on this module's group_norm
-
-            self.mid_attn = SelfAttention(ch)
-        else:
-            self.mid_attn = nn.Identity()
+        self.mid_attn = SelfAttention(ch) if attention else nn.Identity()
         self.mid2 = ResBlock(ch, ch, self.time_dim)
         self.up = nn.ModuleList()
         self.upsample = nn.ModuleList()
