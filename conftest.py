@@ -2,8 +2,12 @@
 throw-away outputs folder so tests never reuse (or clobber) a checkpoint from a real run."""
 
 import os
+import re
 import tempfile
 from pathlib import Path
+
+import nbformat
+from nbval import plugin as _nbval
 
 os.environ.setdefault("COURSE_PROFILE", "ci")
 _offline = Path(__file__).resolve().parent.parent / "shared" / "data" / "mnist-offline"
@@ -18,11 +22,6 @@ for _name in ("COURSE_DATA_DIR", "COURSE_OUTPUT_DIR"):
 # nbval executes every notebook once; in that same run, each notebook's reference solutions (the ```python blocks of
 # its <details> cells, which use the notebook's variables) run after its last cell, in its kernel, as extra cells, so
 # a solution can never rot and no notebook is executed twice.
-import re  # noqa: E402
-
-import nbformat  # noqa: E402
-from nbval import plugin as _nbval  # noqa: E402
-
 SOLUTION_RE = re.compile(r"<details>.*?```python\n(.*?)```.*?</details>", re.DOTALL)
 
 

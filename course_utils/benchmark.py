@@ -33,7 +33,7 @@ from .config import Profile, get_profile
 from .evaluation import Method, SamplerOptions, baseline_method, evaluate
 from .inpainting import SAMPLERS
 from .kinds import KINDS
-from .runs import ModelKind, run_status
+from .runs import MissingModelError, ModelKind
 from .tasks import parse_task
 
 TASKS = ("center:12", "center:16", "rect", "procedural:0.05-0.6", "sparse:0.1", "noise:0.5", "lowres:4",
@@ -161,30 +161,26 @@ def prepare(names: list[str], profile: str, device: torch.device, root: str | Pa
             log: Callable[[str], None] = print) -> tuple[dict[str, Method], dict[str, dict]]:
     """The methods ``names`` ready to run on ``device``, and per trained model what happened: ``{"status":
     "reused" / "resumed" / "trained", "checkpoint", "train_seconds", "notebook"}``. Each model comes from
-    :func:`~course_utils.runs.obtain` in its run folder (the one its notebook and ``train`` use); a missing or
-    unfinished one is trained there (on the MNIST under ``root``) only with ``train_missing``, otherwise
+    :meth:`~course_utils.runs.ModelKind.obtain` in its run folder (the one its notebook and ``train`` use); a
+    missing or unfinished one is trained there (on the MNIST under ``root``) only with ``train_missing``, otherwise
     :class:`MissingModelsError` lists them all with the command that makes each (notebook 06 and ``bench``)."""
     unknown = [n for n in names if n not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {', '.join(unknown)}; the benchmark has: {', '.join(METHODS)}")
     needed = {key: MODELS[key] for key in dict.fromkeys(METHODS[n].model for n in names) if key is not None}
-    configs = {key: need.config(profile) for key, need in needed.items()}
-    missing = []
+    models, info, missing = {}, {}, []
     for key, need in needed.items():
-        folder = need.kind.run_dir(configs[key])
-        status = run_status(folder / "last.pt", need.kind, configs[key])
-        if status != "reuse":
-            missing.append(f"{key} ({need.kind.notebook}): {'unfinished' if status == 'resume' else 'no'} run at "
-                           f"{folder / 'last.pt'}; make it with: {need.kind.command(folder, profile)} {need.flags}")
-    if missing and not train_missing:
-        raise MissingModelsError("missing trained models (pass --train-missing to train them here):\n  "
-                                 + "\n  ".join(m.rstrip() for m in missing))
-    models, info = {}, {}
-    for key, need in needed.items():
-        got = need.kind.obtain(configs[key], device, root=root, log=log)
+        try:
+            got = need.kind.obtain(need.config(profile), device, root=root, allow_training=train_missing, log=log)
+        except MissingModelError as why:
+            missing.append(f"{key}: {why} {need.flags}".rstrip())
+            continue
         models[key] = (got.cfg, got.model)
         info[key] = {"status": got.status, "checkpoint": str(got.path), "train_seconds": got.extra.get("seconds"),
                      "notebook": need.kind.notebook}
+    if missing:
+        raise MissingModelsError("missing trained models (pass --train-missing to train them here):\n  "
+                                 + "\n  ".join(missing))
     methods = {}
     for name in names:
         cfg, model = models.get(METHODS[name].model, (None, None))

@@ -185,5 +185,6 @@ def center_hole_method(model: nn.Module, cfg: CenterHoleConfig, options: Sampler
 KIND = ModelKind(
     name="center_hole", description="notebook 03: U-Net on [x_t, m, y] for a centre hole, DDIM with data consistency",
     notebook="03_ddim_center_hole_data_consistency", folder="03_center_hole", presets=CENTER_HOLE,
-    build=build_center_hole_model, loss=batch_loss, method=center_hole_method, tasks=lambda cfg: (f"center:{cfg.hole}",),
-    default_task=lambda cfg: f"center:{cfg.hole}", validate=validate_center_hole, check=check_config)
+    build=build_center_hole_model, loss=batch_loss, method=center_hole_method,
+    tasks=lambda cfg: (f"center:{cfg.hole}",), default_task=lambda cfg: f"center:{cfg.hole}",
+    validate=validate_center_hole, check=check_config)

@@ -98,7 +98,7 @@ def _kind_values(args, command: str, kind: ModelKind | None, what: str) -> dict:
 
 def command_train(args) -> int:
     """``train``: a model kind of :mod:`course_utils.kinds` (``--model``; notebook 03's by default), checkpointed to
-    DIR/last.pt atomically every cfg.save_every steps, through :func:`~course_utils.runs.obtain`; a kind's own
+    DIR/last.pt atomically every cfg.save_every steps, through :meth:`~course_utils.runs.ModelKind.obtain`; a kind's own
     flags (``--from``, ``--lora-rank``, ... of ``--model finetune``) choose its config. Taught in notebook 03."""
     kind = KINDS[args.model]
     values = _kind_values(args, "train", kind, kind.name)

@@ -169,20 +169,35 @@ def load_splits(profile, seed: int = 0, root: str | Path | None = None) -> tuple
     return train, val, test
 
 
-def batches(digits: DigitSet, batch_size: int, generator: torch.Generator):
-    """Endless shuffled mini-batches (images, labels), reshuffled every epoch with ``generator``.
+class Batches:
+    """Endless shuffled mini-batches (images, labels), reshuffled every epoch with ``generator``: ``next(it)``.
 
-    Taught in notebook 02.
+    Full batches only (one short batch if the set is smaller than a batch). Where it is in the epoch is ``state``
+    (the epoch's permutation and the next position), a dict a checkpoint can carry, so a resumed run draws the very
+    batches an uninterrupted one would. Taught in notebook 02.
     """
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    n = len(digits)
-    last_start = max(n - batch_size, 0)  # full batches only (one short batch if the set is smaller than a batch)
-    while True:
-        perm = torch.randperm(n, generator=generator)
-        for i in range(0, last_start + 1, batch_size):
-            idx = perm[i : i + batch_size]
-            yield digits.images[idx], digits.labels[idx]
+
+    def __init__(self, digits: DigitSet, batch_size: int, generator: torch.Generator | None):
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.digits, self.batch_size, self.generator = digits, batch_size, generator
+        self.state = {"perm": None, "next": 0}
+
+    def __iter__(self) -> "Batches":
+        return self
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        n, state = len(self.digits), self.state
+        if state["perm"] is None or state["next"] > max(n - self.batch_size, 0):
+            state["perm"], state["next"] = torch.randperm(n, generator=self.generator), 0
+        idx = state["perm"][state["next"] : state["next"] + self.batch_size]
+        state["next"] += self.batch_size
+        return self.digits.images[idx], self.digits.labels[idx]
+
+
+def batches(digits: DigitSet, batch_size: int, generator: torch.Generator) -> Batches:
+    """:class:`Batches` of ``digits`` (notebook 02 draws its training batches with ``next``)."""
+    return Batches(digits, batch_size, generator)
 
 
 def random_batch(digits: DigitSet, batch_size: int, generator: torch.Generator, device=None) -> torch.Tensor:

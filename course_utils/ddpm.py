@@ -5,9 +5,10 @@ ancestral sampling) and asserts that they equal the course's; :data:`KIND` is th
 ``python -m course_utils train --model ddpm`` trains it, ``eval --checkpoint`` scores it and notebook 06 compares it.
 
 - :class:`DDPMConfig`, one per profile (:data:`DDPM`, from the profile's sizes of :mod:`course_utils.config`);
-- :func:`batch_loss`: DDPM eq. 14 (:func:`~course_utils.training.eps_loss`) on shuffled mini-batches, one fresh mask
-  of the training mix (:func:`~course_utils.masks.mixed_masks`) per image; the shuffled order is saved with the
-  run, so a resumed run draws the very batches an uninterrupted one would;
+- :func:`batch_loss`: DDPM eq. 14 (:func:`~course_utils.training.eps_loss`) on shuffled mini-batches
+  (:class:`~course_utils.data.Batches`), one fresh mask of the training mix (:func:`~course_utils.masks.mixed_masks`)
+  per image; where the batches are in their epoch is saved with the run, so a resumed run draws the very batches
+  an uninterrupted one would;
 - :func:`ddpm_method`: ancestral sampling (DDPM Algorithm 2) with replacement of the known pixels after each step.
 """
 
@@ -19,7 +20,7 @@ import torch
 from torch import nn
 
 from .config import PROFILES
-from .data import DigitSet
+from .data import Batches, DigitSet
 from .diffusion import ddpm_sample
 from .evaluation import Method, SamplerOptions
 from .masks import mixed_masks
@@ -65,25 +66,19 @@ def build_ddpm(cfg: DDPMConfig) -> nn.Module:
 
 
 def batch_loss(cfg: DDPMConfig, train: DigitSet, device: torch.device):
-    """DDPM eq. 14 on shuffled mini-batches (a new permutation from the generator at every epoch, full batches
-    only, as :func:`~course_utils.data.batches` draws them), each image with a mask of the training mix drawn from
-    the same generator; the permutation and the position in it ride along in the checkpoint (``loss.state``).
-    Notebook 02 checks it against its own loop."""
+    """DDPM eq. 14 on shuffled mini-batches (:class:`~course_utils.data.Batches`), each image with a mask of the
+    training mix; batches, masks, t and eps all come from the run's generator, and where the batches are in their
+    epoch rides along in the checkpoint (``loss.state``). Notebook 02 checks it against its own loop."""
     schedule = make_schedule(cfg.schedule, cfg.T)
-    n, size = len(train), cfg.batch_size
-    last_start = max(n - size, 0)
-    order = {"perm": None, "next": 0}
+    stream = Batches(train, cfg.batch_size, generator=None)  # shuffled with the run's generator, given each step
 
     def loss_fn(net: nn.Module, generator: torch.Generator) -> torch.Tensor:
-        if order["perm"] is None or order["next"] > last_start:
-            order["perm"], order["next"] = torch.randperm(n, generator=generator), 0
-        idx = order["perm"][order["next"] : order["next"] + size]
-        order["next"] += size
-        x0 = train.images[idx]
+        stream.generator = generator
+        x0, _ = next(stream)
         mask = mixed_masks(x0.shape[0], seed=generator)
         return eps_loss(net, x0.to(device), mask.to(device), schedule, generator)
 
-    loss_fn.state = {"batch_order": order}
+    loss_fn.state = {"batch_order": stream.state}  # a resumed run refills this very dict from its checkpoint
     return loss_fn
 
 

@@ -19,7 +19,8 @@ differ in where they act and in how many network calls they spend:
   (:class:`~course_utils.diffusion.NullSpaceProjection`), optionally with a few resampling repeats.
 
 Network calls are what cost: a RePaint walk has more entries than calls (the up moves are free), and
-:func:`walk_calls` counts the calls.
+:func:`walk_calls` counts the calls. :data:`SAMPLERS` registers the three with notebook 05's settings, which
+``eval --sampler``, notebook 06's benchmark and :func:`~course_utils.prior.prior_method` read.
 """
 
 from __future__ import annotations

@@ -145,7 +145,7 @@ def prior_method(model: nn.Module, cfg: PriorConfig, options: SamplerOptions = S
     :data:`~course_utils.inpainting.SAMPLERS` (``sampler``, else ``options.sampler``, else RePaint) with notebook
     05's settings for ``cfg.sample_steps`` levels, changed by the ``options`` given (``--steps``, ``--eta``,
     ``--jump-length``, ``--resamplings``) and by ``settings`` (the sampler's own names, e.g. ``jump_n_sample``)."""
-    sampler = {"replace": "replacement"}.get(sampler or options.sampler, sampler or options.sampler or "repaint")
+    sampler = sampler or options.sampler or "repaint"
     chosen = {**sampler_settings(sampler, cfg.sample_steps, steps=options.steps, eta=options.eta,
                                  jump_length=options.jump_length, resamplings=options.resamplings), **settings}
     denoiser = Denoiser(model, make_schedule(cfg.schedule, cfg.T), cfg.prediction)
@@ -165,8 +165,9 @@ PRIOR_KIND = ModelKind(
                 "inpainting with RePaint",
     presets=PRIOR, build=build_prior, loss=prior_batch_loss, method=prior_method, tasks=lambda cfg: (),
     default_task=lambda cfg: "procedural:0.05-0.6", validate=_validate_prior, validation_digits=32, check=check_prior,
-    splits=lambda cfg, seed=0, root=None: prior_splits(cfg, seed, root),
-    options=(Option("eval", "--sampler", choices=("replace", "repaint", "ddnm"), default=None,
+    splits=prior_splits,
+    options=(Option("eval", "--sampler", type=lambda name: {"replace": "replacement"}.get(name, name),
+                    choices=tuple(SAMPLERS), default=None, metavar="{replace,repaint,ddnm}",
                     help="a prior's training-free sampler (notebook 05): replace (ground-truth noise injection), "
                          "repaint (resampling; the default) or ddnm (null-space projection on DDIM)"),
              Option("eval", "--jump-length", type=int, default=None,
@@ -274,7 +275,8 @@ def finetune_batch_loss(cfg: FinetuneConfig, train: DigitSet, device: torch.devi
     return loss_fn
 
 
-def finetune_base(cfg: FinetuneConfig, device: torch.device, source: str | Path | nn.Module | None = None) -> nn.Module:
+def finetune_base(cfg: FinetuneConfig, device: torch.device,
+                  source: str | Path | nn.Module | None = None) -> nn.Module:
     """The prior a fine-tune starts from: the network ``source`` (notebook 05 passes the prior it trained), the
     checkpoint ``source`` (``train --from``; its config must be ``cfg.prior``) or, without it, the prior of
     ``cfg.prior`` from its run folder, trained or resumed there first when missing or unfinished
@@ -342,7 +344,7 @@ FINETUNE_KIND = ModelKind(
                 "(fully, or LoRA with --lora-rank R)",
     presets={name: finetune_config(p) for name, p in PRIOR.items()}, build=build_finetuned, loss=finetune_batch_loss,
     method=finetuned_method, tasks=lambda cfg: ("procedural:0.05-0.6",), default_task=lambda cfg: "procedural:0.05-0.6",
-    validate=_validate_finetuned, splits=lambda cfg, seed=0, root=None: prior_splits(cfg, seed, root),
+    validate=_validate_finetuned, splits=prior_splits,
     base=finetune_base, configure=configure_finetune,
     options=(Option("train", "--from", dest="base_from", default=None, metavar="PRIOR_CHECKPOINT",
                     help="--model finetune: the prior's last.pt to adapt (default: notebook 05's run folder, "

@@ -1,4 +1,4 @@
-"""A trainable model kind, described once, and the one way to get a trained model of any kind: :func:`obtain`.
+"""A trainable model kind, described once, and the one way to get a trained model of any kind: ``KIND.obtain``.
 
 Taught in: 03_ddim_center_hole_data_consistency (the first resumable run); every notebook that uses a trained
 model, ``train``, ``sample``, ``eval`` and ``bench`` get it through :func:`obtain` or :func:`load`.
@@ -7,12 +7,12 @@ A :class:`ModelKind` holds only what is its own: its settings per profile (a fro
 ``profile``, ``steps``, ``lr``, ``warmup``, ``ema_decay`` and ``save_every``), its network, its loss on a batch,
 how it validates and how it reconstructs. What every kind shares lives here, once:
 
-- :func:`make_config` (a profile's settings with changes) and :func:`config_dict` (what a checkpoint stores);
-- :func:`run_dir`: one folder per configuration, ``outputs/<kind folder>/<profile>-<hash of the config>``;
-- :func:`train`: the kind's loss handed to the course's one loop :func:`~course_utils.training.fit`, with EMA,
-  a checkpoint every ``cfg.save_every`` steps (which records the kind by name) and exact resume;
-- :func:`load`: a checkpoint read back with ``weights_only=True``, its kind and config checked;
-- :func:`obtain`: reuse a finished run of the configuration, resume an unfinished one, or train it.
+- :meth:`ModelKind.config` (a profile's settings with changes) and :func:`config_dict` (what a checkpoint stores);
+- :meth:`ModelKind.run_dir`: one folder per configuration, ``outputs/<kind folder>/<profile>-<hash of the config>``;
+- :meth:`ModelKind.train`: the kind's loss handed to the course's one loop :func:`~course_utils.training.fit`,
+  with EMA, a checkpoint every ``cfg.save_every`` steps (which records the kind by name) and exact resume;
+- :meth:`ModelKind.load`: a checkpoint read back with ``weights_only=True``, its kind and config checked;
+- :meth:`ModelKind.obtain`: reuse a finished run of the configuration, resume an unfinished one, or train it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import torch
@@ -30,10 +29,8 @@ from torch import nn
 from .checkpoints import CheckpointMismatchError, plain, read_checkpoint
 from .config import Profile, get_profile, output_dir, run_name
 from .data import DigitSet, load_splits
+from .evaluation import Method, SamplerOptions
 from .training import Checkpointing, LossFn, fast_layout, fit
-
-if TYPE_CHECKING:  # for the annotations only: evaluation builds on the classifier, a kind of its own
-    from .evaluation import Method, SamplerOptions
 
 Validate = Callable[[nn.Module, object, torch.Tensor], tuple[float, object]]
 
@@ -73,7 +70,7 @@ class ModelKind:
     presets: Mapping[str, object]
     build: Callable[..., nn.Module]
     loss: Callable[[object, DigitSet, torch.device], LossFn]
-    method: Callable[[nn.Module, object, "SamplerOptions"], "Method"]
+    method: Callable[[nn.Module, object, SamplerOptions], Method]
     tasks: Callable[[object], tuple[str, ...]]
     default_task: Callable[[object], str]
     validate: Validate | None = None
@@ -93,38 +90,105 @@ class ModelKind:
         return f"python -m course_utils train --model {self.name} --profile {profile} --out {out}"
 
     def config(self, profile: str | Profile | None = None, **changes):
-        """:func:`make_config` of this kind."""
-        return make_config(self, profile, **changes)
+        """The settings of this kind in ``profile`` (default ``$COURSE_PROFILE``) with ``changes`` applied, checked
+        by the kind. Used in notebooks 02 to 06."""
+        name = profile.name if isinstance(profile, Profile) else get_profile(profile).name
+        cfg = dataclasses.replace(self.presets[name], **changes)
+        if self.check is not None:
+            self.check(cfg)
+        return cfg
 
     def run_dir(self, cfg) -> Path:
-        """:func:`run_dir` of this kind."""
-        return run_dir(self, cfg)
+        """``outputs/<folder>/<profile>-<hash of the config>``: the run folder of one configuration, so runs of
+        other profiles or settings never share (or overwrite) a checkpoint. Used in notebooks 02 to 06."""
+        return output_dir(self.folder, run_name(cfg.profile, config_dict(cfg)))
+
+    def train(self, cfg, digits: DigitSet, out_dir: str | Path, device: torch.device, seed: int = 0,
+              resume: bool = False, val_images: torch.Tensor | None = None, until: int | None = None,
+              progress: bool = True, loss: LossFn | None = None,
+              base_from: str | Path | nn.Module | None = None) -> dict:
+        """Train this kind in ``cfg`` on ``digits`` with :func:`~course_utils.training.fit`, writing
+        ``out_dir/last.pt`` every ``cfg.save_every`` steps and at the end (notebook 03).
+
+        The initial weights come from ``torch.manual_seed(seed)`` (after the base network, if the kind has one,
+        was obtained from ``base_from``); batches, t, eps and everything else the loss draws come from one CPU
+        generator seeded with ``seed``, so ``resume=True`` continues the very same run (bit for bit on the CPU).
+        ``loss`` replaces the kind's loss (a notebook's control experiment). At every save the model to sample
+        with is scored on ``val_images`` (validation digits, never test) by the kind's ``validate``; a figure it
+        returns goes to ``out_dir/panel_<step>.png``. Returns {"model", "ema" (the model to sample with),
+        "losses", "history" (step, seconds, validation score), "step", "seconds"}.
+        """
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        base = self.base(cfg, device, base_from) if self.base is not None else None
+        torch.manual_seed(seed)  # the initial weights
+        model = fast_layout(self.build(cfg) if base is None else self.build(cfg, base), device)
+        history: list = []
+
+        def on_save(step: int, sample_model: nn.Module, seconds: float) -> None:
+            if val_images is None or self.validate is None:
+                return
+            score, fig = self.validate(sample_model, cfg, val_images.to(device))
+            history.append((step, seconds, score))
+            if fig is not None:
+                fig.savefig(out_dir / f"panel_{step:06d}.png", dpi=80, bbox_inches="tight")
+                plt.close(fig)
+
+        loss_fn = loss or self.loss(cfg, digits, device)
+        state = {"history": history, "seed": seed, **getattr(loss_fn, "state", {})}  # a loss may keep a batch order
+        saving = Checkpointing(out_dir / "last.pt", config_dict(cfg), cfg.save_every, kind=self.name, state=state,
+                               on_save=on_save, resume=resume)
+        run = fit(model, loss_fn, cfg.steps, cfg.lr, torch.Generator().manual_seed(seed), warmup=cfg.warmup,
+                  ema_decay=cfg.ema_decay, checkpoint=saving, until=until, progress=progress)
+        return {**run, "history": saving.state["history"]}
 
     def load(self, path: str | Path, map_location="cpu"):
-        """:func:`load` of this kind."""
-        return load(path, self, map_location)
+        """(config, model to sample with (the EMA weights if the run kept them), extra) of a checkpoint of this
+        kind, read with ``weights_only=True``. A file of another kind, or one whose config this code no longer
+        builds, is a :class:`~course_utils.checkpoints.CheckpointMismatchError` naming the command that makes a
+        new one. Used in notebooks 03 to 06 and by ``sample`` / ``eval``."""
+        payload = read_checkpoint(path, map_location)
+        if payload.get("kind") != self.name:
+            raise CheckpointMismatchError(f"{path} holds a {payload.get('kind') or 'model of no recorded kind'}, "
+                                          f"not a {self.name} model; make one with `{self.command()}`")
+        try:
+            cfg = config_from_dict(self, payload["config"])
+            if self.check is not None:
+                self.check(cfg)
+            model = self.build(cfg)
+            extra = payload["extra"]
+            model.load_state_dict(extra["ema"] if "ema" in extra else payload["state_dict"])
+        except (TypeError, ValueError, RuntimeError, KeyError) as why:
+            raise CheckpointMismatchError(f"{path} was written by another version of the course's {self.name} "
+                                          f"model ({str(why).splitlines()[0][:160]}); make a new one with "
+                                          f"`{self.command()}`")
+        return cfg, model.eval(), extra
 
-    def train(self, cfg, digits: DigitSet, out_dir: str | Path, device: torch.device, **options) -> dict:
-        """:func:`train` of this kind."""
-        return train(self, cfg, digits, out_dir, device, **options)
-
-    def obtain(self, cfg, device: torch.device | str = "cpu", **options) -> "Trained":
-        """:func:`obtain` of this kind."""
-        return obtain(self, cfg, device, **options)
-
-
-def profile_name(profile: str | Profile | None) -> str:
-    """The name of ``profile`` (default ``$COURSE_PROFILE``), checked. Used by every kind's config (notebook 03)."""
-    return profile.name if isinstance(profile, Profile) else get_profile(profile).name
-
-
-def make_config(kind: ModelKind, profile: str | Profile | None = None, **changes):
-    """The settings of ``kind`` in ``profile`` (default ``$COURSE_PROFILE``) with ``changes`` applied, checked by
-    the kind. Used in notebooks 02 to 06."""
-    cfg = dataclasses.replace(kind.presets[profile_name(profile)], **changes)
-    if kind.check is not None:
-        kind.check(cfg)
-    return cfg
+    def obtain(self, cfg, device: torch.device | str = "cpu", *, out_dir: str | Path | None = None,
+               root: str | Path | None = None, seed: int = 0, allow_training: bool = True, progress: bool = True,
+               base_from: str | Path | nn.Module | None = None, log: Callable[[str], None] = print) -> "Trained":
+        """A trained model of this kind for ``cfg``: the finished run in ``out_dir`` (default :meth:`run_dir`) is
+        reused, an unfinished one resumed, and a missing one trained there on the kind's training digits of the
+        MNIST under ``root`` (validated on its first ``validation_digits`` validation digits). With
+        ``allow_training=False`` a missing or unfinished run is a :class:`MissingModelError` that names the
+        command to make it. Used in notebooks 02 to 06 and by ``train`` and ``bench``."""
+        device = torch.device(device)
+        folder = Path(out_dir) if out_dir is not None else self.run_dir(cfg)
+        path = folder / "last.pt"
+        status = run_status(path, self, cfg)
+        if status != "reuse":
+            if not allow_training:
+                raise MissingModelError(f"{self.name} ({self.notebook}): "
+                                        f"{'unfinished' if status == 'resume' else 'no'} run at {path}; make it "
+                                        f"with: {self.command(folder, cfg.profile)}")
+            digits, val, _ = (self.splits or load_splits)(cfg, seed=0, root=root)
+            log(f"{self.name}: {'resuming' if status == 'resume' else 'training'} {cfg.steps} steps into {folder} "
+                f"({len(digits)} training digits, {device})")
+            self.train(cfg, digits, folder, device, seed=seed, resume=status == "resume", progress=progress,
+                       val_images=val.images[: self.validation_digits], base_from=base_from)
+        cfg, model, extra = self.load(path)
+        return Trained(self, cfg, fast_layout(model, device).eval(), path,
+                       {"reuse": "reused", "resume": "resumed", "train": "trained"}[status], extra)
 
 
 def config_dict(cfg) -> dict:
@@ -136,73 +200,6 @@ def config_from_dict(kind: ModelKind, stored: dict):
     """The config a checkpoint stored, rebuilt as ``kind``'s config class (lists back to tuples); notebook 05's
     fine-tunes rebuild their prior's config with it."""
     return kind.config_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored.items()})
-
-
-def run_dir(kind: ModelKind, cfg) -> Path:
-    """``outputs/<kind.folder>/<profile>-<hash of the config>``: the run folder of one configuration, so runs of
-    other profiles or settings never share (or overwrite) a checkpoint. Used in notebooks 02 to 06."""
-    return output_dir(kind.folder, run_name(cfg.profile, config_dict(cfg)))
-
-
-def train(kind: ModelKind, cfg, digits: DigitSet, out_dir: str | Path, device: torch.device, seed: int = 0,
-          resume: bool = False, val_images: torch.Tensor | None = None, until: int | None = None,
-          progress: bool = True, loss: LossFn | None = None, base_from: str | Path | None = None) -> dict:
-    """Train ``kind`` in ``cfg`` on ``digits`` with :func:`~course_utils.training.fit`, writing
-    ``out_dir/last.pt`` every ``cfg.save_every`` steps and at the end (notebook 03).
-
-    The initial weights come from ``torch.manual_seed(seed)`` (after the base network, if the kind has one, was
-    obtained); batches, t, eps and everything else the loss draws from one CPU generator seeded with ``seed``, so
-    ``resume=True`` continues the very same run (bit for bit on the CPU). ``loss`` replaces the kind's loss (a
-    notebook's control experiment). At every save the model to sample with is scored on ``val_images``
-    (validation digits, never test) by the kind's ``validate``; a figure it returns goes to
-    ``out_dir/panel_<step>.png``. Returns {"model", "ema" (the model to sample with), "losses", "history"
-    (step, seconds, validation score), "step", "seconds"}.
-    """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    base = kind.base(cfg, device, base_from) if kind.base is not None else None
-    torch.manual_seed(seed)  # the initial weights
-    model = fast_layout(kind.build(cfg) if base is None else kind.build(cfg, base), device)
-    history: list = []
-
-    def on_save(step: int, sample_model: nn.Module, seconds: float) -> None:
-        if val_images is None or kind.validate is None:
-            return
-        score, fig = kind.validate(sample_model, cfg, val_images.to(device))
-        history.append((step, seconds, score))
-        if fig is not None:
-            fig.savefig(out_dir / f"panel_{step:06d}.png", dpi=80, bbox_inches="tight")
-            plt.close(fig)
-
-    loss_fn = loss or kind.loss(cfg, digits, device)
-    state = {"history": history, "seed": seed, **getattr(loss_fn, "state", {})}  # a loss may keep a batch order
-    saving = Checkpointing(out_dir / "last.pt", config_dict(cfg), cfg.save_every, kind=kind.name, state=state,
-                           on_save=on_save, resume=resume)
-    run = fit(model, loss_fn, cfg.steps, cfg.lr, torch.Generator().manual_seed(seed), warmup=cfg.warmup,
-              ema_decay=cfg.ema_decay, checkpoint=saving, until=until, progress=progress)
-    return {**run, "history": saving.state["history"]}
-
-
-def load(path: str | Path, kind: ModelKind, map_location="cpu"):
-    """(config, model to sample with (the EMA weights if the run kept them), extra) of a checkpoint of ``kind``,
-    read with ``weights_only=True``. A file of another kind, or one whose config this code no longer builds, is a
-    :class:`~course_utils.checkpoints.CheckpointMismatchError` naming the command that makes a new one. Used in
-    notebooks 03 to 06 and by ``sample`` / ``eval``."""
-    payload = read_checkpoint(path, map_location)
-    if payload.get("kind") != kind.name:
-        raise CheckpointMismatchError(f"{path} holds a {payload.get('kind') or 'model of no recorded kind'}, not a "
-                                      f"{kind.name} model; make one with `{kind.command()}`")
-    try:
-        cfg = config_from_dict(kind, payload["config"])
-        if kind.check is not None:
-            kind.check(cfg)
-        model = kind.build(cfg)
-        extra = payload["extra"]
-        model.load_state_dict(extra["ema"] if "ema" in extra else payload["state_dict"])
-    except (TypeError, ValueError, RuntimeError, KeyError) as why:
-        raise CheckpointMismatchError(f"{path} was written by another version of the course's {kind.name} model "
-                                      f"({str(why).splitlines()[0][:160]}); make a new one with `{kind.command()}`")
-    return cfg, model.eval(), extra
 
 
 def run_status(path: str | Path, kind: ModelKind, cfg) -> str:
@@ -221,13 +218,13 @@ def run_status(path: str | Path, kind: ModelKind, cfg) -> str:
 
 
 class MissingModelError(RuntimeError):
-    """:func:`obtain` found no finished run and was told not to train; the message says how to make it
+    """:meth:`ModelKind.obtain` found no finished run and was told not to train; the message says how to make it
     (notebook 06's benchmark lists them)."""
 
 
 @dataclass
 class Trained:
-    """What :func:`obtain` returns: the config, the network to sample with (on the device, in eval mode), its
+    """What :meth:`ModelKind.obtain` returns: the config, the network to sample with (on the device, in eval mode), its
     checkpoint, what happened (``reused``, ``resumed`` or ``trained``) and the checkpoint's extras (losses,
     history, seconds, step). Notebooks 02 to 06 read their models from one."""
 
@@ -237,29 +234,3 @@ class Trained:
     path: Path
     status: str
     extra: dict
-
-
-def obtain(kind: ModelKind, cfg, device: torch.device | str = "cpu", *, out_dir: str | Path | None = None,
-           root: str | Path | None = None, seed: int = 0, allow_training: bool = True, progress: bool = True,
-           base_from: str | Path | None = None, log: Callable[[str], None] = print) -> Trained:
-    """A trained model of ``kind`` for ``cfg``: the finished run in ``out_dir`` (default :func:`run_dir`) is
-    reused, an unfinished one resumed, and a missing one trained there on the kind's training digits of the
-    MNIST under ``root`` (validated on its first ``kind.validation_digits`` validation digits). With
-    ``allow_training=False`` a missing or unfinished run is a :class:`MissingModelError` that names the command
-    to make it. Used in notebooks 02 to 06 and by ``train``, ``eval`` and ``bench``."""
-    device = torch.device(device)
-    folder = Path(out_dir) if out_dir is not None else run_dir(kind, cfg)
-    path = folder / "last.pt"
-    status = run_status(path, kind, cfg)
-    if status != "reuse":
-        if not allow_training:
-            raise MissingModelError(f"{kind.name} ({kind.notebook}): {'unfinished' if status == 'resume' else 'no'} "
-                                    f"run at {path}; make it with: {kind.command(folder, cfg.profile)}")
-        digits, val, _ = (kind.splits or load_splits)(cfg, seed=0, root=root)
-        log(f"{kind.name}: {'resuming' if status == 'resume' else 'training'} {cfg.steps} steps into {folder} "
-            f"({len(digits)} training digits, {device})")
-        train(kind, cfg, digits, folder, device, seed=seed, resume=status == "resume", progress=progress,
-              val_images=val.images[: kind.validation_digits], base_from=base_from)
-    cfg, model, extra = load(path, kind)
-    return Trained(kind, cfg, fast_layout(model, device).eval(), path,
-                   {"reuse": "reused", "resume": "resumed", "train": "trained"}[status], extra)

@@ -6,8 +6,8 @@ Taught in: 02_ddpm_from_scratch_masked_mnist (eps loss, the training loop, check
 The objective of notebook 02 is DDPM's simplified loss (eq. 14): L = E_{x0, t, eps} || eps - eps_theta(x_t, t, m, y) ||^2,
 t uniform over the T steps, x_t from q_sample (eq. 4), a fresh mask per image. :func:`fit` is the loop: it takes
 a model kind's loss on one batch (``loss_fn(model, generator)``) and does the rest (optimizer, learning-rate
-schedule, gradient clipping, EMA, atomic checkpoints that resume bit for bit, a progress bar). Each experiment
-(notebook 03's lives in :mod:`course_utils.center_hole`) supplies its loss and what to do at a save.
+schedule, gradient clipping, EMA, atomic checkpoints that resume bit for bit, a progress bar). Each model kind
+(:class:`~course_utils.runs.ModelKind`; notebook 03's lives in :mod:`course_utils.center_hole`) supplies its loss.
 """
 
 from __future__ import annotations

@@ -304,8 +304,8 @@ def train_model(model, steps, seed=SEED, progress=True):
 
 
 # The same run is the course's `ddpm` model kind (`python -m course_utils train --model ddpm`): its settings are
-# this profile's, and the library trains it with `training.fit`, this very loop (section 11 checks it step by step)
-# with checkpoints. A finished run of this configuration in `outputs/02_ddpm/` is reused.
+# this profile's, and the library trains it with `training.fit`, this very loop with checkpoints (section 10 checks
+# the two step by step). A finished run of this configuration in `outputs/02_ddpm/` is reused.
 run_cfg = ddpm.KIND.config(profile)
 assert (run_cfg.base_channels, run_cfg.channel_mults, run_cfg.steps, run_cfg.batch_size, run_cfg.lr) == (
     profile.base_channels, profile.channel_mults, profile.train_steps, profile.batch_size, profile.lr)
@@ -532,9 +532,9 @@ plt.show()
 #
 # What we wrote here now lives in `course_utils` so later notebooks can import it: `models.sinusoidal_embedding`
 # and `models.UNet`, `training.eps_loss`, and the `ddpm` model kind (`ddpm.KIND`), whose loss on a batch is this
-# notebook's and whose loop is `training.fit` (the course's one training loop; later kinds hand it their own loss). The sampler is
-# `diffusion.ddpm_sample`: the course's one sampling loop, `diffusion.sample`, with a `Denoiser` that reads the
-# network's output as $\epsilon$ (`predict_x0` here is `diffusion.x0_and_eps`), `linspace` timesteps
+# notebook's and whose loop is `training.fit` (the course's one training loop; later kinds hand it their own loss).
+# The sampler is `diffusion.ddpm_sample`: the course's one sampling loop, `diffusion.sample`, with a `Denoiser` that
+# reads the network's output as $\epsilon$ (`predict_x0` here is `diffusion.x0_and_eps`), `linspace` timesteps
 # (`diffusion.timesteps`), the DDPM step (`diffusion.ddpm_step`, the posterior of `diffusion.posterior`) and,
 # for replacement, the consistency rule `diffusion.Replacement`. The checks below show that, on fixed seeds, the
 # module and this notebook give the same numbers.

@@ -81,7 +81,7 @@ import torch
 from IPython.display import Image, display
 
 from course_utils import (baselines, center_hole, classifier, cli, config, data, diffusion, evaluation, masks,
-                          metrics, models, plotting, runs, schedules, training)
+                          metrics, models, plotting, schedules, training)
 
 profile = config.get_profile()
 cfg = center_hole.KIND.config(profile)  # e.g. center_hole.KIND.config(profile, schedule="linear", hole=10)
@@ -379,7 +379,7 @@ plt.show()
 trained = center_hole.KIND.obtain(cfg, device)  # reuse a finished run, resume an unfinished one, or train
 run_dir, checkpoint, model = trained.path.parent, trained.path, trained.model
 losses, history, train_seconds = trained.extra["losses"], trained.extra["history"], trained.extra["seconds"]
-cfg_dict = runs.config_dict(cfg)  # what the checkpoint stores, and the metrics file below
+cfg_dict = json.loads(json.dumps(dataclasses.asdict(cfg)))  # the settings as plain JSON, for the metrics file
 print(f"{trained.status} {checkpoint}: {len(losses)} steps, {train_seconds / 60:.1f} min of training")
 
 # %%

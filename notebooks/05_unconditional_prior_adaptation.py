@@ -336,7 +336,7 @@ plt.show()
 # %%
 rp_calls = inpainting.walk_calls(inpainting.repaint_walk(**RP))
 DDNM = dict(steps=max(2, rp_calls // 10), eta=0.85, repeats=1)  # a tenth of RePaint's calls
-assert dict(DDNM, repeats=1) == inpainting.SAMPLERS["ddnm"].defaults(cfg.sample_steps)  # kept for notebook 06 too
+assert DDNM == inpainting.SAMPLERS["ddnm"].defaults(cfg.sample_steps)  # kept for notebook 06 too
 x0_hat = torch.zeros_like(obs_hole.y)
 assert torch.equal(diffusion.NullSpaceProjection(obs_hole.y, obs_hole.mask).project(x0_hat), obs_hole.y)  # m*y + 0
 print(f"RePaint: {rp_calls} calls per image; DDNM: {DDNM['steps'] * DDNM['repeats']} calls "

@@ -179,7 +179,8 @@ def test_prior_methods_count_their_calls():
     from course_utils.evaluation import SamplerOptions, draw_samples
     from course_utils.tasks import parse_task
     obs = parse_task("procedural:0.05-0.6").observe(x0, 0)
-    for sampler, calls, settings in (("replacement", 6, {}), ("repaint", 6 + 2 * 2, dict(jump_length=2, jump_n_sample=2)),
+    for sampler, calls, settings in (("replacement", 6, {}),
+                                     ("repaint", 6 + 2 * 2, dict(jump_length=2, jump_n_sample=2)),
                                      ("ddnm", 12, dict(repeats=2))):
         method = prior.prior_method(net, cfg, SamplerOptions(steps=6), sampler, **settings)
         samples, _, per_image = draw_samples(method, obs, 1, progress=False)
@@ -210,7 +211,8 @@ def test_finetune_command_trains_the_missing_prior_then_the_fine_tune(tmp_path, 
     printed = capsys.readouterr().out
     assert "prior: training" in printed and "validation score" in printed
     pcfg = prior.PRIOR_KIND.config("ci")
-    assert (prior.PRIOR_KIND.run_dir(pcfg) / "last.pt").exists() and str(tmp_path / "outputs") in str(prior.PRIOR_KIND.run_dir(pcfg))
+    where = prior.PRIOR_KIND.run_dir(pcfg)
+    assert (where / "last.pt").exists() and str(tmp_path / "outputs") in str(where)
     cfg, _, extra = prior.FINETUNE_KIND.load(out / "last.pt")
     assert (cfg.mode, cfg.steps, extra["step"]) == ("full", 2, 2)
     assert cli.main(["train", "--model", "finetune", "--profile", "ci", "--out", str(tmp_path / "ft2"),
@@ -245,12 +247,13 @@ def test_issue_command_lines_for_the_prior(tmp_path, monkeypatch, capsys):
     assert "05_prior" not in capsys.readouterr().out  # --from: notebook 05's run folder is not used
     assert not (tmp_path / "outputs" / "05_prior").exists()
     steps = prior.PRIOR_KIND.config("ci").sample_steps
+    ddnm_steps = inpainting.ddnm_steps(steps)
     for flags, calls, sampler in (
             (["--sampler", "replace"], steps, "replacement"),
             (["--sampler", "repaint", "--jump-length", "2", "--resamplings", "2"],
              inpainting.walk_calls(inpainting.repaint_walk(steps, jump_length=2, jump_n_sample=2)), "repaint"),
             ([], None, "repaint"),
-            (["--sampler", "ddnm", "--resamplings", "2"], 2 * inpainting.ddnm_steps(prior.PRIOR_KIND.config("ci").sample_steps), "ddnm")):
+            (["--sampler", "ddnm", "--resamplings", "2"], 2 * ddnm_steps, "ddnm")):
         result = tmp_path / "r.json"
         assert cli.main(["eval", "--checkpoint", str(pri / "last.pt"), "--task", "center:12", "--data-dir", data_dir,
                          "--n", "2", "--k", "1", "--profile", "ci", "--json", str(result), *flags]) == 0
@@ -260,10 +263,9 @@ def test_issue_command_lines_for_the_prior(tmp_path, monkeypatch, capsys):
             assert res["network_calls_per_image"] == calls, flags
         else:  # notebook 05's RePaint setting by default
             m = res["config"]["method"]
-            assert (m["jump_length"], m["jump_n_sample"]) == (inpainting.REPAINT["jump_length"], inpainting.REPAINT["jump_n_sample"])
+            assert {k: m[k] for k in inpainting.REPAINT} == inpainting.REPAINT
     ddnm_settings = res["config"]["method"]
-    assert (ddnm_settings["steps"], ddnm_settings["eta"], ddnm_settings["repeats"]) == (inpainting.ddnm_steps(prior.PRIOR_KIND.config("ci").sample_steps),
-                                                                      inpainting.DDNM_ETA, 2)
+    assert [ddnm_settings[k] for k in ("steps", "eta", "repeats")] == [ddnm_steps, inpainting.DDNM_ETA, 2]
     bad = [
         (["train", "--model", "finetune", "--from", str(tmp_path / "none.pt"), "--profile", "ci", "--out",
           str(tmp_path / "x")], "no checkpoint"),
