@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .data import DigitSet, check_images, random_batch
-from .diffusion import ddim_inpaint, diffusion_target, x0_and_eps
+from .diffusion import Denoiser, ddim_inpaint, diffusion_target, x0_and_eps
 from .evaluation import Method, SamplerOptions
 from .masks import center_hole, check_mask
 from .metrics import psnr_on_mask
@@ -141,8 +141,8 @@ def validate_center_hole(model: nn.Module, cfg: CenterHoleConfig, images: torch.
     8); notebook 03 shows the panels its run wrote."""
     x0 = images
     mask = center_hole(x0.shape[0], cfg.hole).to(x0.device)
-    out = ddim_inpaint(model, mask * x0, mask, make_schedule(cfg.schedule, cfg.T), cfg.sample_steps,
-                       generator=torch.Generator().manual_seed(seed), prediction=cfg.prediction)
+    denoiser = Denoiser(model, make_schedule(cfg.schedule, cfg.T), cfg.prediction, (mask, mask * x0))
+    out = ddim_inpaint(denoiser, mask * x0, mask, cfg.sample_steps, generator=torch.Generator().manual_seed(seed))
     psnr = psnr_on_mask(out, x0, mask).mean().item()
     n = min(8, x0.shape[0])
     fig = show_rows({"ground truth": x0[:n], "masked": (mask * x0)[:n], "reconstruction": out[:n]},
@@ -173,8 +173,8 @@ def center_hole_method(model: nn.Module, cfg: CenterHoleConfig, options: Sampler
     options = options.resolved()
 
     def sample(obs, generator):
-        return ddim_inpaint(model, obs.y, obs.mask, schedule, options.steps, options.eta, options.dc_repeats,
-                            generator, prediction=cfg.prediction)
+        denoiser = Denoiser(model, schedule, cfg.prediction, (obs.mask, obs.y))
+        return ddim_inpaint(denoiser, obs.y, obs.mask, options.steps, options.eta, options.dc_repeats, generator)
 
     return Method("ddim_center_hole", sample, stochastic=True, fits=lambda task: task.is_mask_task, network=model,
                   config={"kind": "center_hole", "steps": options.steps, "eta": options.eta,

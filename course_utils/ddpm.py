@@ -21,7 +21,7 @@ from torch import nn
 
 from .config import PROFILES
 from .data import Batches, DigitSet
-from .diffusion import ddpm_sample
+from .diffusion import Denoiser, ddpm_sample
 from .evaluation import Method, SamplerOptions
 from .masks import mixed_masks
 from .models import UNet
@@ -87,7 +87,8 @@ def ddpm_method(model: nn.Module, cfg: DDPMConfig, options: SamplerOptions = Sam
     timesteps, the known pixels replaced after each step (:func:`~course_utils.diffusion.ddpm_sample`)."""
     steps = cfg.sample_steps if options.steps is None else options.steps
     schedule = make_schedule(cfg.schedule, cfg.T)
-    return Method("ddpm", lambda obs, g: ddpm_sample(model, obs.y, obs.mask, schedule, steps, True, g),
+    return Method("ddpm", lambda obs, g: ddpm_sample(Denoiser(model, schedule, "eps", (obs.mask, obs.y)), obs.y,
+                                                     obs.mask, steps, True, g),
                   fits=lambda task: task.is_mask_task, network=model,
                   config={"notebook": "02", "sampler": "ddpm", "steps": steps, "replacement": True})
 

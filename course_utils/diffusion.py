@@ -17,8 +17,9 @@ standing for the clean image (alpha_bar = 1) as the target of the last reverse s
   observation noised to s), or :class:`NullSpaceProjection` (before the step, x0_hat takes the observation's known
   pixels: DDNM, Wang et al. 2023, eq. 13 for a mask), optionally repeated by re-noising s -> t and denoising again
   (the resampling of RePaint, Lugmayr et al. 2022, Algorithm 1);
-- :func:`sample` is the one loop; :func:`ddpm_sample` (notebook 02) and :func:`ddim_inpaint` (notebook 03) are
-  that loop with their settings.
+- :func:`sample` is the one loop, along a walk of noise levels (down: a step; up: re-noising): every sampler of
+  the course is that loop with its settings, :func:`ddpm_sample` (notebook 02), :func:`ddim_inpaint` (notebook
+  03) and notebook 05's replacement, RePaint and DDNM (:mod:`course_utils.inpainting`).
 
 Noise is always drawn on the CPU from a ``torch.Generator``, so a seed gives the same samples on every device.
 """
@@ -38,9 +39,6 @@ from .schedules import Schedule, at
 PREDICTIONS = ("eps", "x0", "v")
 SPACINGS = ("linspace", "trailing", "leading")
 STEPS = ("ddpm", "ddim")
-
-EpsModel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-
 
 def alpha_bar_or_one(schedule: Schedule, s: int) -> float:
     """alpha_bar_s, with alpha_bar of index -1 (the clean image) equal to 1 (notebooks 02 and 03)."""
@@ -227,13 +225,15 @@ def _randn(shape, generator: torch.Generator | None, like: torch.Tensor) -> torc
     return torch.randn(shape, generator=generator).to(device=like.device, dtype=like.dtype)
 
 
-def noised_known(y: torch.Tensor, s: int, schedule: Schedule, generator: torch.Generator | None) -> torch.Tensor:
+def noised_known(y: torch.Tensor, s: int, schedule: Schedule, generator: torch.Generator | None,
+                 noise: torch.Tensor | None = None) -> torch.Tensor:
     """The observation noised to the step being landed on: sqrt(alpha_bar_s) y + sqrt(1 - alpha_bar_s) noise (notebook 02).
 
-    It draws its noise even at s = -1 (where it returns y exactly), so the random stream does not depend on s.
+    It draws its noise (unless ``noise`` is given) even at s = -1, where it returns y exactly, so the random stream
+    does not depend on s.
     """
     ab_s = alpha_bar_or_one(schedule, s)
-    return math.sqrt(ab_s) * y + math.sqrt(1 - ab_s) * _randn(y.shape, generator, y)
+    return math.sqrt(ab_s) * y + math.sqrt(1 - ab_s) * (_randn(y.shape, generator, y) if noise is None else noise)
 
 
 @dataclass
@@ -254,8 +254,9 @@ class Replacement:
         """Replacement leaves the network's x0_hat as it is (it acts on x_s after the step)."""
         return x0_hat
 
-    def __call__(self, x_s: torch.Tensor, s: int, generator: torch.Generator | None) -> torch.Tensor:
-        return self.mask * noised_known(self.y, s, self.schedule, generator) + (1 - self.mask) * x_s
+    def __call__(self, x_s: torch.Tensor, s: int, generator: torch.Generator | None,
+                 noise: torch.Tensor | None = None) -> torch.Tensor:
+        return self.mask * noised_known(self.y, s, self.schedule, generator, noise) + (1 - self.mask) * x_s
 
     def finish(self, x: torch.Tensor) -> torch.Tensor:
         return self.mask * self.y + (1 - self.mask) * x
@@ -278,7 +279,8 @@ class NullSpaceProjection:
     def project(self, x0_hat: torch.Tensor) -> torch.Tensor:
         return self.mask * self.y + (1 - self.mask) * x0_hat
 
-    def __call__(self, x_s: torch.Tensor, s: int, generator: torch.Generator | None) -> torch.Tensor:
+    def __call__(self, x_s: torch.Tensor, s: int, generator: torch.Generator | None,
+                 noise: torch.Tensor | None = None) -> torch.Tensor:
         return x_s
 
     def finish(self, x: torch.Tensor) -> torch.Tensor:
@@ -286,6 +288,19 @@ class NullSpaceProjection:
 
 
 # --- The loop. ---
+
+
+def repeated(ts: list[int], repeats: int = 1) -> list[int]:
+    """The walk of levels that runs each step of ``ts`` (then the clean image, -1) ``repeats`` times: t, s, t, s,
+    ... s, re-noising s -> t between runs (notebook 03's data-consistency repeats; RePaint's resampling with jump
+    length 1). Used by :func:`sample`."""
+    if repeats < 1:
+        raise ValueError(f"repeats (dc_repeats) must be at least 1, got {repeats}")
+    levels = [*ts, -1] if ts and ts[-1] != -1 else list(ts)
+    walk = levels[:1]
+    for t, s in zip(levels, levels[1:]):
+        walk += [s, t] * (repeats - 1) + [s] if s < t else [s]
+    return walk
 
 
 @torch.no_grad()
@@ -299,111 +314,82 @@ def sample(
     repeats: int = 1,
     generator: torch.Generator | None = None,
     trajectory: list | None = None,
+    shared_noise: bool = False,
 ) -> torch.Tensor:
-    """Reverse diffusion over the decreasing timesteps ``ts`` (notebook 03 writes this loop out; notebook 02 its DDPM case).
+    """Reverse diffusion along the walk of noise levels ``ts`` (notebook 03 writes this loop out; notebook 02 its
+    DDPM case; notebook 05 walks it up and down for RePaint).
 
-    x_T ~ N(0, I) shaped like ``like`` (on its device). For each t in ``ts`` and the next entry s (-1 after the last):
+    x ~ N(0, I) shaped like ``like`` (on its device) at the first level ``ts[0]``, the highest; the walk ends at
+    the clean image (-1, appended when missing). A move **down** t -> s is one step, one network call:
     (x0_hat, eps_hat) = denoiser(x_t, t, previous x0_hat); with a ``consistency`` rule x0_hat <- its ``project``;
-    x_s by ``step`` (``"ddpm"``: :func:`ddpm_step`; ``"ddim"``: :func:`ddim_step` with ``eta``); then the rule
-    (if any) on x_s. With ``repeats`` = r > 1 the
-    step runs r times, x_s re-noised to t (:func:`renoise`) between runs. The network is called len(ts) * r times.
-    The random draws come from ``generator`` in a fixed order: x_T; then per step and repeat the step's noise
-    (only when the step is stochastic and s >= 0), the consistency rule's, the re-noising's.
-    ``trajectory`` collects (t, x_t, x0_hat) of each step's first run on the CPU when it is a list.
+    x_s by ``step`` (``"ddpm"``: :func:`ddpm_step`; ``"ddim"``: :func:`ddim_step` with ``eta``); then the rule (if
+    any) on x_s. A move **up** s -> t re-noises, x_t ~ q(x_t | x_s) (:func:`renoise`), no call. With ``repeats``
+    = r > 1 every step runs r times, re-noised to t in between (:func:`repeated`). The random draws come from
+    ``generator`` in a fixed order: x_T; then per step the step's noise (only when the step is stochastic and
+    s >= 0) and the consistency rule's, per move up the re-noising's. ``shared_noise`` (RePaint's convention, as
+    in diffusers' ``RePaintScheduler``): one draw per step serves both the step and the rule. ``trajectory``
+    collects (t, x_t, x0_hat) of the first step from each level on the CPU when it is a list.
     """
     if step not in STEPS:
         raise ValueError(f"step must be one of {STEPS}, got {step!r}")
-    if repeats < 1:
-        raise ValueError(f"repeats (dc_repeats) must be at least 1, got {repeats}")
     if eta < 0:
         raise ValueError(f"eta must be >= 0, got {eta}")
-    if any(a <= b for a, b in zip(ts, ts[1:])) or not ts or not 0 <= ts[-1] <= ts[0] < denoiser.schedule.T:
-        raise ValueError(f"timesteps must decrease within [0, T={denoiser.schedule.T}), got {ts[:5]}...")
+    walk = repeated(ts, repeats)
+    T = denoiser.schedule.T
+    if len(walk) < 2 or walk[0] != max(walk) or not walk[0] < T or any(a == b or b < -1 for a, b in zip(walk, walk[1:])):
+        raise ValueError(f"timesteps must walk from the highest level (< T={T}) to -1 without standing still, "
+                         f"got {ts[:5]}...")
     schedule = denoiser.schedule
-    x = _randn(like.shape, generator, like)
-    x0_hat = None
-    for i, t in enumerate(ts):
-        s = ts[i + 1] if i + 1 < len(ts) else -1
-        for r in range(repeats):
-            x0_hat, eps_hat = denoiser(x, t, x0_hat)
-            if consistency is not None:
-                x0_hat = consistency.project(x0_hat)
-            if trajectory is not None and r == 0:
-                trajectory.append((t, x.cpu(), x0_hat.cpu()))
-            stochastic = s >= 0 and (step == "ddpm" or eta > 0)
-            noise = _randn(like.shape, generator, like) if stochastic else torch.zeros_like(like)
-            if step == "ddpm":
-                x_s = ddpm_step(x0_hat, x, t, s, schedule, noise)
-            else:
-                x_s = ddim_step(x0_hat, eps_hat, t, s, schedule, eta, noise)
-            if consistency is not None:
-                x_s = consistency(x_s, s, generator)
-            if r + 1 < repeats:
-                x = renoise(x_s, s, t, schedule, _randn(like.shape, generator, like))
-        x = x_s
+    x, x0_hat, seen = _randn(like.shape, generator, like), None, set()
+    for t, s in zip(walk, walk[1:]):
+        if s > t:
+            x = renoise(x, t, s, schedule, _randn(like.shape, generator, like))
+            continue
+        x0_hat, eps_hat = denoiser(x, t, x0_hat)
+        if consistency is not None:
+            x0_hat = consistency.project(x0_hat)
+        if trajectory is not None and t not in seen:
+            trajectory.append((t, x.cpu(), x0_hat.cpu()))
+        seen.add(t)
+        stochastic = shared_noise or (s >= 0 and (step == "ddpm" or eta > 0))
+        noise = _randn(like.shape, generator, like) if stochastic else torch.zeros_like(like)
+        if step == "ddpm":
+            x = ddpm_step(x0_hat, x, t, s, schedule, noise)
+        else:
+            x = ddim_step(x0_hat, eps_hat, t, s, schedule, eta, noise)
+        if consistency is not None:
+            x = consistency(x, s, generator, noise if shared_noise else None)
     return consistency.finish(x) if consistency is not None else x
 
 
-def ddpm_sample(
-    eps_model: EpsModel,
-    y: torch.Tensor,
-    mask: torch.Tensor,
-    schedule: Schedule,
-    steps: int | None = None,
-    replace_known: bool = False,
-    generator: torch.Generator | None = None,
-    clip_x0: bool = True,
-    trajectory: list | None = None,
-) -> torch.Tensor:
+def ddpm_sample(denoiser: Denoiser, y: torch.Tensor, mask: torch.Tensor, steps: int | None = None,
+                replace_known: bool = False, generator: torch.Generator | None = None,
+                trajectory: list | None = None) -> torch.Tensor:
     """Ancestral DDPM sampling of notebook 02 (DDPM Algorithm 2, on ``steps`` timesteps with ``linspace`` spacing).
 
-    :func:`sample` with a :class:`Denoiser` that reads ``eps_model(x_t, t, mask, y)`` as eps, the ``ddpm`` step,
-    and, with ``replace_known``, :class:`Replacement` (the output then keeps the known pixels exactly; without it
-    the model's conditioning alone fills the hole and the output is returned as sampled).
+    :func:`sample` with the ``ddpm`` step and, with ``replace_known``, :class:`Replacement` (the output then keeps
+    the known pixels exactly; without it the model's conditioning alone fills the hole and the output is returned
+    as sampled). Notebook 02's ``denoiser`` reads ``network(x_t, t, mask, y)`` as eps.
     """
     check_mask(mask, like=y)
     check_images(y, "y")
-    denoiser = Denoiser(eps_model, schedule, "eps", (mask, y), clip_x0)
-    rule = Replacement(y, mask, schedule) if replace_known else None
-    ts = timesteps(schedule.T, steps or schedule.T, "linspace")
+    rule = Replacement(y, mask, denoiser.schedule) if replace_known else None
+    ts = timesteps(denoiser.schedule.T, steps or denoiser.schedule.T, "linspace")
     return sample(denoiser, y, ts, "ddpm", consistency=rule, generator=generator, trajectory=trajectory)
 
 
-def ddim_inpaint(
-    model: Callable[..., torch.Tensor],
-    y: torch.Tensor,
-    mask: torch.Tensor,
-    schedule: Schedule,
-    steps: int = 50,
-    eta: float = 0.0,
-    dc_repeats: int = 1,
-    generator: torch.Generator | None = None,
-    prediction: str = "eps",
-    clip_x0: bool = True,
-    trajectory: list | None = None,
-) -> torch.Tensor:
+def ddim_inpaint(denoiser: Denoiser, y: torch.Tensor, mask: torch.Tensor, steps: int = 50, eta: float = 0.0,
+                 dc_repeats: int = 1, generator: torch.Generator | None = None, trajectory: list | None = None,
+                 step: str = "ddim") -> torch.Tensor:
     """DDIM sampling with data consistency after every step, repeated ``dc_repeats`` times (notebook 03, section 4).
 
-    :func:`sample` with a :class:`Denoiser` on ``model(x_t, t, mask, y[, x0_prev])`` read as ``prediction``,
-    ``trailing`` timesteps, the ``ddim`` step with ``eta`` and :class:`Replacement`: for each t > s,
-    x0_hat and eps_hat, x_s by DDIM eq. 12, known pixels <- y noised to s, and with r = ``dc_repeats`` > 1 the
-    step is re-noised to t and run again, r times in all. The output keeps the known pixels exactly.
+    :func:`sample` on ``trailing`` timesteps with the ``ddim`` step (``eta``) and :class:`Replacement`: for each
+    t > s, x0_hat and eps_hat, x_s by DDIM eq. 12, known pixels <- y noised to s, and with r = ``dc_repeats`` > 1
+    the step is re-noised to t and run again, r times in all. The output keeps the known pixels exactly.
+    ``step="ddpm"`` takes DDPM's posterior step instead (notebook 05's replacement sampler).
     """
     check_mask(mask, like=y)
     check_images(y, "y")
-    if dc_repeats < 1:
-        raise ValueError(f"dc_repeats must be at least 1, got {dc_repeats}")
-    denoiser = Denoiser(model, schedule, prediction, (mask, y), clip_x0)
-    ts = timesteps(schedule.T, steps, "trailing")
-    return sample(denoiser, y, ts, "ddim", eta, Replacement(y, mask, schedule), dc_repeats, generator, trajectory)
-
-
-def posterior_samples(sampler: Callable[[torch.Generator], torch.Tensor], k: int, seed: int) -> torch.Tensor:
-    """K independent samples from ``sampler(generator)``, stacked K x N x ..., seeds ``seed``, ``seed + 1``, ...
-
-    Taught in notebook 02. Their mean over K estimates the posterior mean E[x0 | y], which minimises the expected
-    squared error.
-    """
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
-    return torch.stack([sampler(torch.Generator().manual_seed(seed + i)) for i in range(k)])
+    ts = timesteps(denoiser.schedule.T, steps, "trailing")
+    return sample(denoiser, y, ts, step, eta, Replacement(y, mask, denoiser.schedule), dc_repeats, generator,
+                  trajectory)

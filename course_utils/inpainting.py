@@ -13,7 +13,7 @@ differ in where they act and in how many network calls they spend:
   steps down the chain jumps back up by ``jump_length`` steps (pure forward noising, no network call) and
   descends again, ``jump_n_sample`` times in all, so the unknown region is harmonised with the known one.
   :func:`repaint_walk` is the schedule of up and down moves (the one of diffusers' ``RePaintScheduler``),
-  :func:`repaint_step` one step down, :func:`repaint` the loop.
+  :func:`repaint_levels` the timesteps it visits, and :func:`repaint` the course's one sampling loop along them.
 - **DDNM** (Wang et al. 2023, "Zero-Shot Image Restoration Using Denoising Diffusion Null-Space Model"): a DDIM
   step whose x0_hat first takes the known pixels, x0_hat <- m * y + (1 - m) * x0_hat
   (:class:`~course_utils.diffusion.NullSpaceProjection`), optionally with a few resampling repeats.
@@ -25,18 +25,14 @@ Network calls are what cost: a RePaint walk has more entries than calls (the up 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from .data import check_images
-from .diffusion import (Denoiser, NullSpaceProjection, Replacement, _randn, alpha_bar_or_one, ddim_sigma, renoise,
-                        sample, timesteps)
+from .diffusion import Denoiser, NullSpaceProjection, Replacement, ddim_inpaint, sample, timesteps
 from .masks import check_mask
-from .schedules import Schedule
 
 
 def replacement_inpaint(denoiser: Denoiser, y: torch.Tensor, mask: torch.Tensor, steps: int, step: str = "ddpm",
@@ -44,10 +40,9 @@ def replacement_inpaint(denoiser: Denoiser, y: torch.Tensor, mask: torch.Tensor,
                         trajectory: list | None = None) -> torch.Tensor:
     """Ground-truth noise injection with an unconditional ``denoiser``: ``steps`` reverse steps (trailing
     timesteps, DDPM or DDIM), the known pixels replaced by y noised to s after each, kept exactly at the end.
-    One network call per step (notebook 05)."""
-    check_mask(mask, like=y)
-    ts = timesteps(denoiser.schedule.T, steps, "trailing")
-    return sample(denoiser, y, ts, step, eta, Replacement(y, mask, denoiser.schedule), 1, generator, trajectory)
+    One network call per step (notebook 05): notebook 03's :func:`~course_utils.diffusion.ddim_inpaint` without
+    repeats, on DDPM's step by default."""
+    return ddim_inpaint(denoiser, y, mask, steps, eta, 1, generator, trajectory, step)
 
 
 def ddnm_inpaint(denoiser: Denoiser, y: torch.Tensor, mask: torch.Tensor, steps: int, eta: float = 0.85,
@@ -93,56 +88,30 @@ def walk_calls(walk: list[int]) -> int:
     return sum(1 for i, e in enumerate(walk) if i == 0 or e < walk[i - 1])
 
 
-def repaint_step(x0_hat: torch.Tensor, eps_hat: torch.Tensor, t: int, s: int, y: torch.Tensor, mask: torch.Tensor,
-                 schedule: Schedule, eta: float, noise: torch.Tensor, known_noise: torch.Tensor) -> torch.Tensor:
-    """One step down from t to s (RePaint Algorithm 1, lines 4-8, with DDIM eq. 12 as the unknown part's step):
-
-    unknown = sqrt(alpha_bar_s) x0_hat + sqrt(1 - alpha_bar_s - sigma^2) eps_hat + sigma noise  (sigma by DDIM
-    eq. 16 with ``eta``; eta = 1 is DDPM's posterior), known = sqrt(alpha_bar_s) y + sqrt(1 - alpha_bar_s)
-    known_noise (eq. 8a), x_s = m * known + (1 - m) * unknown. diffusers' ``RePaintScheduler.step`` is this with
-    ``noise`` = ``known_noise``. Taught in notebook 05.
-    """
-    ab_s = alpha_bar_or_one(schedule, s)
-    sigma = ddim_sigma(schedule, t, s, eta) if s >= 0 else 0.0
-    unknown = math.sqrt(ab_s) * x0_hat + math.sqrt(max(1 - ab_s - sigma**2, 0.0)) * eps_hat + sigma * noise
-    known = math.sqrt(ab_s) * y + math.sqrt(1 - ab_s) * known_noise
-    return mask * known + (1 - mask) * unknown
+def repaint_levels(T: int, steps: int, jump_length: int = 10, jump_n_sample: int = 10,
+                   spacing: str = "trailing") -> list[int]:
+    """RePaint's walk as the timesteps it visits, from the top to the clean image (-1): a grid of ``steps`` noise
+    levels with ``spacing``, and after each entry e of :func:`repaint_walk` the level below e (a step down from
+    level e lands on e - 1; a step up to entry u re-noises from level u - 2 to u - 1). Notebook 05."""
+    grid = timesteps(T, steps, spacing)[::-1]  # ascending: grid[0] least noisy
+    walk = repaint_walk(steps, jump_length, jump_n_sample)
+    return [grid[walk[0]]] + [grid[e - 1] if e >= 1 else -1 for e in walk]
 
 
-@torch.no_grad()
 def repaint(denoiser: Denoiser, y: torch.Tensor, mask: torch.Tensor, steps: int, jump_length: int = 10,
             jump_n_sample: int = 10, eta: float = 1.0, spacing: str = "trailing",
             generator: torch.Generator | None = None) -> torch.Tensor:
-    """RePaint (Lugmayr et al. 2022, Algorithm 1) over ``steps`` noise levels with ``spacing``.
-
-    Walk :func:`repaint_walk`: a step down from grid level e to e - 1 (the clean image below level 0) calls the
-    network once and takes :func:`repaint_step`; a step up to entry u re-noises from level u - 2 to u - 1
-    (q(x_t | x_s), :func:`~course_utils.diffusion.renoise`; diffusers' ``undo_step`` composes single-step
-    noisings to the same level). The finished sample keeps the known pixels exactly. Noise draws, in order:
-    x_T, then per step down one draw shared by the unknown step and the known pixels (as diffusers does), per
-    step up one draw. Taught in notebook 05.
+    """RePaint (Lugmayr et al. 2022, Algorithm 1) over ``steps`` noise levels with ``spacing``: the course's one
+    loop :func:`~course_utils.diffusion.sample` along :func:`repaint_levels`, each step down DDIM's step with
+    ``eta`` (1: DDPM's posterior noise) followed by :class:`~course_utils.diffusion.Replacement` (Algorithm 1,
+    lines 4-8), each step up forward noising q(x_t | x_s) (diffusers' ``undo_step`` composes single-step noisings
+    to the same level). One draw per step down serves the unknown pixels' step and the known pixels' noise, as
+    diffusers' ``RePaintScheduler.step`` does. The finished sample keeps the known pixels exactly. Taught in
+    notebook 05.
     """
-    check_images(y, "y")
-    check_mask(mask, like=y)
-    schedule = denoiser.schedule
-    grid = timesteps(schedule.T, steps, spacing)[::-1]  # ascending: grid[0] least noisy
-
-    def level(index: int) -> int:
-        return grid[index] if index >= 0 else -1
-
-    walk = repaint_walk(steps, jump_length, jump_n_sample)
-    x = _randn(y.shape, generator, y)
-    last = walk[0] + 1
-    for entry in walk:
-        if entry < last:
-            t, s = level(entry), level(entry - 1)
-            x0_hat, eps_hat = denoiser(x, t)
-            noise = _randn(y.shape, generator, y)
-            x = repaint_step(x0_hat, eps_hat, t, s, y, mask, schedule, eta, noise, noise)
-        else:
-            x = renoise(x, level(last - 1), level(last), schedule, _randn(y.shape, generator, y))
-        last = entry
-    return mask * y + (1 - mask) * x
+    ts = repaint_levels(denoiser.schedule.T, steps, jump_length, jump_n_sample, spacing)
+    return sample(denoiser, y, ts, "ddim", eta, Replacement(y, mask, denoiser.schedule), generator=generator,
+                  shared_noise=True)
 
 
 def border_region(mask: torch.Tensor, width: int = 2) -> torch.Tensor:

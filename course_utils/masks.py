@@ -14,7 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-MASK_KINDS = ("center", "rectangles", "dropout", "strokes", "procedural")
+MASK_KINDS = ("center", "rect", "sparse", "strokes", "procedural")  # the mask tasks of course_utils.tasks
 # Procedural masks hit their target missing fraction to within this (absolute) tolerance.
 PROCEDURAL_TOLERANCE = 0.002
 
@@ -106,19 +106,17 @@ def random_rectangles(
     return m
 
 
-def random_dropout(n: int, p: float | torch.Tensor = 0.5, size: int = 32, seed=None) -> torch.Tensor:
-    """Each pixel missing independently with probability ``p`` (one number or one per mask; E[missing] = p).
-
-    Taught in notebook 01; used in notebook 02.
-    """
+def sparse_pixels(n: int, keep: float | torch.Tensor = 0.5, size: int = 32, seed=None) -> torch.Tensor:
+    """Each pixel known independently with probability ``keep`` (one number or one per mask; E[known] = keep):
+    the ``sparse:P`` task with P = ``keep``. Taught in notebook 01; used in notebook 02."""
     _check_n_size(n, size)
-    p = torch.as_tensor(p, dtype=torch.float32).flatten()
-    if p.numel() not in (1, n):
-        raise ValueError(f"p must be one number or {n} numbers, got {p.numel()}")
-    if torch.any(p < 0) or torch.any(p > 1):
-        raise ValueError(f"dropout probability must be in [0, 1], got {p.min():.3f}..{p.max():.3f}")
+    keep = torch.as_tensor(keep, dtype=torch.float32).flatten()
+    if keep.numel() not in (1, n):
+        raise ValueError(f"keep must be one number or {n} numbers, got {keep.numel()}")
+    if torch.any(keep < 0) or torch.any(keep > 1):
+        raise ValueError(f"the share of known pixels must be in [0, 1], got {keep.min():.3f}..{keep.max():.3f}")
     g = _generator(seed)
-    return (torch.rand(n, 1, size, size, generator=g) >= p.view(-1, 1, 1, 1)).float()
+    return (torch.rand(n, 1, size, size, generator=g) >= (1 - keep).view(-1, 1, 1, 1)).float()
 
 
 def _segment_distance(ys, xs, p0, p1):
@@ -213,13 +211,31 @@ def duplicate_count(masks: torch.Tensor) -> int:
     return masks.shape[0] - len(keys)
 
 
-def mixed_masks(
-    n: int, kinds: tuple[str, ...] = MASK_KINDS, hole: int = 12, size: int = 32, seed=None
-) -> torch.Tensor:
-    """A batch in which each mask is drawn from a kind chosen uniformly from ``kinds`` (the training mix).
+def make_masks(kind: str, n: int, value: float | torch.Tensor | None = None, size: int = 32, seed=None) -> torch.Tensor:
+    """``n`` masks of one ``kind`` (one of :data:`MASK_KINDS`, the names of the mask tasks of
+    :mod:`course_utils.tasks`), with the task's number ``value``: the hole side for ``center`` (default 12), the
+    share of pixels **kept** for ``sparse`` (default 0.5), the share **missing** for ``procedural`` (default
+    0.3); one number or one per mask; ``rect`` and ``strokes`` take none. Taught in notebook 01; used in
+    notebook 02 and by every mask task."""
+    if kind not in MASK_KINDS:
+        raise ValueError(f"unknown mask kind {kind!r}; choose from {MASK_KINDS}")
+    if value is not None and kind in ("rect", "strokes"):
+        raise ValueError(f"{kind} masks take no value, got {value}")
+    if kind == "center":
+        return center_hole(n, 12 if value is None else int(value), size)
+    if kind == "rect":
+        return random_rectangles(n, size=size, seed=seed)
+    if kind == "strokes":
+        return brush_strokes(n, size=size, seed=seed)
+    if kind == "sparse":
+        return sparse_pixels(n, 0.5 if value is None else value, size, seed)
+    return procedural_masks(n, 0.3 if value is None else value, size, seed)
 
-    Taught in notebook 02.
-    """
+
+def mixed_masks(n: int, kinds: tuple[str, ...] = MASK_KINDS, hole: int = 12, size: int = 32, seed=None) -> torch.Tensor:
+    """A batch in which each mask is drawn from a kind chosen uniformly from ``kinds`` (notebook 02's training
+    mix): ``center`` holes of side ``hole``, ``sparse`` keeping 10 to 70 percent of the pixels, ``procedural``
+    blobs hiding 5 to 60 percent (each drawn uniformly per mask). Taught in notebook 02."""
     _check_n_size(n, size)
     unknown = [k for k in kinds if k not in MASK_KINDS]
     if unknown or not kinds:
@@ -232,32 +248,7 @@ def mixed_masks(
         if len(idx) == 0:
             continue
         k = len(idx)
-        if kind == "center":
-            part = center_hole(k, hole, size)
-        elif kind == "rectangles":
-            part = random_rectangles(k, size=size, seed=g)
-        elif kind == "dropout":
-            part = random_dropout(k, p=0.3 + 0.6 * torch.rand(k, generator=g), size=size, seed=g)
-        elif kind == "strokes":
-            part = brush_strokes(k, size=size, seed=g)
-        else:
-            part = procedural_masks(k, 0.05 + 0.55 * torch.rand(k, generator=g), size=size, seed=g)
-        m[idx] = part
+        value = {"center": hole, "sparse": lambda: 1 - (0.3 + 0.6 * torch.rand(k, generator=g)),
+                 "procedural": lambda: 0.05 + 0.55 * torch.rand(k, generator=g)}.get(kind)
+        m[idx] = make_masks(kind, k, value() if callable(value) else value, size, g)
     return m
-
-
-def make_masks(kind: str, n: int, size: int = 32, seed=None, **kwargs) -> torch.Tensor:
-    """Masks of one ``kind`` by name (one of :data:`MASK_KINDS`), keyword arguments passed on.
-
-    Taught in notebook 01; used in notebook 02.
-    """
-    makers = {
-        "center": lambda: center_hole(n, size=size, **kwargs),
-        "rectangles": lambda: random_rectangles(n, size=size, seed=seed, **kwargs),
-        "dropout": lambda: random_dropout(n, size=size, seed=seed, **kwargs),
-        "strokes": lambda: brush_strokes(n, size=size, seed=seed, **kwargs),
-        "procedural": lambda: procedural_masks(n, kwargs.pop("missing", 0.3), size=size, seed=seed, **kwargs),
-    }
-    if kind not in makers:
-        raise ValueError(f"unknown mask kind {kind!r}; choose from {MASK_KINDS}")
-    return makers[kind]()

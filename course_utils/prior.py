@@ -327,10 +327,9 @@ def finetuned_method(model: nn.Module, cfg: FinetuneConfig, options: SamplerOpti
     options = options.resolved()
 
     def sample(obs, generator):
-        if step == "ddim":
-            return ddim_inpaint(model, obs.y, obs.mask, schedule, options.steps, options.eta, options.dc_repeats,
-                                generator, prediction=pcfg.prediction)
         denoiser = Denoiser(model, schedule, pcfg.prediction, (obs.mask, obs.y))
+        if step == "ddim":
+            return ddim_inpaint(denoiser, obs.y, obs.mask, options.steps, options.eta, options.dc_repeats, generator)
         return replacement_inpaint(denoiser, obs.y, obs.mask, options.steps, "ddpm", generator=generator)
 
     return Method(name or f"finetuned_{cfg.mode}", sample, stochastic=True, fits=lambda task: task.is_mask_task,

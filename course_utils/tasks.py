@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from . import masks as masks_
 from .data import check_images
 
-MASK_TASKS = ("center", "rect", "strokes", "procedural", "sparse")
+MASK_TASKS = masks_.MASK_KINDS  # center, rect, sparse, strokes, procedural
 MEASUREMENT_TASKS = ("noise", "lowres", "blur", "kspace")
 VALID_FORMS = (
     "center:N (N = 1..31, e.g. center:12)",
@@ -119,20 +119,14 @@ class Task:
         return "missing" if self.is_mask_task else "image"
 
     def make_mask(self, n: int, seed=0) -> torch.Tensor:
-        """The N x 1 x 32 x 32 masks of a mask task (1 = known), seeded."""
+        """The N x 1 x 32 x 32 masks of a mask task (1 = known), seeded: :func:`~course_utils.masks.make_masks`
+        with this task's number (a range draws one per mask)."""
+        if not self.is_mask_task:
+            raise ValueError(f"{self.spec} is a measurement task: it has no mask")
         g = _generator(seed)
-        if self.name == "center":
-            return masks_.center_hole(n, int(self.value[0]))
-        if self.name == "rect":
-            return masks_.random_rectangles(n, seed=g)
-        if self.name == "strokes":
-            return masks_.brush_strokes(n, seed=g)
-        if self.name == "procedural":
-            return masks_.procedural_masks(n, _draw(self.value, n, g), seed=g)
-        if self.name == "sparse":
-            keep = _draw(self.value, n, g)
-            return masks_.random_dropout(n, p=1 - keep, seed=g)
-        raise ValueError(f"{self.spec} is a measurement task: it has no mask")
+        value = {"center": lambda: self.value[0], "procedural": lambda: _draw(self.value, n, g),
+                 "sparse": lambda: _draw(self.value, n, g)}.get(self.name, lambda: None)()
+        return masks_.make_masks(self.name, n, value, seed=g)
 
     def observe(self, x0: torch.Tensor, seed=0) -> Observation:
         """Degrade clean digits ``x0`` (N x 1 x 32 x 32 in [-1, 1]) into an :class:`Observation`, seeded.

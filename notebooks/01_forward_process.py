@@ -308,15 +308,16 @@ display(widgets.timestep_slider(x0[:1], all_schedules, eps, t=400))
 #
 # Inpainting means filling in the pixels we do not know. A **mask** $m$ has the image's shape with
 # **1 = known pixel, 0 = missing**, and what we observe is $y = m \odot x_0$ (missing pixels read 0,
-# mid-grey). The course uses five kinds, all generated in batches from a seed by `course_utils.masks`:
+# mid-grey). The course uses five kinds, all generated in batches from a seed by `course_utils.masks`; their
+# names are the mask tasks of notebooks 03 to 06 (`center:12`, `rect`, `sparse:0.1`, ...), with the same number:
 #
-# | kind | what it models |
-# | --- | --- |
-# | `center` | a square hole of side 12 in the middle (the classic benchmark) |
-# | `rectangles` | one to three random boxes (occlusions) |
-# | `dropout` | every pixel lost independently (sparse measurements) |
-# | `strokes` | free-form brush strokes (scribbles, scratches) |
-# | `procedural` | free-form blobs drawn to an exact missing fraction, 5 to 60 percent |
+# | kind | what it models | its number |
+# | --- | --- | --- |
+# | `center` | a square hole in the middle (the classic benchmark) | the hole's side (12) |
+# | `rect` | one to three random boxes (occlusions) | |
+# | `sparse` | every pixel known independently (sparse measurements) | the share of pixels **kept** (0.5) |
+# | `strokes` | free-form brush strokes (scribbles, scratches) | |
+# | `procedural` | free-form blobs drawn to an exact missing fraction, 5 to 60 percent | the share **missing** (0.3) |
 #
 # Missing pixels are drawn in red. Each title gives the *measured* missing fraction.
 
@@ -373,8 +374,9 @@ plt.show()
 # 2. A **sigmoid** schedule sets $\bar\alpha_t$ from a sigmoid of $t$. Write
 #    `alpha_bar = torch.sigmoid(-12 * (u - 0.5))` normalised so that $\bar\alpha$ starts at 1, derive $\beta_t$,
 #    and count its "almost noise" steps as in section 5.
-# 3. Draw 500 dropout masks with $p = 0.3$. What is the spread (standard deviation) of the measured missing
-#    fraction, and what does the binomial distribution predict?
+# 3. Draw 500 `sparse` masks keeping 70 percent of the pixels (`masks.make_masks("sparse", 500, 0.7)`). What is
+#    the spread (standard deviation) of the measured missing fraction, and what does the binomial distribution
+#    predict?
 #
 # <details><summary>Solution 1</summary>
 #
@@ -401,7 +403,7 @@ plt.show()
 # <details><summary>Solution 3</summary>
 #
 # ```python
-# frac = masks.missing_fraction(masks.random_dropout(500, p=0.3, seed=0))
+# frac = masks.missing_fraction(masks.make_masks("sparse", 500, 0.7, seed=0))
 # print(frac.std().item(), math.sqrt(0.3 * 0.7 / 1024))  # measured, and the binomial prediction 0.0143
 # ```
 # The two agree to within the uncertainty of the measurement: a standard deviation estimated from 500 masks is

@@ -102,8 +102,8 @@ print(f"train {len(train)} | validation {len(val)} | test {len(test)} images")
 
 # %% [markdown]
 # Every training image gets a fresh mask, drawn from the five kinds of notebook 01 in equal shares
-# (`masks.mixed_masks`): center holes, rectangles, pixel dropout (30 to 90 percent), brush strokes and
-# procedural blobs (5 to 60 percent). A model that has seen all of them can fill in any. The
+# (`masks.mixed_masks`): `center` holes, `rect` boxes, `sparse` pixels (10 to 70 percent kept), brush `strokes`
+# and `procedural` blobs (5 to 60 percent missing). A model that has seen all of them can fill in any. The
 # observation is $y = m \odot x_0$: known pixels as they are, missing ones 0.
 
 # %%
@@ -406,7 +406,7 @@ print(f"sampling with {profile.sample_steps} of the {T} steps")
 # the same starting noise (same seed) and keep the trajectory of the replacement run.
 
 # %%
-kinds_show = ["center", "rectangles", "dropout", "strokes", "procedural", "center", "strokes", "dropout"]
+kinds_show = ["center", "rect", "sparse", "strokes", "procedural", "center", "strokes", "sparse"]
 x_show = test.images[:8].to(device)
 m_show = torch.cat([masks.make_masks(k, 1, seed=SEED + i) for i, k in enumerate(kinds_show)]).to(device)
 y_show = masks.observe(x_show, m_show)
@@ -451,8 +451,8 @@ kind_of = torch.arange(n_eval) * len(kinds) // n_eval  # contiguous, equal share
 eval_masks = torch.empty(n_eval, 1, 32, 32)
 for j, kind in enumerate(kinds):
     idx = (kind_of == j).nonzero().flatten()
-    extra = {"missing": torch.linspace(0.05, 0.60, len(idx))} if kind == "procedural" else {}
-    eval_masks[idx] = masks.make_masks(kind, len(idx), seed=1000 + j, **extra)
+    value = torch.linspace(0.05, 0.60, len(idx)) if kind == "procedural" else None  # share missing
+    eval_masks[idx] = masks.make_masks(kind, len(idx), value, seed=1000 + j)
 x_eval, m_eval = test.images.to(device), eval_masks.to(device)
 y_eval = masks.observe(x_eval, m_eval)
 print(f"{n_eval} test digits, mean missing fraction {masks.missing_fraction(eval_masks).mean():.1%}")
@@ -563,7 +563,8 @@ with torch.no_grad():
 
 for replace in (False, True):
     ours = sample(model, y_eval[:16], m_eval[:16], 20, replace, torch.Generator().manual_seed(3))
-    theirs = diffusion.ddpm_sample(module_model, y_eval[:16], m_eval[:16], sch, steps=20, replace_known=replace,
+    denoiser = diffusion.Denoiser(module_model, sch, "eps", (m_eval[:16], y_eval[:16]))
+    theirs = diffusion.ddpm_sample(denoiser, y_eval[:16], m_eval[:16], steps=20, replace_known=replace,
                                    generator=torch.Generator().manual_seed(3))
     assert torch.allclose(ours, theirs, atol=1e-4), (ours - theirs).abs().max()
 print("embedding, x0 from eps, posterior, loss and sampler: notebook == course_utils")
@@ -603,7 +604,7 @@ print("training loop: notebook == course_utils", [f"{v:.4f}" for v in losses_a])
 # 2. Sample one digit with a center hole 16 times. Show the 16 samples and their per-pixel standard deviation:
 #    where is the model uncertain?
 # 3. Train a model that sees only center holes (change `mask_fn`) for the same number of steps, and evaluate it on
-#    the dropout masks. What happens, and why?
+#    the `sparse` masks. What happens, and why?
 #
 # <details><summary>Solution 1</summary>
 #
@@ -639,11 +640,11 @@ print("training loop: notebook == course_utils", [f"{v:.4f}" for v in losses_a])
 # center_model = UNet(profile.base_channels, profile.channel_mults).to(device)
 # train_model(center_model, profile.train_steps)
 # x_d = test.images[:64].to(device)
-# m_drop = masks.random_dropout(len(x_d), 0.6, seed=0).to(device)
+# m_drop = masks.make_masks("sparse", len(x_d), 0.4, seed=0).to(device)  # 40 percent of the pixels kept
 # out = sample(center_model, m_drop * x_d, m_drop, profile.sample_steps, False, torch.Generator().manual_seed(0))
 # print(metrics.hole_metrics(out, x_d, m_drop))
 # ```
-# Compare the number with the dropout column of section 9. A network that has only seen center holes has never
+# Compare the number with the `sparse` column of section 9. A network that has only seen center holes has never
 # learned what scattered known pixels mean; try `True` (replacement) as the fifth argument of `sample` and see how
 # much imposing the known pixels at every step recovers.
 # </details>

@@ -262,8 +262,8 @@ x_chk = val.images[:4].to(device)
 m_chk = masks.center_hole(4, cfg.hole).to(device)
 for eta, dc in ((0.0, 1), (1.0, 2)):
     ours = inpaint(untrained, m_chk * x_chk, m_chk, 5, eta, dc, torch.Generator().manual_seed(1), cfg.prediction)
-    module = diffusion.ddim_inpaint(untrained, m_chk * x_chk, m_chk, sch, 5, eta, dc, torch.Generator().manual_seed(1),
-                                    prediction=cfg.prediction)
+    denoiser = diffusion.Denoiser(untrained, sch, cfg.prediction, (m_chk, m_chk * x_chk))
+    module = diffusion.ddim_inpaint(denoiser, m_chk * x_chk, m_chk, 5, eta, dc, torch.Generator().manual_seed(1))
     assert torch.allclose(ours, module, atol=1e-4), (ours - module).abs().max()
     assert torch.equal(ours * m_chk, x_chk * m_chk), "known pixels must be kept exactly"
 print("inpaint == diffusion.ddim_inpaint (eta 0 and 1, with and without repeats); known pixels kept exactly")
@@ -664,8 +664,9 @@ if CONTROL in switch_rows:
 # %%
 y8 = (mask8 * x_test[pick]).to(device)
 ours = inpaint(model, y8, mask8.to(device), cfg.sample_steps, 0.0, 2, torch.Generator().manual_seed(5), cfg.prediction)
-module = diffusion.ddim_inpaint(model, y8, mask8.to(device), sch, cfg.sample_steps, 0.0, 2,
-                                torch.Generator().manual_seed(5), prediction=cfg.prediction)
+denoiser = diffusion.Denoiser(model, sch, cfg.prediction, (mask8.to(device), y8))
+module = diffusion.ddim_inpaint(denoiser, y8, mask8.to(device), cfg.sample_steps, 0.0, 2,
+                                torch.Generator().manual_seed(5))
 assert torch.allclose(ours, module, atol=1e-4), (ours - module).abs().max()
 print("trained model: notebook sampler == diffusion.ddim_inpaint")
 assert cli.main(["sample", "--checkpoint", str(checkpoint), "--steps", str(cfg.sample_steps), "--n", "8",
@@ -716,8 +717,9 @@ assert cli.main(["sample", "--checkpoint", str(checkpoint), "--steps", str(cfg.s
 # trace = []
 # m1 = masks.center_hole(1, cfg.hole).to(device)
 # x1 = test.images[:1].to(device)
-# diffusion.ddim_inpaint(model, m1 * x1, m1, sch, cfg.sample_steps, generator=torch.Generator().manual_seed(0),
-#                        prediction=cfg.prediction, trajectory=trace)
+# denoiser = diffusion.Denoiser(model, sch, cfg.prediction, (m1, m1 * x1))
+# diffusion.ddim_inpaint(denoiser, m1 * x1, m1, cfg.sample_steps, generator=torch.Generator().manual_seed(0),
+#                        trajectory=trace)
 # plotting.show_strip([x0 for _, _, x0 in trace[::max(1, len(trace) // 8)]],
 #                     [f"t={t}" for t, _, _ in trace[::max(1, len(trace) // 8)]], title="x0_hat along the DDIM path")
 # plt.show()

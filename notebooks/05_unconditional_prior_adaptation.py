@@ -278,9 +278,11 @@ plt.show()
 
 # %% [markdown]
 # The paper's setting (250 levels, jump 10, 10 resamplings) is 2,410 network calls per image in a walk of 4,570
-# entries; count calls, not entries. A step down is replacement's step with DDPM's posterior noise ($\eta = 1$);
-# a step up to level $u$ re-noises from level $u - 2$ to $u - 1$. The loop, written out and checked against
-# `inpainting.repaint` on the same seed:
+# entries; count calls, not entries. A step down is DDIM's step with $\eta = 1$ (DDPM's posterior noise) followed
+# by replacement, one noise draw serving both (as diffusers' `RePaintScheduler` does); a step up to level $u$
+# re-noises from level $u - 2$ to $u - 1$. The loop, written out and checked against `inpainting.repaint` on the
+# same seed (the library walks the course's one sampling loop, `diffusion.sample`, along these levels:
+# `inpainting.repaint_levels`):
 
 # %%
 @torch.no_grad()
@@ -295,7 +297,8 @@ def repaint(denoiser, y, mask, steps, jump_length, jump_n_sample, generator):
             t, s = level(entry), level(entry - 1)
             x0_hat, eps_hat = denoiser(x, t)
             noise = draw()
-            x = inpainting.repaint_step(x0_hat, eps_hat, t, s, y, mask, denoiser.schedule, 1.0, noise, noise)
+            x = diffusion.ddim_step(x0_hat, eps_hat, t, s, denoiser.schedule, 1.0, noise)  # eta = 1
+            x = mask * diffusion.noised_known(y, s, denoiser.schedule, None, noise) + (1 - mask) * x
         else:  # up: forward noising q(x_t | x_s), no call
             x = diffusion.renoise(x, level(last - 1), level(last), denoiser.schedule, draw())
         last = entry
@@ -686,8 +689,8 @@ print(f"notebook run time so far: {(time.perf_counter() - notebook_start) / 60:.
 # lora_cfg, lora_net = finetuned["lora_all"]
 # merged = adaptation.merge_lora(copy.deepcopy(lora_net))
 # obs = obs_test[:4].to(device)
-# a = diffusion.ddim_inpaint(lora_net, obs.y, obs.mask, sch, 10, generator=torch.Generator().manual_seed(0))
-# b = diffusion.ddim_inpaint(merged, obs.y, obs.mask, sch, 10, generator=torch.Generator().manual_seed(0))
+# a, b = (diffusion.ddim_inpaint(diffusion.Denoiser(net, sch, cfg.prediction, (obs.mask, obs.y)), obs.y, obs.mask,
+#                                10, generator=torch.Generator().manual_seed(0)) for net in (lora_net, merged))
 # print("largest difference", (a - b).abs().max().item())
 # print("LoRA modules before / after:", sum(isinstance(m, adaptation.LoRA) for m in lora_net.modules()),
 #       sum(isinstance(m, adaptation.LoRA) for m in merged.modules()))

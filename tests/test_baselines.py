@@ -9,7 +9,7 @@ from course_utils import baselines, masks, metrics, tasks
 
 def test_zero_fill_is_the_observation():
     x = torch.rand(2, 1, 8, 8) * 2 - 1
-    m = masks.random_dropout(2, 0.5, size=8, seed=0)
+    m = masks.sparse_pixels(2, 0.5, size=8, seed=0)
     z = baselines.zero_fill(m * x, m)
     assert torch.equal(z, m * x) and torch.all(z[m == 0] == 0)
 
@@ -26,7 +26,7 @@ def test_nearest_fill_copies_the_closest_known_pixel():
 def test_nearest_fill_keeps_known_and_beats_zero_fill_on_smooth_images():
     yy, xx = torch.meshgrid(torch.linspace(-1, 1, 32), torch.linspace(-1, 1, 32), indexing="ij")
     x = (0.5 * (yy + xx)).expand(70, 1, 32, 32).contiguous()  # > 64 images: exercises chunking
-    m = masks.random_dropout(70, 0.5, seed=1)
+    m = masks.sparse_pixels(70, 0.5, seed=1)
     nn_fill = baselines.nearest_pixel_fill(m * x, m)
     assert torch.equal(nn_fill[m == 1], x[m == 1])
     assert metrics.l1_on_mask(nn_fill, x, m).mean() < metrics.l1_on_mask(baselines.zero_fill(m * x, m), x, m).mean()

@@ -88,14 +88,13 @@ def test_ddim_inpaint_keeps_known_pixels_exactly_and_is_seeded(eta, dc):
     x0 = torch.rand(4, 1, 32, 32) * 2 - 1
     m = masks.center_hole(4, 12)
     net = _toy_model()
-    run = lambda: diffusion.ddim_inpaint(net, m * x0, m, SCH, 5, eta, dc, torch.Generator().manual_seed(3),
-                                         prediction="x0")
+    den = diffusion.Denoiser(net, SCH, "x0", (m, m * x0))
+    run = lambda: diffusion.ddim_inpaint(den, m * x0, m, 5, eta, dc, torch.Generator().manual_seed(3))
     out = run()
     assert out.shape == x0.shape
     assert torch.equal(out * m, x0 * m)
     assert torch.equal(out, run())
-    other_seed = diffusion.ddim_inpaint(net, m * x0, m, SCH, 5, eta, dc, torch.Generator().manual_seed(4),
-                                        prediction="x0")
+    other_seed = diffusion.ddim_inpaint(den, m * x0, m, 5, eta, dc, torch.Generator().manual_seed(4))
     assert not torch.equal(out, other_seed)  # the seed is used: "seeded" is not "constant"
     assert out.abs().max() <= 1 + 1e-6
 
@@ -112,7 +111,8 @@ def test_ddim_inpaint_passes_x0_hat_to_a_self_conditioned_model():
     net.forward = spy
     x0 = torch.rand(2, 1, 32, 32) * 2 - 1
     m = masks.center_hole(2)
-    diffusion.ddim_inpaint(net, m * x0, m, SCH, 3, dc_repeats=2, generator=torch.Generator().manual_seed(0))
+    diffusion.ddim_inpaint(diffusion.Denoiser(net, SCH, "eps", (m, m * x0)), m * x0, m, 3, dc_repeats=2,
+                           generator=torch.Generator().manual_seed(0))
     assert len(seen) == 6  # 3 steps x 2 repeats
     assert seen[0] is None and all(s is not None for s in seen[1:])
 
@@ -121,9 +121,10 @@ def test_ddim_inpaint_rejects_bad_input():
     net = _toy_model()
     x = torch.zeros(2, 1, 32, 32)
     m = masks.center_hole(2)
+    den = diffusion.Denoiser(net, SCH, "eps", (m, x))
     with pytest.raises(ValueError, match="dc_repeats"):
-        diffusion.ddim_inpaint(net, x, m, SCH, 5, dc_repeats=0)
+        diffusion.ddim_inpaint(den, x, m, 5, dc_repeats=0)
     with pytest.raises(ValueError, match="image's shape"):
-        diffusion.ddim_inpaint(net, x, masks.center_hole(3), SCH, 5)
+        diffusion.ddim_inpaint(den, x, masks.center_hole(3), 5)
     with pytest.raises(ValueError, match=r"\[-1, 1\]"):
-        diffusion.ddim_inpaint(net, x + 3, m, SCH, 5)
+        diffusion.ddim_inpaint(den, x + 3, m, 5)

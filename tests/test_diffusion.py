@@ -19,6 +19,11 @@ def oracle(x0, sch):
     return eps_model
 
 
+def ddpm_sample(net, y, m, sch, **kwargs):
+    """Notebook 02's sampler on a network that reads (x_t, t, mask, y) as eps."""
+    return diffusion.ddpm_sample(diffusion.Denoiser(net, sch, "eps", (m, y)), y, m, **kwargs)
+
+
 def test_x0_from_eps_inverts_q_sample(sch):
     x0 = torch.rand(4, 1, 8, 8) * 2 - 1
     eps = torch.randn_like(x0)
@@ -76,7 +81,7 @@ def test_oracle_sampler_walks_the_forward_marginals(sch, steps):
     x0 = torch.rand(4, 1, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
     m = masks.center_hole(4, hole=12)
     trace = []
-    out = diffusion.ddpm_sample(oracle(x0, sch), m * x0, m, sch, steps=steps, generator=torch.Generator().manual_seed(0),
+    out = ddpm_sample(oracle(x0, sch), m * x0, m, sch, steps=steps, generator=torch.Generator().manual_seed(0),
                                 trajectory=trace)
     assert torch.allclose(out, x0, atol=1e-3)
     for t, x_t, _ in trace[1:]:  # every state the sampler produced (the first is the starting noise)
@@ -87,18 +92,18 @@ def test_oracle_sampler_walks_the_forward_marginals(sch, steps):
 
 def test_replacement_keeps_known_pixels_and_is_seeded(sch):
     x0 = torch.rand(2, 1, 8, 8) * 2 - 1
-    m = masks.random_dropout(2, p=0.5, size=8, seed=0)
+    m = masks.sparse_pixels(2, 0.5, size=8, seed=0)
     y = m * x0
     zero_model = lambda x_t, t, mask, y: torch.zeros_like(x_t)
-    run = lambda: diffusion.ddpm_sample(zero_model, y, m, sch, steps=20, replace_known=True,
+    run = lambda: ddpm_sample(zero_model, y, m, sch, steps=20, replace_known=True,
                                         generator=torch.Generator().manual_seed(3))
     a, b = run(), run()
     assert torch.equal(a, b)
-    other_seed = diffusion.ddpm_sample(zero_model, y, m, sch, steps=20, replace_known=True,
+    other_seed = ddpm_sample(zero_model, y, m, sch, steps=20, replace_known=True,
                                        generator=torch.Generator().manual_seed(4))
     assert not torch.equal(a, other_seed)  # the seed is used: "seeded" is not "constant"
     assert torch.equal(a[m == 1], y[m == 1])  # known pixels exactly
-    free = diffusion.ddpm_sample(zero_model, y, m, sch, steps=20, generator=torch.Generator().manual_seed(3))
+    free = ddpm_sample(zero_model, y, m, sch, steps=20, generator=torch.Generator().manual_seed(3))
     assert not torch.allclose(free[m == 1], y[m == 1])  # conditioning alone does not copy them
 
 
@@ -106,7 +111,7 @@ def test_trajectory_is_recorded(sch):
     x0 = torch.zeros(1, 1, 8, 8)
     m = masks.center_hole(1, 4, 8)
     traj = []
-    diffusion.ddpm_sample(oracle(x0, sch), m * x0, m, sch, steps=5, trajectory=traj)
+    ddpm_sample(oracle(x0, sch), m * x0, m, sch, steps=5, trajectory=traj)
     assert [t for t, _, _ in traj] == diffusion.timesteps(1000, 5, "linspace")
     assert traj[0][1].shape == (1, 1, 8, 8) and traj[0][2].abs().max() <= 1
 
@@ -115,19 +120,17 @@ def test_sampler_rejects_bad_inputs(sch):
     y = torch.zeros(2, 1, 8, 8)
     model = lambda x_t, t, mask, y: torch.zeros_like(x_t)
     with pytest.raises(ValueError, match="image's shape"):
-        diffusion.ddpm_sample(model, y, torch.ones(2, 1, 4, 4), sch, steps=2)
+        ddpm_sample(model, y, torch.ones(2, 1, 4, 4), sch, steps=2)
     with pytest.raises(ValueError, match=r"\[-1, 1\]"):
-        diffusion.ddpm_sample(model, y + 2, torch.ones_like(y), sch, steps=2)
+        ddpm_sample(model, y + 2, torch.ones_like(y), sch, steps=2)
 
 
-def test_noised_known_and_posterior_samples(sch):
+def test_noised_known(sch):
     y = torch.ones(1, 1, 4, 4)
     assert torch.equal(diffusion.noised_known(y, -1, sch, None), y)
-    stack = diffusion.posterior_samples(lambda g: torch.randn(2, generator=g), 3, seed=10)
-    assert stack.shape == (3, 2) and not torch.equal(stack[0], stack[1])
-    assert torch.equal(stack, diffusion.posterior_samples(lambda g: torch.randn(2, generator=g), 3, seed=10))
-    with pytest.raises(ValueError):
-        diffusion.posterior_samples(lambda g: torch.zeros(1), 0, seed=0)
+    z = torch.randn(1, 1, 4, 4)
+    ab = sch.alpha_bars[500].item()
+    assert torch.allclose(diffusion.noised_known(y, 500, sch, None, z), ab**0.5 * y + (1 - ab) ** 0.5 * z)
 
 
 # --- The sampling contract: denoiser, named timesteps, step, consistency rule, one loop. ---
@@ -189,6 +192,20 @@ def test_sample_calls_the_network_once_per_timestep_and_repeat(sch, step):
     assert calls == [t for t in ts for _ in range(3)]
 
 
+def test_a_walk_up_renoises_without_a_network_call(sch):
+    calls = []
+
+    def net(x_t, t):
+        calls.append(int(t[0]))
+        return torch.zeros_like(x_t)
+
+    diffusion.sample(diffusion.Denoiser(net, sch, "eps"), torch.zeros(1, 1, 4, 4), [999, 500, 700, 300, 0],
+                     generator=torch.Generator().manual_seed(0))
+    assert calls == [999, 700, 300, 0]  # 500 -> 700 is forward noising
+    assert diffusion.repeated([9, 5], 2) == [9, 5, 9, 5, -1, 5, -1]
+    assert diffusion.repeated([9, 5, -1]) == [9, 5, -1]
+
+
 def test_ddim_inpaint_is_the_loop_with_replacement(sch):
     """The named sampler equals the loop put together by hand, draw for draw; without a rule the known pixels
     are not kept, with Replacement they are kept exactly."""
@@ -196,7 +213,8 @@ def test_ddim_inpaint_is_the_loop_with_replacement(sch):
     net = lambda x_t, t, m, y: 0.3 * x_t + 0.1 * y
     y = (torch.rand(2, 1, 8, 8) * 2 - 1) * masks.center_hole(2, 4, 8)
     m = masks.center_hole(2, 4, 8)
-    named = diffusion.ddim_inpaint(net, y, m, sch, 7, 0.5, 2, torch.Generator().manual_seed(4), prediction="v")
+    named = diffusion.ddim_inpaint(diffusion.Denoiser(net, sch, "v", (m, y)), y, m, 7, 0.5, 2,
+                                   torch.Generator().manual_seed(4))
     rule = diffusion.Replacement(y, m, sch)
     by_hand = diffusion.sample(diffusion.Denoiser(net, sch, "v", (m, y)), y, diffusion.timesteps(1000, 7, "trailing"),
                                "ddim", 0.5, rule, 2, torch.Generator().manual_seed(4))
@@ -219,6 +237,6 @@ def test_sample_rejects_bad_settings(sch):
     for kwargs, match in [({"step": "euler"}, "step"), ({"repeats": 0}, "repeats"), ({"eta": -1.0}, "eta")]:
         with pytest.raises(ValueError, match=match):
             diffusion.sample(d, like, [999, 0], **kwargs)
-    for ts in ([0, 999], [], [1000, 5], [5, 5]):
+    for ts in ([0, 999], [], [1000, 5], [5, 5], [9, 5, -2]):
         with pytest.raises(ValueError, match="timesteps"):
             diffusion.sample(d, like, ts)

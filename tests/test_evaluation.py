@@ -173,8 +173,8 @@ def test_the_harness_reproduces_notebook_03s_former_evaluation_exactly(digits):
     for j in range(3):
         gen = torch.Generator().manual_seed(7 + j)
         for i in range(0, len(images), 10):
-            former[j, i : i + 10] = diffusion.ddim_inpaint(net, y[i : i + 10], mask[i : i + 10], sch, 4, 0.0, 1, gen,
-                                                           prediction=cfg.prediction)
+            den = diffusion.Denoiser(net, sch, cfg.prediction, (mask[i : i + 10], y[i : i + 10]))
+            former[j, i : i + 10] = diffusion.ddim_inpaint(den, y[i : i + 10], mask[i : i + 10], 4, 0.0, 1, gen)
     method = center_hole.center_hole_method(net, cfg, evaluation.SamplerOptions(steps=4))
     summary, _, samples = evaluation.evaluate(method, images, labels, "center:12", k=3, seed=7, baselines=False,
                                               batch_size=10, progress=False)

@@ -50,7 +50,8 @@ def test_paper_setting_costs_2410_calls_in_4570_entries():
 
 
 @pytest.mark.parametrize("eta", [0.0, 1.0])
-def test_step_is_diffusers_step(eta):
+def test_ddim_step_then_replacement_is_diffusers_step(eta):
+    """RePaint's step down is the course's DDIM step followed by replacement, with one shared draw."""
     sched = schedules.make_schedule("linear", 1000)
     # without clipping: the course keeps (x0_hat, eps_hat) consistent after a clip, diffusers keeps the raw eps
     ref = diffusers.RePaintScheduler(num_train_timesteps=1000, eta=eta, clip_sample=False)
@@ -62,7 +63,9 @@ def test_step_is_diffusers_step(eta):
         out = ref.step(eps, t, x_t, x0, m, generator=torch.Generator().manual_seed(7))
         z = torch.randn(x0.shape, generator=torch.Generator().manual_seed(7))
         x0_hat, eps_hat = diffusion.x0_and_eps(eps, x_t, t, sched, "eps", clip_x0=False)
-        ours = inpainting.repaint_step(x0_hat, eps_hat, t, t - 10 if t else -1, m * x0, m, sched, eta, z, z)
+        s = t - 10 if t else -1
+        ours = diffusion.Replacement(m * x0, m, sched)(diffusion.ddim_step(x0_hat, eps_hat, t, s, sched, eta, z), s,
+                                                       None, z)
         assert torch.allclose(x0_hat, out.pred_original_sample, atol=1e-5)
         assert torch.allclose(ours, out.prev_sample, atol=1e-4), t
 
@@ -108,6 +111,13 @@ def test_repaint_keeps_known_pixels_counts_calls_and_is_seeded():
     assert torch.equal(a, b) and torch.equal((m * a)[m == 1], x0[m == 1])
     c = inpainting.repaint(den, m * x0, m, 8, 2, 3, generator=torch.Generator().manual_seed(1))
     assert not torch.equal(a, c)
+
+
+def test_repaint_levels_follow_the_walk():
+    """Each entry e of the walk lands on level e - 1 of the grid (-1: the clean image); jumps go back up."""
+    assert inpainting.repaint_walk(4, 2, 2) == [3, 2, 1, 0, 1, 2, 1, 0]
+    assert inpainting.repaint_levels(1000, 4, 2, 2) == [999, 749, 499, 249, -1, 249, 499, 249, -1]
+    assert inpainting.repaint_levels(1000, 5, 5, 3) == diffusion.timesteps(1000, 5, "trailing") + [-1]
 
 
 def test_ddnm_projects_x0_and_replacement_does_not():

@@ -39,18 +39,27 @@ def test_rectangles_within_size_range():
         masks.random_rectangles(2, side=(10, 5))
 
 
-@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
-def test_dropout_fraction_matches_probability(p):
+@pytest.mark.parametrize("keep", [0.1, 0.5, 0.9])
+def test_sparse_keeps_its_share_of_the_pixels(keep):
     # 256 masks x 1024 pixels: the mean's standard deviation is below 0.001, so 0.005 is a safe tolerance.
-    frac = masks.missing_fraction(masks.random_dropout(256, p=p, seed=1))
-    assert frac.mean().item() == pytest.approx(p, abs=0.005)
+    frac = masks.missing_fraction(masks.sparse_pixels(256, keep, seed=1))
+    assert (1 - frac.mean().item()) == pytest.approx(keep, abs=0.005)
 
 
-def test_dropout_accepts_one_probability_per_mask():
-    m = masks.random_dropout(2, p=torch.tensor([0.0, 1.0]), seed=0)
-    assert masks.missing_fraction(m).tolist() == [0.0, 1.0]
-    with pytest.raises(ValueError):
-        masks.random_dropout(2, p=1.5)
+def test_sparse_accepts_one_share_per_mask():
+    m = masks.sparse_pixels(2, torch.tensor([0.0, 1.0]), seed=0)
+    assert masks.missing_fraction(m).tolist() == [1.0, 0.0]
+    with pytest.raises(ValueError, match="known pixels"):
+        masks.sparse_pixels(2, 1.5)
+
+
+def test_make_masks_takes_the_task_number():
+    """The same name and number as the mask tasks: center's side, sparse's share kept, procedural's share missing."""
+    assert torch.equal(masks.make_masks("center", 2, 8), masks.center_hole(2, 8))
+    assert torch.equal(masks.make_masks("sparse", 3, 0.2, seed=4), masks.sparse_pixels(3, 0.2, seed=4))
+    assert torch.equal(masks.make_masks("procedural", 3, 0.4, seed=4), masks.procedural_masks(3, 0.4, seed=4))
+    with pytest.raises(ValueError, match="take no value"):
+        masks.make_masks("rect", 2, 0.5)
 
 
 def test_strokes_are_thick_lines_not_speckle():
@@ -60,7 +69,7 @@ def test_strokes_are_thick_lines_not_speckle():
     # every missing pixel of a stroke has a missing 4-neighbour (the pixel itself not counted): connected shapes
     assert _share_with_missing_neighbour(m) > 0.99
     # the check can fail: scattered dropout of the same density is mostly isolated pixels
-    speckle = masks.random_dropout(64, p=float(frac.mean()), seed=3)
+    speckle = masks.sparse_pixels(64, 1 - float(frac.mean()), seed=3)
     assert _share_with_missing_neighbour(speckle) < 0.6
 
 
@@ -113,7 +122,7 @@ def test_check_mask_errors():
 
 def test_observe_keeps_known_and_zeroes_missing():
     x = torch.rand(4, 1, 32, 32) * 2 - 1
-    m = masks.make_masks("rectangles", 4, seed=0)
+    m = masks.make_masks("rect", 4, seed=0)
     y = masks.observe(x, m)
     assert torch.equal(y[m == 1], x[m == 1]) and torch.all(y[m == 0] == 0)
     with pytest.raises(ValueError):
