@@ -103,7 +103,7 @@ def add_lora(model: nn.Module, targets: tuple[str, ...], rank: int = 4, alpha: f
     """Freeze every parameter of ``model`` and wrap each Linear / Conv2d whose qualified name ends with one of
     ``targets`` (e.g. ``"to_qkv"``, or ``"conv1"``) in a :class:`LoRA`, in place; the submodules named in
     ``also_train`` (e.g. ``"stem.extra"``, the expanded input's new weights) stay trainable. Returns the wrapped
-    names (an error if none matched). Taught in notebook 05."""
+    names (an error if none matched). Notebook 05's LoRA modes (:func:`~course_utils.prior.build_finetuned`)."""
     model.requires_grad_(False)
     for name in also_train:
         model.get_submodule(name).requires_grad_(True)

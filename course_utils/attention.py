@@ -30,7 +30,7 @@ from torch import nn
 
 def group_norm(channels: int) -> nn.GroupNorm:
     """GroupNorm with up to 8 groups (as many as divide ``channels``): the normalisation of every block of the
-    course's U-Nets and attention layers. Used in notebook 02 (the U-Net) and notebook 03."""
+    course's U-Nets and attention layers (notebook 02's U-Net first)."""
     return nn.GroupNorm(math.gcd(8, channels), channels)
 
 

@@ -102,8 +102,6 @@ def harmonic_fill(y: torch.Tensor, mask: torch.Tensor, tol: float = 1e-6, max_it
     against SciPy's sparse direct solver ``scipy.sparse.linalg.spsolve`` on the same system). It fills a
     linear ramp exactly and never creates values outside the range of the known pixels (maximum principle).
     An image with no known pixel is left as zero fill.
-
-    Used in notebook 03 (scored beside every model by the evaluation harness) and by `eval`.
     """
     check_mask(mask, like=y)
     if y.shape[1] != 1:
@@ -141,10 +139,7 @@ def harmonic_fill(y: torch.Tensor, mask: torch.Tensor, tol: float = 1e-6, max_it
 
 
 def observation(y: torch.Tensor) -> torch.Tensor:
-    """The measurement itself as the answer, clipped to the image range [-1, 1] (clipping only lowers the error).
-
-    Used in notebook 03 (scored beside every model by the evaluation harness) and by `eval`.
-    """
+    """The measurement itself as the answer, clipped to the image range [-1, 1] (clipping only lowers the error)."""
     return y.clamp(-1, 1)
 
 
@@ -152,10 +147,7 @@ SMOOTHING_SIGMAS = (0.5, 0.7, 1.0, 1.4, 2.0)
 
 
 def smoothing(y: torch.Tensor, sigma: float) -> torch.Tensor:
-    """A Gaussian-smoothing denoiser: blur the noisy image with standard deviation ``sigma`` pixels, clip to [-1, 1].
-
-    Used in notebook 03 (scored beside every model by the evaluation harness) and by `eval`.
-    """
+    """A Gaussian-smoothing denoiser: blur the noisy image with standard deviation ``sigma`` pixels, clip to [-1, 1]."""
     return gaussian_blur(y, sigma).clamp(-1, 1)
 
 
@@ -163,8 +155,6 @@ def choose_smoothing_sigma(task: Task | str, library: torch.Tensor, n: int = 256
     """The blur width of :func:`smoothing` that best denoises ``task`` on ``n`` training digits (never test ones).
 
     Tries :data:`SMOOTHING_SIGMAS` and the observation itself (width 0), keeps the lowest mean squared error.
-
-    Used in notebook 03 (scored beside every model by the evaluation harness) and by `eval`.
     """
     task = parse_task(task)
     x0 = library[:n]
@@ -175,26 +165,18 @@ def choose_smoothing_sigma(task: Task | str, library: torch.Tensor, n: int = 256
 
 
 def bicubic(small: torch.Tensor, size: int = 32) -> torch.Tensor:
-    """Bicubic upsampling of the low-resolution measurement back to ``size`` x ``size``, clipped to [-1, 1].
-
-    Used in notebook 03 (scored beside every model by the evaluation harness) and by `eval`.
-    """
+    """Bicubic upsampling of the low-resolution measurement back to ``size`` x ``size``, clipped to [-1, 1]."""
     return F.interpolate(small, size=(size, size), mode="bicubic", align_corners=False).clamp(-1, 1)
 
 
 def zero_filled_ifft(coefficients: torch.Tensor) -> torch.Tensor:
-    """The classical MRI reconstruction: the inverse FFT with the missing coefficients set to 0 (real part), clipped.
-
-    Used in notebook 03 (scored beside every model by the evaluation harness) and by `eval`.
-    """
+    """The classical MRI reconstruction: the inverse FFT with the missing coefficients set to 0 (real part), clipped."""
     return torch.fft.ifft2(coefficients).real.clamp(-1, 1)
 
 
 @dataclass(frozen=True)
 class Baseline:
     """A classical method: ``fill(observation, library)`` returns one reconstruction; ``fits(task)`` says where it applies.
-
-    Used in notebook 03 (scored beside every model by the evaluation harness) and by `eval`.
     """
 
     name: str
@@ -232,19 +214,13 @@ BASELINES: dict[str, Baseline] = {
 
 
 def baselines_for(task: Task | str) -> list[str]:
-    """The names of the baselines that fit ``task``, in :data:`BASELINES` order.
-
-    Used in notebook 03 (scored beside every model by the evaluation harness) and by `eval`.
-    """
+    """The names of the baselines that fit ``task``, in :data:`BASELINES` order."""
     task = parse_task(task)
     return [name for name, b in BASELINES.items() if b.fits(task)]
 
 
 def get_baseline(name: str, task: Task | str | None = None) -> Baseline:
-    """The baseline called ``name``; with ``task``, also check that it fits (a clear ``ValueError`` if not).
-
-    Used in notebook 03 (scored beside every model by the evaluation harness) and by `eval`.
-    """
+    """The baseline called ``name``; with ``task``, also check that it fits (a clear ``ValueError`` if not)."""
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")
     if task is not None:

@@ -20,10 +20,7 @@ from torch import nn
 
 
 class CheckpointMismatchError(ValueError):
-    """A checkpoint was written for another configuration, or the file is not a course checkpoint.
-
-    Used in notebooks 02 and 03 (every saved model).
-    """
+    """A checkpoint was written for another configuration, or the file is not a course checkpoint."""
 
 
 def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
@@ -32,8 +29,6 @@ def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
     Raises ``FileNotFoundError`` when there is no file and :class:`CheckpointMismatchError` when the file is not
     a course checkpoint (a foreign pickle, a truncated file, any other file): the course never loads such a file
     with ``weights_only=False``, which would run whatever code it holds.
-
-    Used in notebooks 02 and 03 (every saved model).
     """
     path = Path(path)
     if not path.is_file():
@@ -60,8 +55,6 @@ def save_checkpoint(path: str | Path, model: nn.Module, config: dict, kind: str 
     An interrupted save leaves the previous checkpoint intact. ``config`` and ``extra`` hold only
     plain values (numbers, strings, lists, dicts, tensors), so :func:`load_checkpoint` can use
     ``weights_only=True``.
-
-    Used in notebooks 02 and 03 (every saved model).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -81,10 +74,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, config: dict, kind: str 
 
 
 def plain(value):
-    """Tuples become lists so a saved config compares equal to the one it was made from.
-
-    Used in notebooks 02 and 03 (every saved model).
-    """
+    """Tuples become lists so a saved config compares equal to the one it was made from."""
     if isinstance(value, dict):
         return {k if isinstance(k, (int, str)) else str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -97,8 +87,6 @@ def load_checkpoint(path: str | Path, model: nn.Module, config: dict, map_locati
 
     Raises :class:`CheckpointMismatchError` naming the differing keys when the checkpoint's config
     is not ``config``, and ``FileNotFoundError`` when there is no file.
-
-    Used in notebooks 02 and 03 (every saved model).
     """
     payload = read_checkpoint(path, map_location)
     want, got = plain(config), payload["config"]

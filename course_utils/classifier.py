@@ -31,10 +31,7 @@ from .data import DigitSet, batches, check_images, load_mnist, take_subset, trai
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    """Everything that defines a course classifier (a checkpoint stores it, and is reused only when it matches).
-
-    Used in notebook 03 (class preservation and the Frechet distance).
-    """
+    """Everything that defines a course classifier (a checkpoint stores it, and is reused only when it matches)."""
 
     profile: str
     widths: tuple[int, ...] = (16, 32, 64)  # conv channels at 32, 16 and 8 pixels
@@ -56,17 +53,13 @@ CLASSIFIERS: dict[str, ClassifierConfig] = {
 
 
 def classifier_config(profile: str | None = None, **changes) -> ClassifierConfig:
-    """The classifier configuration of a profile (default: ``$COURSE_PROFILE``), with ``changes`` applied.
-
-    Used in notebook 03 (class preservation and the Frechet distance).
-    """
+    """The classifier configuration of a profile (default: ``$COURSE_PROFILE``), with ``changes`` applied."""
     return dataclasses.replace(CLASSIFIERS[get_profile(profile).name], **changes)
 
 
 class DigitClassifier(nn.Module):
     """Three conv blocks (conv 3x3, batch norm, ReLU, 2x2 max-pool: 32 -> 16 -> 8 -> 4 pixels), a hidden layer
-    of ``features`` units (the penultimate features) and a linear layer to the 10 class logits.
-    Used in notebook 03 (class preservation and the Frechet distance)."""
+    of ``features`` units (the penultimate features) and a linear layer to the 10 class logits."""
 
     def __init__(self, widths: tuple[int, ...] = (16, 32, 64), features: int = 128):
         super().__init__()
@@ -88,15 +81,12 @@ class DigitClassifier(nn.Module):
 
 
 def build_classifier(cfg: ClassifierConfig) -> DigitClassifier:
-    """The network of a :class:`ClassifierConfig`. Used in notebook 03 (class preservation and the Frechet distance)."""
+    """The network of a :class:`ClassifierConfig`. Part of the course classifier (notebook 03)."""
     return DigitClassifier(cfg.widths, cfg.features)
 
 
 def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
-    """Translate each image by its own random (dy, dx) in [-max_shift, max_shift], filling with background (-1).
-
-    Used in notebook 03 (class preservation and the Frechet distance).
-    """
+    """Translate each image by its own random (dy, dx) in [-max_shift, max_shift], filling with background (-1)."""
     if max_shift == 0:
         return x
     n, _, h, w = x.shape
@@ -111,8 +101,6 @@ def train_classifier(cfg: ClassifierConfig, train: DigitSet, device, seed: int =
     """Train a :class:`DigitClassifier` with cross-entropy: AdamW, a one-cycle learning rate, random shifts.
 
     Returns (model in eval mode, seconds of training).
-
-    Used in notebook 03 (class preservation and the Frechet distance).
     """
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -141,25 +129,18 @@ def _batched(model: DigitClassifier, images: torch.Tensor, fn, batch_size: int =
 
 
 def predict(model: DigitClassifier, images: torch.Tensor) -> torch.Tensor:
-    """The predicted class of each image (N x 1 x 32 x 32 in [-1, 1]), shape N.
-
-    Used in notebook 03 (class preservation and the Frechet distance).
-    """
+    """The predicted class of each image (N x 1 x 32 x 32 in [-1, 1]), shape N."""
     return _batched(model, images, lambda x: model(x).argmax(1))
 
 
 def features(model: DigitClassifier, images: torch.Tensor) -> torch.Tensor:
-    """The penultimate features of each image, N x F (the space of the Frechet distance).
-
-    Used in notebook 03 (class preservation and the Frechet distance).
-    """
+    """The penultimate features of each image, N x F (the space of the Frechet distance)."""
     return _batched(model, images, model.features)
 
 
 def accuracy(model: DigitClassifier, images: torch.Tensor, labels: torch.Tensor) -> float:
     """The share of ``images`` the classifier assigns their ``labels``: class preservation when the images are
-    reconstructions and the labels those of the clean digits.
-    Used in notebook 03 (class preservation and the Frechet distance)."""
+    reconstructions and the labels those of the clean digits."""
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
     return (predict(model, images) == labels.cpu()).float().mean().item()
@@ -173,10 +154,7 @@ def _fingerprint(train: DigitSet) -> str:
 
 
 def classifier_splits(cfg: ClassifierConfig, root=None) -> tuple[DigitSet, DigitSet]:
-    """(train, validation) for the classifier: the course's usual split of MNIST's training digits (seed 0).
-
-    Used in notebook 03 (class preservation and the Frechet distance).
-    """
+    """(train, validation) for the classifier: the course's usual split of MNIST's training digits (seed 0)."""
     train_all = load_mnist("train", root)
     train, val = train_val_split(train_all, min(cfg.val_size, len(train_all) // 10), 0)
     return take_subset(train, cfg.train_size, 0), val
@@ -218,8 +196,6 @@ def frechet_distance_from_stats(mu1: torch.Tensor, cov1: torch.Tensor, mu2: torc
 
     Tr (C1 C2)^(1/2) is computed as the sum of square roots of the eigenvalues of C1^(1/2) C2 C1^(1/2), which is
     symmetric positive semi-definite and has the same eigenvalues as C1 C2; in float64.
-
-    Used in notebook 03 (class preservation and the Frechet distance).
     """
     mu1, mu2, cov1, cov2 = (t.double() for t in (mu1, mu2, cov1, cov2))
     if mu1.shape != mu2.shape or cov1.shape != cov2.shape or cov1.shape != (mu1.numel(), mu1.numel()):
@@ -234,8 +210,7 @@ def frechet_distance_from_stats(mu1: torch.Tensor, cov1: torch.Tensor, mu2: torc
 
 def frechet_distance(feats1: torch.Tensor, feats2: torch.Tensor) -> float:
     """The Frechet distance between two sets of features (N1 x d and N2 x d), each summarised by its mean and
-    covariance. 0 for identical sets; it grows as one set drifts from the other (in mean or in spread).
-    Used in notebook 03 (class preservation and the Frechet distance)."""
+    covariance. 0 for identical sets; it grows as one set drifts from the other (in mean or in spread)."""
     if feats1.ndim != 2 or feats2.ndim != 2 or feats1.shape[1] != feats2.shape[1]:
         raise ValueError(f"need two N x d feature sets of one d, got {tuple(feats1.shape)} and {tuple(feats2.shape)}")
     if len(feats1) < 2 or len(feats2) < 2:

@@ -47,7 +47,7 @@ from .training import fast_layout
 class UsageError(SystemExit):
     """Bad input to a command: exits with status 1 and one line (on stderr) saying what to fix.
 
-    The commands taught in notebook 03.
+    Every command (notebook 03 runs them).
     """
 
     def __init__(self, message: str):
@@ -99,7 +99,7 @@ def _kind_values(args, command: str, kind: ModelKind | None, what: str) -> dict:
 def command_train(args) -> int:
     """``train``: a model kind of :mod:`course_utils.kinds` (``--model``; notebook 03's by default), checkpointed to
     DIR/last.pt atomically every cfg.save_every steps, through :meth:`~course_utils.runs.ModelKind.obtain`; a kind's own
-    flags (``--from``, ``--lora-rank``, ... of ``--model finetune``) choose its config. Taught in notebook 03."""
+    flags (``--from``, ``--lora-rank``, ... of ``--model finetune``) choose its config. Notebook 03 shows it."""
     kind = KINDS[args.model]
     values = _kind_values(args, "train", kind, kind.name)
     out = Path(args.out)
@@ -147,7 +147,7 @@ def command_train(args) -> int:
 
 def command_sample(args) -> int:
     """``sample``: reconstruct ``--n`` test digits with a trained model on its task (or ``--task``, ``--hole``) and
-    save ground truth / observation / samples as a PNG. The commands are taught in notebook 03."""
+    save ground truth / observation / samples as a PNG. Notebook 03 runs it."""
     _check_sampler_options(args)
     device = get_device()
     kind, cfg, model, _ = _load_model(args.checkpoint, device)
@@ -197,7 +197,7 @@ def command_eval(args) -> int:
     """``eval``: score a trained model (``--checkpoint``) or a classical baseline (``--method``) on a task; a
     prior's checkpoint with one of its training-free samplers (``--sampler``, notebook 05).
 
-    The commands taught in notebook 03.
+    Notebook 03 runs it.
     """
     _check_sampler_options(args)
     if args.k < 1:
@@ -271,7 +271,7 @@ def command_eval(args) -> int:
 def command_bench(args) -> int:
     """``bench``: every method of :mod:`course_utils.benchmark` on every task it fits, the same test digits and
     observations, with the trained models of ``outputs/`` (trained first only with ``--train-missing``); writes the
-    JSON and prints the PSNR tables. Taught in notebook 06."""
+    JSON and prints the PSNR tables. Notebook 06 reads what it writes."""
     try:
         cfg = benchmark.bench_config(args.profile, **{k: v for k, v in (("n", args.n), ("k", args.k),
                                                                         ("seed", args.seed)) if v is not None})

@@ -165,7 +165,7 @@ def run_name(profile: str, settings: dict) -> str:
     Runs of different profiles or configurations live in different folders, so a notebook or command
     never overwrites (or deletes) what another run wrote.
 
-    Taught in notebook 02.
+    Every run folder of notebooks 02 to 06 is named by it.
     """
     text = json.dumps(settings, sort_keys=True, default=str)
     return f"{profile}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"

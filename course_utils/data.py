@@ -174,7 +174,7 @@ class Batches:
 
     Full batches only (one short batch if the set is smaller than a batch). Where it is in the epoch is ``state``
     (the epoch's permutation and the next position), a dict a checkpoint can carry, so a resumed run draws the very
-    batches an uninterrupted one would. Taught in notebook 02.
+    batches an uninterrupted one would. Notebook 02's batch order (its ``ddpm`` kind draws from one).
     """
 
     def __init__(self, digits: DigitSet, batch_size: int, generator: torch.Generator | None):

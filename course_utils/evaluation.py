@@ -46,8 +46,6 @@ class Method:
     ``sample(observation, generator)`` returns one reconstruction per image (N x 1 x 32 x 32 in [-1, 1]);
     ``stochastic`` says whether more samples differ (if not, K = 1); ``fits(task)`` whether it can do a
     task; ``network`` (if any) is the network whose forward calls are counted; ``config`` goes to the JSON.
-
-    Used in notebook 03 (scoring test digits) and by `eval`.
     """
 
     name: str
@@ -81,8 +79,6 @@ def baseline_method(name: str, library: torch.Tensor | None = None) -> Method:
     """A classical baseline of :mod:`course_utils.baselines` as a deterministic :class:`Method`.
 
     ``library`` (the training digits) is needed by ``nearest_neighbour`` and ``smoothing``.
-
-    Used in notebook 03 (scoring test digits) and by `eval`.
     """
     b = get_baseline(name)
     if name in ("nearest_neighbour", "smoothing") and library is None:
@@ -92,10 +88,7 @@ def baseline_method(name: str, library: torch.Tensor | None = None) -> Method:
 
 
 class CallCounter:
-    """Counts the images a network is called on (a forward hook adds each call's batch size).
-
-    Used in notebook 03 (scoring test digits) and by `eval`.
-    """
+    """Counts the images a network is called on (a forward hook adds each call's batch size)."""
 
     def __init__(self, network: nn.Module | None):
         self.images = 0
@@ -110,10 +103,7 @@ class CallCounter:
 
 
 def score(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-image PSNR, L1 and SSIM over the scored region (:func:`~course_utils.metrics.scored_region`).
-
-    Used in notebook 03 (scoring test digits) and by `eval`.
-    """
+    """Per-image PSNR, L1 and SSIM over the scored region (:func:`~course_utils.metrics.scored_region`)."""
     return {"psnr": psnr_on_mask(pred, target, mask), "l1": l1_on_mask(pred, target, mask),
             "ssim": ssim_on_mask(pred, target, mask)}
 
@@ -126,8 +116,7 @@ def draw_samples(method: Method, obs: Observation, k: int, seed: int = 0, batch_
                  device=None, progress: bool = True, leave: bool = True) -> tuple[torch.Tensor, float, float]:
     """K reconstructions of every image: (samples K x N x 1 x 32 x 32 on the CPU, seconds per image and sample,
     network calls per image and sample). Sample j uses one generator seeded ``seed + j`` across all batches.
-    ``leave=False`` clears the progress bar when done (the benchmark's bar stays).
-    Used in notebook 03 (scoring test digits) and by `eval`."""
+    ``leave=False`` clears the progress bar when done (the benchmark's bar stays)."""
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     n = len(obs)

@@ -35,7 +35,7 @@ def _check_n_size(n: int, size: int) -> None:
 def check_mask(mask: torch.Tensor, like: torch.Tensor | None = None, name: str = "mask") -> torch.Tensor:
     """Raise ``ValueError`` unless ``mask`` holds only 0 and 1 and (if given) has the shape of ``like``.
 
-    Used in notebook 02 (and shown in notebook 01's gallery).
+    Every function that takes a mask checks it (notebook 02's samplers first).
     """
     if not isinstance(mask, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(mask).__name__}")
@@ -82,7 +82,7 @@ def random_rectangles(
 ) -> torch.Tensor:
     """``count`` (inclusive range) axis-aligned rectangles per image, each side in ``side``, placed at random.
 
-    Used in notebook 02 (and shown in notebook 01's gallery).
+    The ``rect`` kind of :func:`make_masks` (notebook 01's gallery, notebook 02's training mix).
     """
     _check_n_size(n, size)
     if not (1 <= count[0] <= count[1] and 1 <= side[0] <= side[1] <= size):
@@ -108,7 +108,7 @@ def random_rectangles(
 
 def sparse_pixels(n: int, keep: float | torch.Tensor = 0.5, size: int = 32, seed=None) -> torch.Tensor:
     """Each pixel known independently with probability ``keep`` (one number or one per mask; E[known] = keep):
-    the ``sparse:P`` task with P = ``keep``. Taught in notebook 01; used in notebook 02."""
+    the ``sparse:P`` task with P = ``keep``. The ``sparse`` kind of :func:`make_masks` (notebook 01's gallery, notebook 02's training mix)."""
     _check_n_size(n, size)
     keep = torch.as_tensor(keep, dtype=torch.float32).flatten()
     if keep.numel() not in (1, n):
@@ -140,7 +140,7 @@ def brush_strokes(
 ) -> torch.Tensor:
     """Free-form brush strokes: random walks of thick line segments (the free-form masks of DeepFill v2).
 
-    Used in notebook 02 (and shown in notebook 01's gallery).
+    The ``strokes`` kind of :func:`make_masks` (notebook 01's gallery, notebook 02's training mix).
     """
     _check_n_size(n, size)
     if not (1 <= strokes[0] <= strokes[1] and 2 <= vertices[0] <= vertices[1] and 0 < width[0] <= width[1]):

@@ -26,10 +26,7 @@ MSE_FLOOR = 1e-10
 
 
 def scored_region(mask: torch.Tensor) -> torch.Tensor:
-    """N x HW weights of the scored pixels: the missing ones (1 - m), or every pixel where none is missing.
-
-    Used in notebook 02 (hole scores) and notebook 03 (SSIM).
-    """
+    """N x HW weights of the scored pixels: the missing ones (1 - m), or every pixel where none is missing."""
     hole = (1 - mask).flatten(1)
     return torch.where(hole.sum(dim=1, keepdim=True) > 0, hole, torch.ones_like(hole))
 
@@ -47,10 +44,7 @@ def _hole_errors(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor):
 
 
 def hole_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per-image mean squared error over the hole, images in [0, 1]; shape N.
-
-    Used in notebook 02 (hole scores) and notebook 03 (SSIM).
-    """
+    """Per-image mean squared error over the hole, images in [0, 1]; shape N."""
     diff, hole, n_hole = _hole_errors(pred, target, mask)
     return (diff**2 * hole).sum(dim=1) / n_hole
 
@@ -89,8 +83,6 @@ def ssim_map(pred: torch.Tensor, target: torch.Tensor, window: int = 7, sigma: f
 
     SSIM = (2 mu_p mu_t + C1)(2 cov + C2) / ((mu_p^2 + mu_t^2 + C1)(var_p + var_t + C2)), local statistics
     under a Gaussian window (side ``window``, ``sigma``), C1 = 0.01^2, C2 = 0.03^2, reflected borders.
-
-    Used in notebook 02 (hole scores) and notebook 03 (SSIM).
     """
     check_images(pred, "prediction")
     check_images(target, "target")
@@ -114,7 +106,7 @@ def ssim_map(pred: torch.Tensor, target: torch.Tensor, window: int = 7, sigma: f
 def ssim_on_mask(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Per-image SSIM averaged over the hole (m = 0) only (the whole image where nothing is missing); shape N.
 
-    1 means a perfect hole. Used in notebook 02 (hole scores) and notebook 03 (SSIM)."""
+    1 means a perfect hole."""
     check_mask(mask, like=target)
     hole = scored_region(mask)
     return (ssim_map(pred, target).flatten(1) * hole).sum(dim=1) / hole.sum(dim=1)
@@ -135,7 +127,7 @@ def posterior_mean_std(samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     """Per-pixel mean and standard deviation of K samples (K x N x 1 x H x W, in [-1, 1]), both N x 1 x H x W on
     the [0, 1] scale of the metrics; the standard deviation divides by K (the spread of these samples).
 
-    Taught in notebook 04 (the uncertainty map).
+    Notebook 04's uncertainty map (through :func:`uncertainty_calibration`).
     """
     if samples.dim() != 5 or samples.shape[0] < 2:
         raise ValueError(f"need K x N x 1 x H x W samples with K >= 2, got {tuple(samples.shape)}")

@@ -178,5 +178,5 @@ class UNet(nn.Module):
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters. Used in notebook 02 (the U-Net) and notebook 03."""
+    """Number of trainable parameters. Used in notebook 05."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

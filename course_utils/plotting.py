@@ -103,18 +103,6 @@ def show_rows(
     return _finish(fig, save)
 
 
-def show_observed_reconstructed(
-    y: torch.Tensor, mask: torch.Tensor, recon: torch.Tensor, truth: torch.Tensor,
-    title: str | None = None, n: int = 8, save: str | None = None,
-) -> plt.Figure:
-    """The course's standard panel: observed (hole in red) / reconstructed / ground truth.
-
-    Used in every notebook (notebook 01 first).
-    """
-    return show_rows({"observed": y, "reconstructed": recon, "ground truth": truth}, masks={"observed": mask},
-                     title=title, n=n, save=save)
-
-
 def plot_schedules(schedules: Sequence, save: str | None = None) -> plt.Figure:
     """beta_t, alpha_bar_t and log SNR(t) against t for each schedule, side by side. Taught in notebook 01."""
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))

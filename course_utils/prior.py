@@ -252,7 +252,7 @@ def finetune_loss(model: nn.Module, x0: torch.Tensor, mask: torch.Tensor, schedu
                   generator: torch.Generator, prediction: str = "eps", known_weight: float = 1.0) -> torch.Tensor:
     """Notebook 02's loss for the widened prior, sum_i w_i (net(x_t, t, m, m x0) - target)_i^2 / sum_i w_i with
     w = 1 on missing pixels and ``known_weight`` on known ones (1: the plain mean; 0: the missing pixels only,
-    where replacement sampling uses the output). Taught in notebook 05."""
+    where replacement sampling uses the output). Notebook 05's fine-tuning loss (:func:`finetune_batch_loss`)."""
     t, eps, x_t = noised_batch(x0, schedule, generator)
     target = diffusion_target(x0, eps, t, schedule, prediction)
     weights = known_weight * mask + (1 - mask)

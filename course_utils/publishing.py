@@ -1,6 +1,6 @@
 """The course's one public address, and the Colab badges and setup cells that point at it.
 
-Taught in: every notebook's first cells (the Open-in-Colab badge and the setup cell that clones the course in a bare
+Taught in: every notebook's first cells, notebooks 01 to 06 (the Open-in-Colab badge and the setup cell that clones the course in a bare
 Colab runtime). The address lives only in ``[project.urls] Repository`` of pyproject.toml; ``python -m course_utils
 badges`` (:func:`write_badges`) rewrites every badge, setup cell and the README after that one edit.
 """

@@ -1,6 +1,6 @@
 """Running the notebooks top to bottom: ``python -m course_utils run`` and ``./run_course.sh``.
 
-Taught in: the README (the course's main job). Each notebook runs in a fresh kernel of this very Python environment,
+Taught in: the README (the course's main job: notebooks 01 to 06 in order). Each notebook runs in a fresh kernel of this very Python environment,
 in the chosen profile; its executed copy goes to ``outputs/executed/<profile>/``, its figures to
 ``outputs/figures/<profile>/``, and the time it took to ``outputs/run_summary_<profile>.json``. While a notebook
 runs, the runner prints the section it is in and its latest progress line at least every 30 seconds; when it

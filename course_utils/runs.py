@@ -192,7 +192,7 @@ class ModelKind:
 
 
 def config_dict(cfg) -> dict:
-    """A config as the plain dict a checkpoint stores (tuples become lists). Used in notebooks 02 to 06."""
+    """A config as the plain dict a checkpoint stores (tuples become lists). What every run of notebooks 02 to 06 stores."""
     return plain(dataclasses.asdict(cfg))
 
 

@@ -76,26 +76,18 @@ def linear_betas(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> to
 
 def quadratic_betas(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
     """sqrt(beta_t) evenly spaced, then squared (the "quad" schedule of DDPM's code; diffusers' scaled_linear).
-
-    Taught in notebook 01.
     """
     scale = 1000 / T
     return torch.linspace((beta_start * scale) ** 0.5, (beta_end * scale) ** 0.5, T, dtype=torch.float64) ** 2
 
 
 def cosine_alpha_bar(u: torch.Tensor, s: float = 0.008) -> torch.Tensor:
-    """f(u) = cos^2(((u + s) / (1 + s)) * pi / 2) for u = t / T in [0, 1] (iDDPM eq. 17, before normalising).
-
-    Taught in notebook 01.
-    """
+    """f(u) = cos^2(((u + s) / (1 + s)) * pi / 2) for u = t / T in [0, 1] (iDDPM eq. 17, before normalising)."""
     return torch.cos((u + s) / (1 + s) * math.pi / 2) ** 2
 
 
 def cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
-    """beta_t = 1 - alpha_bar(t+1) / alpha_bar(t), clipped at ``max_beta`` (iDDPM eq. 17 and the clip after it).
-
-    Taught in notebook 01.
-    """
+    """beta_t = 1 - alpha_bar(t+1) / alpha_bar(t), clipped at ``max_beta`` (iDDPM eq. 17 and the clip after it)."""
     u = torch.arange(T + 1, dtype=torch.float64) / T
     f = cosine_alpha_bar(u, s)
     return (1.0 - f[1:] / f[:-1]).clamp(max=max_beta)
@@ -148,42 +140,3 @@ def q_step(x_prev: torch.Tensor, t, schedule: Schedule, eps: torch.Tensor) -> to
     """
     a = at(schedule.alphas, t, x_prev)
     return a.sqrt() * x_prev + (1 - a).sqrt() * eps
-
-
-def forward_chain(
-    x0: torch.Tensor, t: int, schedule: Schedule, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """Run q_step from the clean image ``x0`` up to code index ``t``; return every state, (t + 2) x N x C x H x W.
-
-    Entry 0 is the clean image; entry k + 1 is the state at code index k (noised k + 1 times).
-
-    Taught in notebook 01.
-    """
-    check_images(x0, "x0")
-    if not 0 <= t < schedule.T:
-        raise ValueError(f"t must lie in [0, {schedule.T - 1}], got {t}")
-    states = [x0]
-    x = x0
-    for k in range(t + 1):
-        eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
-        x = q_step(x, k, schedule, eps)
-        states.append(x)
-    return torch.stack(states)
-
-
-def chain_moments(schedule: Schedule) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean coefficient and variance of x_t | x0 obtained by iterating the one-step chain.
-
-    With x_t = sqrt(alpha_t) x_{t-1} + sqrt(beta_t) eps: c_t = sqrt(alpha_t) c_{t-1} and
-    v_t = alpha_t v_{t-1} + beta_t, from c = 1, v = 0. These equal sqrt(alpha_bar_t) and
-    1 - alpha_bar_t, which is why eq. 4 can jump straight to any t.
-
-    Taught in notebook 01.
-    """
-    c, v = 1.0, 0.0
-    coefs, variances = [], []
-    for a, b in zip(schedule.alphas.tolist(), schedule.betas.tolist()):
-        c, v = math.sqrt(a) * c, a * v + b
-        coefs.append(c)
-        variances.append(v)
-    return torch.tensor(coefs, dtype=torch.float64), torch.tensor(variances, dtype=torch.float64)

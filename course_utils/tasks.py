@@ -53,10 +53,7 @@ VALID_FORMS = (
 
 
 class TaskSpecError(ValueError):
-    """A task spec that is unknown or malformed; the message lists the valid forms.
-
-    Used in notebook 03 (its task is `center:12`) and by `eval --task`.
-    """
+    """A task spec that is unknown or malformed; the message lists the valid forms."""
 
     def __init__(self, spec: str, why: str):
         super().__init__(f"bad task {spec!r}: {why}. Valid forms: " + "; ".join(VALID_FORMS))
@@ -66,8 +63,7 @@ class TaskSpecError(ValueError):
 class Observation:
     """What a method is given: ``y`` (N x 1 x 32 x 32) and ``mask`` (1 = known exactly; all zeros for a
     measurement task), plus ``raw``: the measurement itself where it is not an image on the canvas
-    (``lowres``: the N x 1 x 8 x 8 averages; ``kspace``: the kept coefficients and the k-space mask).
-    Used in notebook 03 (its task is `center:12`) and by `eval --task`."""
+    (``lowres``: the N x 1 x 8 x 8 averages; ``kspace``: the kept coefficients and the k-space mask)."""
 
     task: "Task"
     y: torch.Tensor
@@ -99,10 +95,7 @@ def _draw(value: tuple[float, float], n: int, g: torch.Generator) -> torch.Tenso
 
 @dataclass(frozen=True)
 class Task:
-    """One degradation, parsed from its spec by :func:`parse_task`.
-
-    Used in notebook 03 (its task is `center:12`) and by `eval --task`.
-    """
+    """One degradation, parsed from its spec by :func:`parse_task`."""
 
     spec: str  # the canonical spec, e.g. "center:12" or "noise:0.5"
     name: str  # the family: one of MASK_TASKS or MEASUREMENT_TASKS
@@ -184,8 +177,6 @@ def parse_task(spec: str | Task) -> Task:
     """The :class:`Task` named by ``spec`` (e.g. ``"center:12"``, ``"sparse:0.1"``, ``"noise:0.3-1.0"``).
 
     Raises :class:`TaskSpecError`, listing the valid forms, for an unknown or malformed spec.
-
-    Used in notebook 03 (its task is `center:12`) and by `eval --task`.
     """
     if isinstance(spec, Task):
         return spec
@@ -225,26 +216,17 @@ def parse_task(spec: str | Task) -> Task:
 
 
 def lowres_measure(x0: torch.Tensor, factor: int) -> torch.Tensor:
-    """The low-resolution measurement: the mean of each ``factor`` x ``factor`` block (average pooling).
-
-    Used in notebook 03 (its task is `center:12`) and by `eval --task`.
-    """
+    """The low-resolution measurement: the mean of each ``factor`` x ``factor`` block (average pooling)."""
     return F.avg_pool2d(x0, factor)
 
 
 def upsample_nearest(small: torch.Tensor, size: int = 32) -> torch.Tensor:
-    """Back to the canvas by repeating each low-resolution pixel (what ``lowres`` shows a model).
-
-    Used in notebook 03 (its task is `center:12`) and by `eval --task`.
-    """
+    """Back to the canvas by repeating each low-resolution pixel (what ``lowres`` shows a model)."""
     return F.interpolate(small, size=(size, size), mode="nearest")
 
 
 def gaussian_kernel1d(sigma: float) -> torch.Tensor:
-    """exp(-x^2 / (2 sigma^2)) on x = -r..r with r = ceil(3 sigma), normalised to sum 1.
-
-    Used in notebook 03 (its task is `center:12`) and by `eval --task`.
-    """
+    """exp(-x^2 / (2 sigma^2)) on x = -r..r with r = ceil(3 sigma), normalised to sum 1."""
     if sigma <= 0:
         raise ValueError(f"blur sigma must be positive, got {sigma}")
     r = max(1, math.ceil(3 * sigma))
@@ -257,8 +239,6 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian blur of standard deviation ``sigma`` pixels, borders extended by reflection.
 
     Reflection keeps a constant image constant (a zero-padded blur would darken the border).
-
-    Used in notebook 03 (its task is `center:12`) and by `eval --task`.
     """
     k = gaussian_kernel1d(sigma).to(x)
     r = k.numel() // 2
@@ -270,10 +250,7 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def kspace_frequencies(size: int = 32) -> torch.Tensor:
-    """|k| of every coefficient of a ``size`` x ``size`` FFT (fft2's layout, 0 = the DC term).
-
-    Used in notebook 03 (its task is `center:12`) and by `eval --task`.
-    """
+    """|k| of every coefficient of a ``size`` x ``size`` FFT (fft2's layout, 0 = the DC term)."""
     f = torch.fft.fftfreq(size) * size
     return torch.sqrt(f.view(-1, 1) ** 2 + f.view(1, -1) ** 2)
 
@@ -285,8 +262,6 @@ def kspace_mask(n: int, keep: float, size: int = 32, seed=0) -> torch.Tensor:
     acquires the centre of k-space; the other half is drawn at random from the rest. A coefficient is kept
     together with its mirror image at -k, so the zero-filled inverse transform is a real image. The kept
     count is ``round(keep * size**2)`` or one less (a pair cannot be split).
-
-    Used in notebook 03 (its task is `center:12`) and by `eval --task`.
     """
     if not 0 < keep < 1:
         raise ValueError(f"the kept fraction must be in (0, 1), got {keep}")

@@ -30,7 +30,8 @@ def test_grids_and_panels_save_png(tmp_path, monkeypatch):
     m = masks.center_hole(6)
     fig = plotting.show_images(x, ncols=4, title="grid", mask=m, labels=list("abcdef"), save="grid")
     assert len(fig.axes) == 8 and (tmp_path / "figures" / "ci" / "grid.png").stat().st_size > 0
-    fig = plotting.show_observed_reconstructed(m * x, m, x, x, title="panel", n=5, save="panel")
+    fig = plotting.show_rows({"observed": m * x, "reconstructed": x, "ground truth": x}, masks={"observed": m},
+                             title="panel", n=5, save="panel")
     assert len(fig.axes) == 15 and fig.axes[0].get_ylabel() == "observed"
     fig = plotting.show_strip([x[:2], x[2:4], x[4:]], ["a", "b", "c"], row_names=["r1", "r2"], masks=[m[:2]] * 3)
     assert len(fig.axes) == 6

@@ -70,32 +70,28 @@ def test_q_sample_errors():
 
 
 @pytest.mark.parametrize("name", S.SCHEDULE_NAMES)
-def test_chain_moments_equal_closed_form(name):
+def test_iterated_q_step_has_the_closed_form_moments(name):
+    """q_step's x_t = sqrt(alpha_t) x_{t-1} + sqrt(beta_t) eps, iterated from x0, is linear in (x0, eps_1..t):
+    its x0 coefficient must be sqrt(alpha_bar_t) and its noise variance 1 - alpha_bar_t (eq. 4)."""
     s = S.make_schedule(name, 1000)
-    coef, var = S.chain_moments(s)
-    assert torch.allclose(coef, s.alpha_bars.sqrt(), rtol=1e-10, atol=1e-12)
-    assert torch.allclose(var, 1 - s.alpha_bars, rtol=1e-10, atol=1e-12)
+    x0, zero = torch.ones(1, 1, 1, 1, dtype=torch.float64), torch.zeros(1, 1, 1, 1, dtype=torch.float64)
+    coef, var = x0, 0.0
+    for t in range(s.T):
+        coef = S.q_step(coef, t, s, zero)  # the x0 part: no noise
+        var = var * s.alphas[t].item() + S.q_step(zero, t, s, x0).item() ** 2  # a fresh unit draw per step
+        if t in (0, 10, 500, 999):
+            assert coef.item() == pytest.approx(s.alpha_bars[t].sqrt().item(), rel=1e-10)
+            assert var == pytest.approx(1 - s.alpha_bars[t].item(), rel=1e-10)
 
 
-def test_forward_chain_matches_closed_form_statistically():
+def test_iterated_q_step_matches_q_sample_statistically():
     s = S.make_schedule("linear", 1000)
     x0 = torch.full((4000, 1, 1, 1), 0.5)
-    t = 300
-    chain = S.forward_chain(x0, t, s, torch.Generator().manual_seed(0))
-    assert chain.shape == (t + 2, 4000, 1, 1, 1) and torch.equal(chain[0], x0)
-    ab = s.alpha_bars[t].item()
-    x_t = chain[-1]
+    g = torch.Generator().manual_seed(0)
+    x_t = x0
+    for t in range(301):
+        x_t = S.q_step(x_t, t, s, torch.randn(x0.shape, generator=g))
+    ab = s.alpha_bars[300].item()
     # 4000 draws: standard error of the mean ~ 0.016, of the variance ~ 0.02
     assert x_t.mean().item() == pytest.approx(math.sqrt(ab) * 0.5, abs=0.06)
     assert x_t.var().item() == pytest.approx(1 - ab, abs=0.08)
-
-
-def test_forward_chain_is_seeded():
-    s = S.make_schedule("cosine", 50)
-    x0 = torch.zeros(2, 1, 4, 4)
-    a = S.forward_chain(x0, 10, s, torch.Generator().manual_seed(1))
-    b = S.forward_chain(x0, 10, s, torch.Generator().manual_seed(1))
-    assert torch.equal(a, b)
-    assert not torch.equal(a, S.forward_chain(x0, 10, s, torch.Generator().manual_seed(2)))
-    with pytest.raises(ValueError):
-        S.forward_chain(x0, 50, s)
