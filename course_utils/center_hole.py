@@ -25,40 +25,26 @@ from .masks import center_hole, check_mask
 from .metrics import psnr_on_mask
 from .models import UNet
 from .plotting import show_rows
-from .runs import ModelKind
+from .runs import DiffusionConfig, ModelKind
 from .schedules import Schedule, make_schedule
 from .training import noised_batch, p2_weight, pixel_weights
 
 
 @dataclass(frozen=True)
-class CenterHoleConfig:
+class CenterHoleConfig(DiffusionConfig):
     """Everything that defines a notebook-03 run: the task, the model, the training switches, the sampler.
 
     Taught in: 03_ddim_center_hole_data_consistency. ``python -m course_utils train`` trains exactly
     this, and a checkpoint stores it, so ``sample`` and ``eval`` rebuild the same model.
     """
 
-    profile: str
     hole: int = 12  # side of the square centre hole on the 32x32 canvas
-    schedule: str = "cosine"
-    T: int = 1000
-    prediction: str = "x0"  # what the network outputs: eps, x0 or v
-    base_channels: int = 16
-    channel_mults: tuple[int, ...] = (1, 2, 4)
-    batch_size: int = 64
-    steps: int = 2000
-    lr: float = 2e-3
-    warmup: int = 100
-    ema_decay: float = 0.999  # 0 switches EMA off (sample with the trained weights)
     self_condition: bool = False
     coord_conv: bool = True
     p2_k: float = 1.0
     p2_gamma: float = 1.0  # 0 switches P2 weighting off
     hole_weight: float = 1.0  # weight of a hole pixel in the loss relative to a known one; 1 = off
-    train_size: int = 60000
     val_size: int = 500
-    save_every: int = 250  # write last.pt (and a panel) this often
-    sample_steps: int = 25  # DDIM steps the notebook and the commands use by default
     n_samples: int = 8  # K samples per image for the posterior mean
     eval_size: int = 200  # test images the notebook scores
     ablation_steps: int = 250  # training steps of each row of the notebook's switch ablation

@@ -32,7 +32,7 @@ from . import benchmark
 from .baselines import BASELINES, baselines_for
 from .checkpoints import CheckpointMismatchError, read_checkpoint
 from .classifier import load_or_train_classifier
-from .config import PROFILE_NAMES, get_device, get_profile, seed_everything
+from .config import PRETRAINED, PROFILE_NAMES, get_device, get_profile, seed_everything
 from .data import MNIST_RAW_FILES, MNISTNotFoundError, load_mnist
 from .evaluation import SamplerOptions, baseline_method, evaluate, format_results
 from .kinds import KINDS, kind_of_checkpoint
@@ -351,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     train = sub.add_parser("train", help="train a model kind (notebook 03's by default), checkpointing DIR/last.pt")
     train.add_argument("--model", choices=tuple(KINDS), default="center_hole",
                        help="which model: " + "; ".join(f"{k.name} = {k.description}" for k in KINDS.values()))
-    train.add_argument("--profile", choices=PROFILE_NAMES, required=True, help="size of model and training")
+    train.add_argument("--profile", choices=PROFILE_NAMES + (PRETRAINED,), required=True,
+                       help="size of model and training (pretrained: the recipe of the course's shipped checkpoints)")
     train.add_argument("--out", required=True, help="folder for last.pt and the validation panels")
     train.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the profile's)")
     train.add_argument("--seed", type=int, default=0, help="seed of batches and noise (default 0)")

@@ -28,7 +28,7 @@ from .diffusion import Denoiser, diffusion_target, sample, timesteps
 from .evaluation import Method, SamplerOptions
 from .metrics import psnr_on_mask
 from .models import ResBlock, UNet, group_norm, sinusoidal_embedding
-from .runs import ModelKind
+from .runs import DiffusionConfig, ModelKind
 from .schedules import Schedule, make_schedule
 from .tasks import parse_task
 from .training import noised_batch, p2_weight
@@ -48,31 +48,17 @@ ATTENTION_SITES = ("linear32", "linear16", "cross16", "cross8")
 
 
 @dataclass(frozen=True)
-class ConditionalConfig:
+class ConditionalConfig(DiffusionConfig):
     """Everything that defines a notebook-04 run; a checkpoint stores it (notebook 04)."""
 
-    profile: str
     architecture: str = "control_cross"  # control encoder + cross-attention; "cross": no added features; "concat"
     tasks: tuple[str, ...] = TRAINING_TASKS  # each training image gets one of these ...
     task_weights: tuple[float, ...] = TASK_WEIGHTS  # ... drawn with these relative frequencies
-    schedule: str = "cosine"
-    T: int = 1000
-    prediction: str = "x0"  # notebook 03's finding: x0 beat eps at this budget
-    base_channels: int = 16
-    channel_mults: tuple[int, ...] = (1, 2, 4)
     heads: int = 2
     attention_at: tuple[str, ...] = ATTENTION_SITES  # which attention blocks the U-Net has (ConditionalUNet)
-    batch_size: int = 64
-    steps: int = 2000
-    lr: float = 2e-3
-    warmup: int = 100
-    ema_decay: float = 0.999
     p2_k: float = 1.0
     p2_gamma: float = 1.0
-    train_size: int = 60000
     val_size: int = 500
-    save_every: int = 250
-    sample_steps: int = 25  # DDIM steps when scoring and in the widget
     ddpm_steps: int = 100  # ancestral (DDPM) steps in the sampler comparison
     n_samples: int = 8  # K, samples per observation
     eval_size: int = 200  # test digits per task

@@ -25,6 +25,9 @@ import numpy as np
 import torch
 
 PROFILE_NAMES = ("ci", "cpu", "full")
+# ``train --profile pretrained``: the long recipe each model kind is trained with once, for the checkpoints the
+# course ships (notebooks run in ci, cpu or full and load those weights; a recipe is never a notebook's profile).
+PRETRAINED = "pretrained"
 
 
 @dataclass(frozen=True)

@@ -25,26 +25,21 @@ from .diffusion import Denoiser, ddpm_sample
 from .evaluation import Method, SamplerOptions
 from .masks import mixed_masks
 from .models import UNet
-from .runs import ModelKind
+from .runs import ModelKind, RunConfig
 from .schedules import make_schedule
 from .training import eps_loss
 
 
 @dataclass(frozen=True)
-class DDPMConfig:
+class DDPMConfig(RunConfig):
     """Everything that defines notebook 02's run: the profile's U-Net widths, schedule and training budget."""
 
-    profile: str
     base_channels: int = 16
     channel_mults: tuple[int, ...] = (1, 2, 2)
     schedule: str = "cosine"
     T: int = 1000
-    steps: int = 2000
-    batch_size: int = 64
-    lr: float = 2e-3
     warmup: int = 100  # min(100, steps // 10 + 1): notebook 02's warm-up
     ema_decay: float = 0.0  # notebook 02 samples with the trained weights
-    train_size: int = 60000
     val_size: int = 500
     eval_size: int = 200
     save_every: int = 500

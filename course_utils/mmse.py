@@ -26,24 +26,18 @@ from .evaluation import Method, SamplerOptions
 from .masks import center_hole, check_mask
 from .metrics import psnr_on_mask
 from .models import UNet
-from .runs import ModelKind
+from .runs import ModelKind, RunConfig
 
 
 @dataclass(frozen=True)
-class MMSEConfig:
+class MMSEConfig(RunConfig):
     """Everything that defines an MMSE-regressor run (notebook 06); the defaults of a profile copy notebook 03's."""
 
-    profile: str
     hole: int = 12
     base_channels: int = 16
     channel_mults: tuple[int, ...] = (1, 2, 4)
     coord_conv: bool = True
-    batch_size: int = 64
     steps: int = 1800
-    lr: float = 2e-3
-    warmup: int = 100
-    ema_decay: float = 0.999
-    train_size: int = 60000
     val_size: int = 500
     save_every: int = 200
     eval_size: int = 200

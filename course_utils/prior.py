@@ -34,7 +34,7 @@ from .inpainting import SAMPLERS, replacement_inpaint, sampler_settings
 from .masks import procedural_masks
 from .metrics import psnr_on_mask
 from .models import UNet
-from .runs import ModelKind, Option, config_dict, config_from_dict
+from .runs import DiffusionConfig, ModelKind, Option, config_dict, config_from_dict
 from .schedules import Schedule, make_schedule
 from .training import noised_batch
 
@@ -44,22 +44,12 @@ LORA_TARGETS = {"lora_attn": ("to_qkv", "to_out"), "lora_all": ("to_qkv", "to_ou
 
 
 @dataclass(frozen=True)
-class PriorConfig:
+class PriorConfig(DiffusionConfig):
     """Everything that defines the unconditional prior's run (notebook 05); a checkpoint stores it."""
 
-    profile: str
-    schedule: str = "cosine"
-    T: int = 1000
     prediction: str = "eps"  # DDPM's parameterisation, the one RePaint and DDNM are written for
-    base_channels: int = 16
-    channel_mults: tuple[int, ...] = (1, 2, 4)
     batch_size: int = 32
     steps: int = 1500
-    lr: float = 2e-3
-    warmup: int = 100
-    ema_decay: float = 0.999
-    train_size: int = 60000  # MNIST training digits used before the 75/15/10 split (capped by what is there)
-    save_every: int = 250
     sample_steps: int = 50  # reverse steps of the samplers by default
 
 
@@ -69,6 +59,10 @@ PRIOR: dict[str, PriorConfig] = {
     "cpu": PriorConfig(profile="cpu"),
     "full": PriorConfig(profile="full", base_channels=32, batch_size=128, steps=6000, lr=1e-3, save_every=1000,
                         sample_steps=100),
+    # the shipped prior: the cpu network (its sampling cost on a CPU), eps (it beat v at the cpu budget on
+    # validation digits, docs/design.md), 10.7 times the cpu profile's digits seen
+    "pretrained": PriorConfig(profile="pretrained", batch_size=64, steps=8000, warmup=200, ema_decay=0.9995,
+                              save_every=500),
 }
 
 
@@ -341,7 +335,7 @@ FINETUNE_KIND = ModelKind(
     name="finetune", notebook="05_unconditional_prior_adaptation", folder="05_finetune",
     description="notebook 05: the prior with its input widened to [x_t, m, y], fine-tuned on procedural masks "
                 "(fully, or LoRA with --lora-rank R)",
-    presets={name: finetune_config(p) for name, p in PRIOR.items()}, build=build_finetuned, loss=finetune_batch_loss,
+    presets={name: finetune_config(PRIOR[name]) for name in FINETUNE}, build=build_finetuned, loss=finetune_batch_loss,
     method=finetuned_method, tasks=lambda cfg: ("procedural:0.05-0.6",), default_task=lambda cfg: "procedural:0.05-0.6",
     validate=_validate_finetuned, splits=prior_splits,
     base=finetune_base, configure=configure_finetune,

@@ -27,12 +27,40 @@ import torch
 from torch import nn
 
 from .checkpoints import CheckpointMismatchError, plain, read_checkpoint
-from .config import Profile, get_profile, output_dir, run_name
+from .config import PRETRAINED, Profile, get_profile, output_dir, run_name
 from .data import DigitSet, load_splits
 from .evaluation import Method, SamplerOptions
 from .training import Checkpointing, LossFn, fast_layout, fit
 
 Validate = Callable[[nn.Module, object, torch.Tensor], tuple[float, object]]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What every kind's run has: its training budget (a kind's config adds its own fields and may change these
+    defaults; notebook 03's is the first). A checkpoint stores the whole config."""
+
+    profile: str
+    batch_size: int = 64
+    steps: int = 2000
+    lr: float = 2e-3
+    warmup: int = 100
+    ema_decay: float = 0.999  # 0 switches EMA off (sample with the trained weights)
+    save_every: int = 250  # write last.pt (and a validation panel) this often
+    train_size: int = 60000  # MNIST training digits used (capped by what is there)
+
+
+@dataclass(frozen=True)
+class DiffusionConfig(RunConfig):
+    """A run of a diffusion kind (notebooks 03 to 05): the schedule, what the network predicts, the U-Net's widths
+    and the sampler's default number of steps."""
+
+    schedule: str = "cosine"
+    T: int = 1000
+    prediction: str = "x0"  # what the network outputs: eps, x0 or v (notebook 03's finding: x0 at this budget)
+    base_channels: int = 16
+    channel_mults: tuple[int, ...] = (1, 2, 4)
+    sample_steps: int = 25
 
 
 class Option:
@@ -92,7 +120,8 @@ class ModelKind:
     def config(self, profile: str | Profile | None = None, **changes):
         """The settings of this kind in ``profile`` (default ``$COURSE_PROFILE``) with ``changes`` applied, checked
         by the kind. Used in notebooks 02 to 06."""
-        name = profile.name if isinstance(profile, Profile) else get_profile(profile).name
+        name = profile.name if isinstance(profile, Profile) else (
+            PRETRAINED if profile == PRETRAINED else get_profile(profile).name)
         cfg = dataclasses.replace(self.presets[name], **changes)
         if self.check is not None:
             self.check(cfg)
