@@ -161,7 +161,7 @@ PRIOR_KIND = ModelKind(
     default_task=lambda cfg: "procedural:0.05-0.6", validate=_validate_prior, validation_digits=32, check=check_prior,
     splits=prior_splits,
     options=(Option("eval", "--sampler", type=lambda name: {"replace": "replacement"}.get(name, name),
-                    choices=tuple(SAMPLERS), default=None, metavar="{replace,repaint,ddnm}",
+                    choices=SAMPLERS.keys(), default=None, metavar="{replace,repaint,ddnm}",
                     help="a prior's training-free sampler (notebook 05): replace (ground-truth noise injection), "
                          "repaint (resampling; the default) or ddnm (null-space projection on DDIM)"),
              Option("eval", "--jump-length", type=int, default=None,
