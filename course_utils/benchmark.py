@@ -38,9 +38,6 @@ from .tasks import parse_task
 
 TASKS = ("center:12", "center:16", "rect", "procedural:0.05-0.6", "sparse:0.1", "noise:0.5", "lowres:4",
          "kspace:0.25")
-FAMILIES = ("classical", "regressor", "diffusion")
-
-
 @dataclass(frozen=True)
 class BenchConfig:
     """How much of the test split a profile scores: ``n`` digits (MNIST's test split, the first n), ``k`` samples per
@@ -107,6 +104,11 @@ class BenchMethod:
     description: str
     model: str | None
     make: Callable[[object, nn.Module | None, torch.Tensor | None], Method]
+
+    def __post_init__(self) -> None:
+        if self.family not in ("classical", "regressor", "diffusion") or (self.model is None) != (
+                self.family == "classical"):
+            raise ValueError(f"{self.name}: a classical method has no model, a regressor or diffusion method has one")
 
 
 def _baseline(name: str, description: str) -> BenchMethod:

@@ -56,10 +56,14 @@ def test_bench_config_per_profile_and_its_errors():
 
 
 def test_every_method_is_described_once_with_a_known_model():
-    assert set(benchmark.FAMILIES) == {m.family for m in benchmark.METHODS.values()}
     for name, m in benchmark.METHODS.items():
         assert m.name == name and m.notebook in ("02", "03", "04", "05", "06") and m.description
-        assert (m.model is None) == (m.family == "classical") and (m.model is None or m.model in benchmark.MODELS)
+        assert m.model is None or m.model in benchmark.MODELS
+    # every family of notebook 06's table is there, and a method of no family, or a model-less diffusion row, is refused
+    assert {m.family for m in benchmark.METHODS.values()} == {"classical", "regressor", "diffusion"}
+    for family, model in (("neural", None), ("diffusion", None), ("classical", "mmse")):
+        with pytest.raises(ValueError, match="classical method has no model"):
+            benchmark.BenchMethod("x", family, "06", "x", model, lambda cfg, model, library: None)
     with pytest.raises(ValueError, match="unknown method 'nope'"):
         benchmark.build_method("nope")
 
@@ -105,9 +109,14 @@ def test_notebook_05_methods_use_notebook_05_settings():
     cfg = prior.PRIOR_KIND.config("cpu")
     net = prior.build_prior(prior.PRIOR_KIND.config("ci"))
     repaint = benchmark.build_method("repaint_05", cfg, net).config
-    assert (repaint["jump_length"], repaint["jump_n_sample"], repaint["steps"]) == (5, 3, cfg.sample_steps)
+    assert {k: repaint[k] for k in ("steps", "jump_length", "jump_n_sample")} == \
+        inpainting.SAMPLERS["repaint"].defaults(cfg.sample_steps)  # the registry's, which notebook 05 asserts
     ddnm = benchmark.build_method("ddnm_05", cfg, net).config
-    assert (ddnm["steps"], ddnm["eta"]) == (inpainting.ddnm_steps(cfg.sample_steps), 0.85) and ddnm["steps"] == 14
+    assert (ddnm["steps"], ddnm["eta"]) == (inpainting.ddnm_steps(cfg.sample_steps), inpainting.DDNM_ETA)
+    # DDNM's budget: a tenth of RePaint's network calls
+    rp_calls = inpainting.walk_calls(inpainting.repaint_walk(cfg.sample_steps, repaint["jump_length"],
+                                                             repaint["jump_n_sample"]))
+    assert ddnm["steps"] == max(2, rp_calls // 10)
 
 
 def test_task_table_lists_the_methods_that_fit(digits):

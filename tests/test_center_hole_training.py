@@ -71,8 +71,16 @@ def test_inpaint_loss_hole_weight_and_p2_change_the_weighting():
     plain = loss()
     assert math.isfinite(plain) and plain > 0
     assert loss() == plain  # seeded
-    assert loss(hole_weight=4.0) != plain
-    assert loss(p2_gamma=1.0) < plain  # weights <= 1
+    # the same draws by hand: the squared error of every pixel, then the two weightings written out
+    t, eps, x_t = training.noised_batch(x0, SCH, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        err = (x0 - net(x_t, t, m, m * x0)) ** 2
+    assert plain == pytest.approx(err.mean().item(), rel=1e-5)
+    hole, known = err[m == 0].sum().item(), err[m == 1].sum().item()
+    weighted = (known + 4 * hole) / ((m == 1).sum().item() + 4 * (m == 0).sum().item())
+    assert loss(hole_weight=4.0) == pytest.approx(weighted, rel=1e-5)
+    w_t = (1 / (1 + SCH.snr[t])).float().view(-1, 1, 1, 1)
+    assert loss(p2_gamma=1.0) == pytest.approx((w_t * err).mean().item(), rel=1e-5)
 
 
 def test_inpaint_loss_self_conditioning_feeds_x0_hat_to_half_the_batch():

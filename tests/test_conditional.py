@@ -4,7 +4,7 @@ and sampling without projection."""
 import pytest
 import torch
 
-from course_utils import attention, checkpoints, conditional, data, evaluation, kinds, models, schedules, tasks
+from course_utils import attention, checkpoints, conditional, data, evaluation, kinds, models, schedules, tasks, training
 
 SCH = schedules.make_schedule("cosine", 1000)
 
@@ -93,7 +93,13 @@ def test_loss_is_seeded_and_weighted():
     c, m = x0.clone(), torch.ones_like(x0)
     loss = lambda **kw: conditional.conditional_loss(net, x0, c, m, SCH, torch.Generator().manual_seed(1), **kw)
     assert loss().item() == loss().item() > 0
-    assert loss(p2_gamma=0.0).item() != loss().item()
+    # the same draws by hand: the x0 target's squared error, weighted by P2's 1 / (1 + SNR) (gamma 1) or not
+    t, eps, x_t = training.noised_batch(x0, SCH, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        err = (x0 - net(x_t, t, m, c)) ** 2
+    assert loss(p2_gamma=0.0).item() == pytest.approx(err.mean().item(), rel=1e-5)
+    w_t = (1 / (1 + SCH.snr[t])).float().view(-1, 1, 1, 1)
+    assert loss().item() == pytest.approx((w_t * err).mean().item(), rel=1e-5)
 
 
 def test_run_resumes_bit_for_bit_and_round_trips(tmp_path):
