@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import os
-import platform
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,12 +76,12 @@ class BenchModel:
 
 
 def _finetune(mode: str) -> Callable[[str], object]:
-    return lambda profile: prior.finetune_config(KINDS["prior"].config(profile), mode)
+    return lambda profile: prior.finetune_config(KINDS["prior"].default_config(profile), mode, budget=profile)
 
 
 MODELS: dict[str, BenchModel] = {
-    **{name: BenchModel(KINDS[name], KINDS[name].config) for name in ("ddpm", "center_hole", "conditional", "mmse",
-                                                                       "prior")},
+    **{name: BenchModel(KINDS[name], KINDS[name].default_config)  # the shipped checkpoint where the course has one
+       for name in ("ddpm", "center_hole", "conditional", "mmse", "prior")},
     "finetune_full": BenchModel(KINDS["finetune"], _finetune("full")),  # what `train --model finetune` makes
     "finetune_lora_attn": BenchModel(KINDS["finetune"], _finetune("lora_attn"), "--lora-rank 4"),
     "finetune_lora_all": BenchModel(KINDS["finetune"], _finetune("lora_all"), "--lora-rank 4 --lora-targets all"),
@@ -191,22 +189,6 @@ def prepare(names: list[str], profile: str, device: torch.device, root: str | Pa
 
 
 # --- Running it. ---
-
-
-def hardware(device: torch.device | str = "cpu") -> str:
-    """One line naming the machine the numbers were measured on (the README quotes it; notebook 06)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        where = torch.cuda.get_device_name(device)
-    else:
-        where = platform.processor() or platform.machine()
-        cpuinfo = Path("/proc/cpuinfo")
-        if cpuinfo.exists():  # Linux names the model there
-            names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                     if line.startswith("model name")]
-            where = names[0] if names else where
-    return (f"{where}, {os.cpu_count()} CPU cores, torch {torch.__version__} with {torch.get_num_threads()} threads, "
-            f"{device.type}")
 
 
 def run_benchmark(methods: dict[str, Method], images: torch.Tensor, labels: torch.Tensor, tasks: list[str],

@@ -10,6 +10,7 @@ file renamed over the old one, so an interrupted save never destroys the last go
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import tempfile
@@ -71,6 +72,12 @@ def save_checkpoint(path: str | Path, model: nn.Module, config: dict, kind: str 
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def config_dict(cfg) -> dict:
+    """A config (a dataclass) as the plain dict a checkpoint stores (tuples become lists). What every run of
+    notebooks 02 to 06 stores."""
+    return plain(dataclasses.asdict(cfg))
 
 
 def plain(value):

@@ -3,8 +3,11 @@
     python -m course_utils run [--profile ci|cpu|full] [NOTEBOOK ...]   execute notebooks (course_utils.runner)
     python -m course_utils train [--model KIND] --profile P --out DIR [--steps N] [--seed S] [--resume]
     python -m course_utils train --model finetune --from PRIOR_CHECKPOINT --profile P --out DIR [--lora-rank R]
+    python -m course_utils train --model KIND --profile pretrained --out RUN     a shipped checkpoint's recipe
+    python -m course_utils ship --model KIND --run RUN       pretrained/KIND.pt and its manifest (course_utils.pretrained)
     python -m course_utils sample --checkpoint PATH --out PNG [--steps 50] [--eta 0] [--dc-repeats 1] [--n 16] ...
     python -m course_utils eval --checkpoint PATH --data-dir DIR [--task SPEC] [--n 500] [--k 8] [--json PATH] ...
+                                (PATH: a last.pt train wrote, or pretrained:KIND, the course's shipped checkpoint)
     python -m course_utils eval --checkpoint PRIOR --task SPEC --sampler {replace,repaint,ddnm}
                                 [--jump-length J] [--resamplings R] ...   a prior's training-free samplers (notebook 05)
     python -m course_utils eval --method NAME --task SPEC --data-dir DIR [--n 500] [--json PATH] ...
@@ -32,12 +35,13 @@ from . import benchmark
 from .baselines import BASELINES, baselines_for
 from .checkpoints import CheckpointMismatchError, read_checkpoint
 from .classifier import load_or_train_classifier
-from .config import PRETRAINED, PROFILE_NAMES, get_device, get_profile, seed_everything
-from .data import MNIST_RAW_FILES, MNISTNotFoundError, load_mnist
+from .config import PRETRAINED, PROFILE_NAMES, get_device, get_profile, hardware, seed_everything
+from .data import MNIST_RAW_FILES, MNISTNotFoundError, load_mnist, load_splits
 from .evaluation import SamplerOptions, baseline_method, evaluate, format_results
 from .kinds import KINDS, kind_of_checkpoint
 from .runs import ModelKind
 from .plotting import show_rows
+from .pretrained import load_shipped, ship
 from .publishing import write_badges
 from .runner import run_notebooks
 from .tasks import TaskSpecError, parse_task
@@ -55,8 +59,16 @@ class UsageError(SystemExit):
 
 
 def _load_model(path: str, device):
-    """(kind, cfg, model on ``device``, extra) of a checkpoint ``train`` wrote, or one line saying what is wrong."""
+    """(kind, cfg, model on ``device``, extra) of a checkpoint ``train`` wrote, or of the course's shipped one
+    (``pretrained:KIND``), or one line saying what is wrong."""
     try:
+        if path.startswith(f"{PRETRAINED}:"):
+            name = path.split(":", 1)[1]
+            if name not in KINDS:
+                raise UsageError(f"--checkpoint {path}: no model kind {name!r}; the kinds are {', '.join(KINDS)}")
+            kind = KINDS[name]
+            cfg, model, extra = load_shipped(kind)
+            return kind, cfg, fast_layout(model, device), extra
         kind = kind_of_checkpoint(path)
         cfg, model, extra = kind.load(path, map_location="cpu")
     except FileNotFoundError:
@@ -268,6 +280,23 @@ def command_eval(args) -> int:
     return 0
 
 
+def command_ship(args) -> int:
+    """``ship``: the course's shipped checkpoint of ``--model`` from a finished ``train --profile pretrained`` run
+    in ``--run DIR``, written with its manifest to ``pretrained/`` (:func:`~course_utils.pretrained.ship`;
+    notebook 05 starts from the shipped prior)."""
+    kind = KINDS[args.model]
+    try:
+        train, val, _ = (kind.splits or load_splits)(kind.config(PRETRAINED), seed=0)
+        manifest = ship(kind, args.run, train, val.images[: kind.validation_digits], note=args.note)
+    except (CheckpointMismatchError, FileNotFoundError, MNISTNotFoundError, KeyError) as why:
+        raise UsageError(str(why).splitlines()[0])
+    print(f"shipped {manifest['file']} ({manifest['dtype']}, {manifest['bytes'] / 1e6:.2f} MB, sha256 "
+          f"{manifest['sha256'][:12]}...): {manifest['steps']} steps, {manifest['training_minutes']} min of training; "
+          f"validation {manifest['validation']['score_float32']} (float32) / {manifest['validation']['score_float16']}"
+          f" (float16) on {manifest['validation']['digits']} digits")
+    return 0
+
+
 def command_bench(args) -> int:
     """``bench``: every method of :mod:`course_utils.benchmark` on every task it fits, the same test digits and
     observations, with the trained models of ``outputs/`` (trained first only with ``--train-missing``); writes the
@@ -311,7 +340,7 @@ def command_bench(args) -> int:
           f"K = {cfg.k}, seed {cfg.seed}, on {device}", flush=True)
     result = benchmark.run_benchmark(methods, digits.images, digits.labels, tasks, cfg.k, cfg.seed, clf,
                                      library.images, profile=cfg.profile, data_dir=str(root),
-                                     hardware=benchmark.hardware(device), models=models,
+                                     hardware=hardware(device), models=models,
                                      course_classifier={k: clf_info[k] for k in ("config", "path", "val_accuracy")})
     print(f"\nPSNR over the missing pixels (mask tasks) or the image (measurements), one sample:\n"
           f"{benchmark.markdown_table(result)}")
@@ -358,13 +387,13 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--seed", type=int, default=0, help="seed of batches and noise (default 0)")
     train.add_argument("--resume", action="store_true", help="continue the run saved in DIR/last.pt")
     sample = sub.add_parser("sample", help="inpaint test digits with a trained model and save a PNG")
-    sample.add_argument("--checkpoint", required=True, help="a last.pt written by train")
+    sample.add_argument("--checkpoint", required=True, help="a last.pt written by train, or pretrained:KIND (the course's shipped checkpoint of KIND)")
     sample.add_argument("--out", required=True, help="PNG to write")
     sample.add_argument("--task", default=None, help="task spec (default: the one the model was trained for)")
     _add_sampler_options(sample, steps=50, n=16)
     evaluate = sub.add_parser("eval", help="score a trained model or a baseline on a task (PSNR, L1, SSIM, class, "
                                            "Frechet distance, time, network calls)")
-    evaluate.add_argument("--checkpoint", default=None, help="a last.pt written by train")
+    evaluate.add_argument("--checkpoint", default=None, help="a last.pt written by train, or pretrained:KIND (the course's shipped checkpoint of KIND)")
     evaluate.add_argument("--method", default=None,
                           help="score a classical baseline instead: zero_fill, nearest_pixel, nearest_neighbour, "
                                "harmonic (mask tasks); observation, smoothing, bicubic, zero_filled_ifft (measurements)")
@@ -394,6 +423,11 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--json", required=True, help="write the results to this JSON file")
     bench.add_argument("--train-missing", action="store_true",
                        help="train the models that are not in outputs/ yet (otherwise: say which and how)")
+    ship_ = sub.add_parser("ship", help="make the course's shipped checkpoint of a kind from a finished "
+                                        "train --profile pretrained run (pretrained/KIND.pt and its manifest)")
+    ship_.add_argument("--model", choices=tuple(KINDS), required=True, help="which kind")
+    ship_.add_argument("--run", required=True, help="the run folder (its last.pt) that train --profile pretrained wrote")
+    ship_.add_argument("--note", default="", help="how it was trained, for the manifest (threads, other load, ...)")
     for kind in KINDS.values():  # each kind's own flags (its module declares them)
         for option in kind.options:
             {"train": train, "eval": evaluate}[option.command].add_argument(*option.flags, **option.keywords)
@@ -406,6 +440,8 @@ def main(argv: list[str] | None = None) -> int:
         return command_eval(args)
     if args.command == "bench":
         return command_bench(args)
+    if args.command == "ship":
+        return command_ship(args)
     if args.command == "run":
         run_notebooks(get_profile(args.profile).name, args.notebooks)
     else:

@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import platform
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,3 +189,19 @@ def output_dir(*parts: str) -> Path:
     path = base.joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def hardware(device: torch.device | str = "cpu") -> str:
+    """One line naming the machine the numbers were measured on (notebook 06's benchmark and every shipped checkpoint's manifest)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        where = torch.cuda.get_device_name(device)
+    else:
+        where = platform.processor() or platform.machine()
+        cpuinfo = Path("/proc/cpuinfo")
+        if cpuinfo.exists():  # Linux names the model there
+            names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                     if line.startswith("model name")]
+            where = names[0] if names else where
+    return (f"{where}, {os.cpu_count()} CPU cores, torch {torch.__version__} with {torch.get_num_threads()} threads, "
+            f"{device.type}")

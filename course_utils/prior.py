@@ -27,6 +27,7 @@ from torch import nn
 
 from .adaptation import add_lora, expand_input
 from .checkpoints import CheckpointMismatchError
+from .config import PRETRAINED
 from .data import DigitSet, check_images, load_mnist, random_batch, take_subset
 from .diffusion import Denoiser, ddim_inpaint, diffusion_target
 from .evaluation import Method, SamplerOptions
@@ -209,14 +210,19 @@ LORA_LR_SCALE = 3.0
 LORA_KNOWN_WEIGHT = 0.0
 
 
-def finetune_config(prior: PriorConfig, mode: str = "full", **changes) -> FinetuneConfig:
-    """The fine-tune of ``prior`` in its profile with ``mode`` and ``changes`` (notebook 05): every mode the same
-    steps and batch; the LoRA modes with :data:`LORA_LR_SCALE` times the learning rate and the known pixels weighted
-    :data:`LORA_KNOWN_WEIGHT` in the loss, the full fine-tune with notebook 02's plain mean over all pixels."""
+def finetune_config(prior: PriorConfig, mode: str = "full", budget: str | None = None,
+                    **changes) -> FinetuneConfig:
+    """The fine-tune of ``prior`` with ``mode`` and ``changes`` on the training budget of profile ``budget`` (default:
+    the prior's; the shipped prior, trained with the ``pretrained`` recipe, is fine-tuned on a notebook profile's
+    budget) (notebook 05): every mode the same steps and batch; the LoRA modes with :data:`LORA_LR_SCALE` times
+    the learning rate and the known pixels weighted :data:`LORA_KNOWN_WEIGHT` in the loss, the full fine-tune with
+    notebook 02's plain mean over all pixels."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    base = FinetuneConfig(profile=prior.profile, mode=mode, prior=config_dict(prior),
-                          **FINETUNE[prior.profile])
+    budget = budget or prior.profile
+    if budget not in FINETUNE:
+        raise ValueError(f"a fine-tune's budget is a notebook profile ({', '.join(FINETUNE)}), got {budget!r}")
+    base = FinetuneConfig(profile=budget, mode=mode, prior=config_dict(prior), **FINETUNE[budget])
     if mode != "full":
         base = dataclasses.replace(base, lr=base.lr * LORA_LR_SCALE, known_weight=LORA_KNOWN_WEIGHT)
     cfg = dataclasses.replace(base, **changes)
@@ -293,8 +299,9 @@ LORA_TARGET_MODES = {"attention": "lora_attn", "all": "lora_all"}  # train --lor
 
 
 def configure_finetune(profile: str, values: dict) -> FinetuneConfig:
-    """``train --model finetune``'s config (notebook 05): the fine-tune of the prior of ``--from`` (or of the
-    profile's prior), full with ``--lora-rank`` 0 or absent, else LoRA of that rank (alpha = rank, as in notebook
+    """``train --model finetune``'s config (notebook 05): the fine-tune of the prior of ``--from`` (else of
+    :meth:`~course_utils.runs.ModelKind.default_config`'s prior: the shipped one in cpu and full) on the budget of
+    ``--profile``, full with ``--lora-rank`` 0 or absent, else LoRA of that rank (alpha = rank, as in notebook
     05) on ``--lora-targets`` (the attention projections by default). Bad values are a ``ValueError``."""
     rank = values.get("lora_rank") or 0
     if rank < 0:
@@ -304,11 +311,12 @@ def configure_finetune(profile: str, values: dict) -> FinetuneConfig:
     mode = "full" if rank == 0 else LORA_TARGET_MODES[values.get("lora_targets") or "attention"]
     lora = {} if rank == 0 else {"rank": rank, "alpha": float(rank)}
     source = values.get("base_from")
-    pcfg = PRIOR_KIND.config(profile) if source is None else PRIOR_KIND.load(source)[0]
-    if pcfg.profile != profile:
+    pcfg = PRIOR_KIND.default_config(profile) if source is None else PRIOR_KIND.load(source)[0]
+    if pcfg.profile not in (profile, PRETRAINED):
         raise ValueError(f"the prior in {source} was trained in the {pcfg.profile} profile: pass --profile "
-                         f"{pcfg.profile} (a fine-tune's budget goes with its prior's profile)")
-    return finetune_config(pcfg, mode, **lora)
+                         f"{pcfg.profile} (a fine-tune's budget goes with its prior's profile; the shipped prior's "
+                         "with any notebook profile)")
+    return finetune_config(pcfg, mode, budget=profile, **lora)
 
 
 def finetuned_method(model: nn.Module, cfg: FinetuneConfig, options: SamplerOptions = SamplerOptions(),
@@ -335,7 +343,8 @@ FINETUNE_KIND = ModelKind(
     name="finetune", notebook="05_unconditional_prior_adaptation", folder="05_finetune",
     description="notebook 05: the prior with its input widened to [x_t, m, y], fine-tuned on procedural masks "
                 "(fully, or LoRA with --lora-rank R)",
-    presets={name: finetune_config(PRIOR[name]) for name in FINETUNE}, build=build_finetuned, loss=finetune_batch_loss,
+    presets={name: finetune_config(PRIOR_KIND.default_config(name), budget=name) for name in FINETUNE},
+    build=build_finetuned, loss=finetune_batch_loss,
     method=finetuned_method, tasks=lambda cfg: ("procedural:0.05-0.6",), default_task=lambda cfg: "procedural:0.05-0.6",
     validate=_validate_finetuned, splits=prior_splits,
     base=finetune_base, configure=configure_finetune,

@@ -12,7 +12,9 @@ how it validates and how it reconstructs. What every kind shares lives here, onc
 - :meth:`ModelKind.train`: the kind's loss handed to the course's one loop :func:`~course_utils.training.fit`,
   with EMA, a checkpoint every ``cfg.save_every`` steps (which records the kind by name) and exact resume;
 - :meth:`ModelKind.load`: a checkpoint read back with ``weights_only=True``, its kind and config checked;
-- :meth:`ModelKind.obtain`: reuse a finished run of the configuration, resume an unfinished one, or train it.
+- :meth:`ModelKind.obtain`: the course's shipped checkpoint for the ``pretrained`` recipe
+  (:mod:`course_utils.pretrained`); else reuse a finished run of the configuration, resume an unfinished one, or
+  train it.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from .checkpoints import CheckpointMismatchError, plain, read_checkpoint
+from .checkpoints import CheckpointMismatchError, config_dict, read_checkpoint
 from .config import PRETRAINED, Profile, get_profile, output_dir, run_name
 from .data import DigitSet, load_splits
+from .pretrained import SHIPPED_DIR, is_shipped, load_shipped
 from .evaluation import Method, SamplerOptions
 from .training import Checkpointing, LossFn, fast_layout, fit
 
@@ -127,6 +130,13 @@ class ModelKind:
             self.check(cfg)
         return cfg
 
+    def default_config(self, profile: str | Profile | None = None):
+        """The config notebooks and ``bench`` use in ``profile``: the course's shipped ``pretrained`` recipe in the
+        cpu and full profiles when it ships this kind (:func:`~course_utils.pretrained.is_shipped`), else the
+        profile's own (ci keeps its tiny models). Used in notebooks 03 to 06."""
+        name = profile.name if isinstance(profile, Profile) else get_profile(profile).name
+        return self.config(PRETRAINED if name in ("cpu", "full") and is_shipped(self) else name)
+
     def run_dir(self, cfg) -> Path:
         """``outputs/<folder>/<profile>-<hash of the config>``: the run folder of one configuration, so runs of
         other profiles or settings never share (or overwrite) a checkpoint. Used in notebooks 02 to 06."""
@@ -196,12 +206,18 @@ class ModelKind:
     def obtain(self, cfg, device: torch.device | str = "cpu", *, out_dir: str | Path | None = None,
                root: str | Path | None = None, seed: int = 0, allow_training: bool = True, progress: bool = True,
                base_from: str | Path | nn.Module | None = None, log: Callable[[str], None] = print) -> "Trained":
-        """A trained model of this kind for ``cfg``: the finished run in ``out_dir`` (default :meth:`run_dir`) is
+        """A trained model of this kind for ``cfg``: for the ``pretrained`` recipe the course's shipped checkpoint
+        (:func:`~course_utils.pretrained.load_shipped`, status ``shipped``) when it ships one; otherwise the
+        finished run in ``out_dir`` (default :meth:`run_dir`) is
         reused, an unfinished one resumed, and a missing one trained there on the kind's training digits of the
         MNIST under ``root`` (validated on its first ``validation_digits`` validation digits). With
         ``allow_training=False`` a missing or unfinished run is a :class:`MissingModelError` that names the
         command to make it. Used in notebooks 02 to 06 and by ``train`` and ``bench``."""
         device = torch.device(device)
+        if cfg.profile == PRETRAINED and out_dir is None and is_shipped(self):
+            cfg, model, manifest = load_shipped(self)  # the course's own checkpoint, checked; never retrained
+            return Trained(self, cfg, fast_layout(model, device).eval(), SHIPPED_DIR / f"{self.name}.pt", "shipped",
+                           manifest)
         folder = Path(out_dir) if out_dir is not None else self.run_dir(cfg)
         path = folder / "last.pt"
         status = run_status(path, self, cfg)
@@ -218,11 +234,6 @@ class ModelKind:
         cfg, model, extra = self.load(path)
         return Trained(self, cfg, fast_layout(model, device).eval(), path,
                        {"reuse": "reused", "resume": "resumed", "train": "trained"}[status], extra)
-
-
-def config_dict(cfg) -> dict:
-    """A config as the plain dict a checkpoint stores (tuples become lists). What every run of notebooks 02 to 06 stores."""
-    return plain(dataclasses.asdict(cfg))
 
 
 def config_from_dict(kind: ModelKind, stored: dict):
@@ -254,8 +265,8 @@ class MissingModelError(RuntimeError):
 @dataclass
 class Trained:
     """What :meth:`ModelKind.obtain` returns: the config, the network to sample with (on the device, in eval mode), its
-    checkpoint, what happened (``reused``, ``resumed`` or ``trained``) and the checkpoint's extras (losses,
-    history, seconds, step). Notebooks 02 to 06 read their models from one."""
+    checkpoint, what happened (``shipped``, ``reused``, ``resumed`` or ``trained``) and the checkpoint's extras (losses,
+    history, seconds, step; a shipped checkpoint's manifest). Notebooks 02 to 06 read their models from one."""
 
     kind: ModelKind
     cfg: object

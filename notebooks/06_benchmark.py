@@ -202,7 +202,7 @@ print(f"course classifier: {'reused' if clf_info['reused'] else 'trained'}, vali
 start = time.perf_counter()
 result = benchmark.run_benchmark(methods, x, labels, list(benchmark.TASKS), bcfg.k, SEED, clf, library,
                                  profile=profile.name, data_dir=str(config.data_dir()),
-                                 hardware=benchmark.hardware(device), models=trained)
+                                 hardware=config.hardware(device), models=trained)
 bench_seconds = time.perf_counter() - start
 print(f"{len(methods)} methods x {len(benchmark.TASKS)} tasks on {bcfg.n} digits in {bench_seconds / 60:.1f} min")
 display(Markdown(f"**PSNR (dB), one sample**\n\n{benchmark.markdown_table(result)}"))

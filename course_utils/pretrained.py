@@ -1,0 +1,144 @@
+"""The course's shipped checkpoints: each model kind trained once with its ``pretrained`` recipe, by the course's own
+``train`` command, and kept in the repository's ``pretrained/`` folder with a manifest.
+
+Taught in: 05_unconditional_prior_adaptation (the shipped prior is where its adaptation starts); ``eval``, ``sample``
+and ``bench`` take a shipped model as ``--checkpoint pretrained:KIND``.
+
+A shipped file (``pretrained/KIND.pt``) holds what sampling needs: the kind, its config and the EMA weights, in
+float16 when validation showed no loss, read with ``weights_only=True``. Its manifest (``pretrained/KIND.json``) says
+how it was made: the exact command, seed, steps, training time and hardware, the code commit, a fingerprint of the
+training digits, the file's sha256 and the validation numbers. A file that is missing, truncated or modified (its
+sha256), or that was made for another recipe than the code's (its config), is refused with one line naming the file
+and the command that remakes it: a shipped checkpoint is never silently replaced, retrained over or used.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import torch
+from torch import nn
+
+from .checkpoints import CheckpointMismatchError, config_dict, read_checkpoint, save_checkpoint
+from .config import PRETRAINED, hardware
+from .data import DigitSet
+
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
+FLOAT16_TOLERANCE = 0.05  # largest validation loss (in the kind's score, dB) that float16 weights may cost
+
+
+class ShippedCheckpointError(CheckpointMismatchError):
+    """A shipped checkpoint that is missing, damaged or made for another recipe; the message names the file and
+    the command that remakes it (notebook 05)."""
+
+
+def remake_command(kind) -> str:
+    """The two commands that make ``kind``'s shipped checkpoint again: its ``pretrained`` recipe, then ``ship``."""
+    return (f"python -m course_utils train --model {kind.name} --profile {PRETRAINED} --out RUN && "
+            f"python -m course_utils ship --model {kind.name} --run RUN")
+
+
+def sha256(path: str | Path) -> str:
+    """The hex sha256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fingerprint(digits: DigitSet) -> str:
+    """A short sha256 of a set of digits (images and labels): which training digits a checkpoint saw."""
+    digest = hashlib.sha256(digits.images.numpy().tobytes())
+    digest.update(digits.labels.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def is_shipped(kind, folder: str | Path = SHIPPED_DIR) -> bool:
+    """Whether the course ships a checkpoint of ``kind`` (its file is there; :func:`load_shipped` checks it)."""
+    return (Path(folder) / f"{kind.name}.pt").is_file()
+
+
+def load_shipped(kind, folder: str | Path = SHIPPED_DIR, map_location="cpu"):
+    """(config, network in eval mode, manifest) of ``kind``'s shipped checkpoint, after checking that the file is
+    the one its manifest describes (sha256), that it reads with ``weights_only=True``, that its config is the
+    code's ``pretrained`` recipe of the kind and that the code's network takes its weights. Anything else is a
+    :class:`ShippedCheckpointError` of one line (notebook 05 loads the shipped prior with it)."""
+    path, manifest_path = Path(folder) / f"{kind.name}.pt", Path(folder) / f"{kind.name}.json"
+    remake = f"restore it with `git checkout -- {path.parent.name}/` or remake it: {remake_command(kind)}"
+    if not path.is_file() or not manifest_path.is_file():
+        raise ShippedCheckpointError(f"no shipped {kind.name} checkpoint at {path} (and its manifest): {remake}")
+    manifest = json.loads(manifest_path.read_text())
+    if sha256(path) != manifest.get("sha256"):
+        raise ShippedCheckpointError(f"{path} is not the file its manifest describes (sha256 differs: truncated or "
+                                     f"modified); {remake}")
+    payload = read_checkpoint(path, map_location)
+    want = config_dict(kind.config(PRETRAINED))
+    if payload.get("kind") != kind.name or payload["config"] != want:
+        changed = sorted(k for k in set(want) | set(payload["config"]) if want.get(k) != payload["config"].get(k))
+        raise ShippedCheckpointError(f"{path} was made for another {kind.name} recipe than this code's "
+                                     f"(differs in {', '.join(changed) or 'kind'}); {remake}")
+    model = kind.build(kind.config(PRETRAINED))
+    try:
+        model.load_state_dict(payload["state_dict"])  # float16 weights are copied into the float32 network
+    except RuntimeError as why:
+        raise ShippedCheckpointError(f"{path} no longer loads into the code's {kind.name} network "
+                                     f"({str(why).splitlines()[0][:120]}); {remake}") from None
+    return kind.config(PRETRAINED), model.eval(), manifest
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _score(kind, model: nn.Module, cfg, images: torch.Tensor) -> float:
+    score, fig = kind.validate(model, cfg, images)
+    if fig is not None:
+        plt.close(fig)
+    return score
+
+
+def ship(kind, run: str | Path, train_digits: DigitSet, val_images: torch.Tensor, note: str = "",
+         folder: str | Path = SHIPPED_DIR) -> dict:
+    """Write ``kind``'s shipped checkpoint from the finished ``pretrained`` run in ``run`` (its ``last.pt``): the
+    EMA weights in float16 when that costs at most :data:`FLOAT16_TOLERANCE` of the kind's validation score on
+    ``val_images`` (validation digits, same seed both ways), else in float32, and the manifest. Returns the
+    manifest. ``python -m course_utils ship`` runs it."""
+    cfg, model, extra = kind.load(Path(run) / "last.pt")
+    if cfg.profile != PRETRAINED or extra["step"] < cfg.steps:
+        raise ShippedCheckpointError(f"{run} holds no finished {PRETRAINED} run of {kind.name} "
+                                     f"(profile {cfg.profile}, step {extra['step']} of {cfg.steps})")
+    full = rounded = None
+    if kind.validate is not None:  # a kind without a validation score ships float32
+        full = _score(kind, model, cfg, val_images)
+        half = kind.build(cfg)
+        half.load_state_dict({k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()})
+        rounded = _score(kind, half.eval(), cfg, val_images)
+    use_half = full is not None and abs(full - rounded) <= FLOAT16_TOLERANCE
+    path = Path(folder) / f"{kind.name}.pt"
+    save_checkpoint(path, model.half() if use_half else model, config_dict(cfg), kind=kind.name)
+    history = extra.get("history") or []
+    manifest = {
+        "kind": kind.name, "file": path.name, "sha256": sha256(path), "bytes": path.stat().st_size,
+        "dtype": "float16" if use_half else "float32", "config": config_dict(cfg),
+        "command": f"python -m course_utils train --model {kind.name} --profile {PRETRAINED} --out {run} "
+                   f"--seed {extra.get('seed', 0)}",
+        "seed": extra.get("seed", 0), "steps": extra["step"], "training_minutes": round(extra["seconds"] / 60, 1),
+        "hardware": hardware("cpu"), "note": note, "code_commit": _commit(),
+        "shipped": datetime.date.today().isoformat(),
+        "training_digits": {"count": len(train_digits), "fingerprint": fingerprint(train_digits)},
+        "validation": {"digits": len(val_images), "score_float32": full and round(full, 3),
+                       "score_float16": rounded and round(rounded, 3),
+                       "history": [[step, round(sec / 60, 1), round(score, 3)] for step, sec, score in history]},
+    }
+    Path(folder, f"{kind.name}.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest

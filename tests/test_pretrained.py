@@ -1,0 +1,109 @@
+"""The course's shipped checkpoints: made from a finished pretrained run, loaded only when they are the file their
+manifest describes and the recipe the code has, and usable as --checkpoint pretrained:KIND."""
+
+import dataclasses
+import json
+import os
+
+import pytest
+import torch
+
+from course_utils import checkpoints, cli, config, data, kinds, pretrained, prior
+
+
+@pytest.fixture()
+def tiny_recipe(monkeypatch, tmp_path):
+    """The prior's pretrained recipe replaced by a tiny one, trained into a run folder; (kind, run, digits)."""
+    tiny = dataclasses.replace(prior.PRIOR["ci"], profile=config.PRETRAINED, steps=4, save_every=2)
+    monkeypatch.setitem(prior.PRIOR, config.PRETRAINED, tiny)
+    kind = prior.PRIOR_KIND
+    train, val, _ = prior.prior_splits(tiny)
+    kind.train(tiny, train, tmp_path / "run", torch.device("cpu"), val_images=val.images[:4], progress=False)
+    return kind, tmp_path / "run", train, val.images[:4]
+
+
+def test_ship_then_load_round_trips_with_a_manifest(tiny_recipe, tmp_path):
+    kind, run, train, val = tiny_recipe
+    manifest = pretrained.ship(kind, run, train, val, note="a test", folder=tmp_path / "shipped")
+    cfg, model, read = pretrained.load_shipped(kind, tmp_path / "shipped")
+    assert read == manifest and cfg == kind.config(config.PRETRAINED)
+    assert manifest["sha256"] == pretrained.sha256(tmp_path / "shipped" / "prior.pt")
+    assert manifest["steps"] == 4 and manifest["training_digits"]["fingerprint"] == pretrained.fingerprint(train)
+    assert manifest["command"].startswith("python -m course_utils train --model prior --profile pretrained")
+    assert manifest["dtype"] in ("float16", "float32")
+    _, ema, _ = kind.load(run / "last.pt")
+    for a, b in zip(model.state_dict().values(), ema.state_dict().values()):
+        tolerance = 1e-3 * b.abs().max().item() + 1e-6 if manifest["dtype"] == "float16" else 0.0
+        assert (a - b).abs().max().item() <= tolerance
+    if manifest["dtype"] == "float16":
+        assert abs(manifest["validation"]["score_float16"] - manifest["validation"]["score_float32"]) <= 0.05
+
+
+def test_a_damaged_or_outdated_shipped_file_is_refused_in_one_line(tiny_recipe, tmp_path, monkeypatch):
+    kind, run, train, val = tiny_recipe
+    folder = tmp_path / "shipped"
+    pretrained.ship(kind, run, train, val, folder=folder)
+    path = folder / "prior.pt"
+    good = path.read_bytes()
+    for damaged, why in ((good[:-100], "sha256"), (good[:50] + bytes([good[50] ^ 1]) + good[51:], "sha256")):
+        path.write_bytes(damaged)
+        with pytest.raises(pretrained.ShippedCheckpointError, match=why) as err:
+            pretrained.load_shipped(kind, folder)
+        assert "\n" not in str(err.value) and "prior.pt" in str(err.value) and "--profile pretrained" in str(err.value)
+    path.write_bytes(good)
+    changed = dataclasses.replace(prior.PRIOR[config.PRETRAINED], lr=1e-4)  # the code's recipe moved on
+    monkeypatch.setitem(prior.PRIOR, config.PRETRAINED, changed)
+    with pytest.raises(pretrained.ShippedCheckpointError, match="another prior recipe .*lr"):
+        pretrained.load_shipped(kind, folder)
+    with pytest.raises(pretrained.ShippedCheckpointError, match="no shipped prior checkpoint"):
+        pretrained.load_shipped(kind, tmp_path / "nowhere")
+
+
+def test_ship_refuses_an_unfinished_or_other_profile_run(tmp_path):
+    kind = prior.PRIOR_KIND
+    cfg = dataclasses.replace(prior.PRIOR["ci"], steps=4, save_every=2)
+    train, _, _ = prior.prior_splits(cfg)
+    kind.train(cfg, train, tmp_path / "ci", torch.device("cpu"), progress=False)
+    with pytest.raises(pretrained.ShippedCheckpointError, match="no finished pretrained run"):
+        pretrained.ship(kind, tmp_path / "ci", train, train.images[:2], folder=tmp_path / "shipped")
+
+
+SHIPPED = [kind for kind in kinds.KINDS.values() if pretrained.is_shipped(kind)]
+
+
+@pytest.mark.parametrize("kind", SHIPPED, ids=[k.name for k in SHIPPED])
+def test_every_shipped_checkpoint_loads_into_the_code(kind):
+    """Fails when the code's network or recipe for a shipped kind no longer takes the shipped weights."""
+    cfg, model, manifest = pretrained.load_shipped(kind)
+    assert manifest["kind"] == kind.name and manifest["config"] == checkpoints.config_dict(cfg)
+    got = kind.obtain(cfg, allow_training=False)  # obtain takes the shipped file for the pretrained recipe
+    assert got.status == "shipped" and got.path == pretrained.SHIPPED_DIR / f"{kind.name}.pt"
+
+
+def test_the_shipped_folder_stays_small():
+    files = list(pretrained.SHIPPED_DIR.glob("*")) if pretrained.SHIPPED_DIR.is_dir() else []
+    assert sum(f.stat().st_size for f in files) <= 25e6
+    for pt in pretrained.SHIPPED_DIR.glob("*.pt") if files else []:
+        assert json.loads(pt.with_suffix(".json").read_text())["sha256"] == pretrained.sha256(pt)
+
+
+@pytest.mark.skipif(not pretrained.is_shipped(prior.PRIOR_KIND), reason="the course ships no prior yet")
+def test_eval_takes_the_shipped_prior_as_pretrained_colon_kind(tmp_path):
+    out = tmp_path / "r.json"
+    assert cli.main(["eval", "--checkpoint", "pretrained:prior", "--task", "center:12", "--sampler", "ddnm",
+                     "--steps", "3", "--data-dir", os.environ["COURSE_DATA_DIR"], "--n", "4", "--k", "1",
+                     "--profile", "ci", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["config"]["checkpoint"] == "pretrained:prior" and result["config"]["model"]["profile"] == "pretrained"
+
+
+def test_pretrained_colon_names_a_kind():
+    with pytest.raises(SystemExit, match="no model kind 'nope'"):
+        cli.main(["eval", "--checkpoint", "pretrained:nope", "--task", "center:12", "--data-dir",
+                  os.environ["COURSE_DATA_DIR"]])
+
+
+def test_fingerprint_tells_digit_sets_apart():
+    a = data.DigitSet(torch.zeros(3, 1, 32, 32) - 1, torch.tensor([1, 2, 3]))
+    b = data.DigitSet(torch.zeros(3, 1, 32, 32) - 1, torch.tensor([1, 2, 4]))
+    assert pretrained.fingerprint(a) == pretrained.fingerprint(a) != pretrained.fingerprint(b)
