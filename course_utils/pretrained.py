@@ -138,7 +138,8 @@ def ship(kind, run: str | Path, train_digits: DigitSet, val_images: torch.Tensor
         "training_digits": {"count": len(train_digits), "fingerprint": fingerprint(train_digits)},
         "validation": {"digits": len(val_images), "score_float32": full and round(full, 3),
                        "score_float16": rounded and round(rounded, 3),
-                       "history": [[step, round(sec / 60, 1), round(score, 3)] for step, sec, score in history]},
+                       "history": [[step, round(sec / 60, 2), round(score, 3)] for step, sec, score in history]},
+        "losses": [round(loss, 5) for loss in extra["losses"]],  # every step's, for the notebooks' training curve
     }
     Path(folder, f"{kind.name}.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest

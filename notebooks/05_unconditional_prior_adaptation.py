@@ -86,7 +86,11 @@ from course_utils import (adaptation, attention, checkpoints, classifier, config
                           masks, metrics, models, plotting, prior, schedules, tasks, training)
 
 profile = config.get_profile()
-cfg = prior.PRIOR_KIND.config(profile)  # e.g. prior.PRIOR_KIND.config(profile, steps=3000)
+# The course ships its prior, trained once with the `pretrained` recipe (pretrained/prior.json says how); in the
+# cpu and full profiles this notebook starts from it. TRAIN_YOUR_OWN = True trains this profile's own prior here
+# instead (the cpu recipe: 1,500 steps, a few minutes on 2 CPU cores). The ci profile always trains a tiny one.
+TRAIN_YOUR_OWN = False
+cfg = prior.PRIOR_KIND.config(profile) if TRAIN_YOUR_OWN else prior.PRIOR_KIND.default_config(profile)
 device = config.get_device()
 torch.backends.cuda.matmul.allow_tf32 = False  # full float32 on a GPU too, so the checks against the module hold
 torch.backends.cudnn.allow_tf32 = False
@@ -96,7 +100,7 @@ N_EVAL = {"ci": 8, "cpu": 100, "full": 500}[profile.name]
 N_DDPM1000 = {"ci": 2, "cpu": 20, "full": 100}[profile.name]
 SCHEDULE_STEPS = {"ci": 4, "cpu": 200, "full": 1500}[profile.name]
 notebook_start = time.perf_counter()
-print(f"profile {profile.name}: the prior's settings (prior.PRIOR_KIND.config)")
+print(f"profile {profile.name}: the prior's settings ({cfg.profile} recipe)")
 print(config.profile_table(cfg))
 print(f"held-out digits per table: {N_EVAL} | device: {device} | seed: {SEED}")
 
@@ -115,7 +119,7 @@ train, val, test = prior.prior_splits(cfg, seed=SEED)
 n_all = len(train) + len(val) + len(test)
 print(f"train {len(train)} | validation {len(val)} | test {len(test)} of {n_all} digits "
       f"({100 * len(train) / n_all:.0f} / {100 * len(val) / n_all:.0f} / {100 * len(test) / n_all:.0f} percent)")
-bank_size = prior.finetune_config(cfg).bank_size
+bank_size = prior.finetune_config(cfg, budget=profile.name).bank_size
 banks = {"train": prior.mask_bank("train", bank_size), "val": prior.mask_bank("val", len(val)),
          "test": prior.mask_bank("test", len(test))}
 for split, bank in banks.items():
@@ -169,30 +173,40 @@ print(f"prior U-Net: {models.count_parameters(net_demo):,} parameters, input x_t
 # **Training.** DDPM's simple loss (eq. 14) with no condition, $L = \mathbb E\,\|\epsilon - \epsilon_\theta(x_t, t)\|^2$:
 # the network predicts the noise, the parameterisation RePaint and DDNM are written for (notebook 03 found
 # $x_0$-prediction better for a model that sees the mask; here the model sees only $x_t$, and every sampler of
-# this notebook converts between the two with `diffusion.x0_and_eps` anyway). `prior.PRIOR_KIND.obtain(cfg)`
-# hands `prior.prior_loss` to the course's one loop, `training.fit`. A finished run of this configuration in
-# `outputs/05_prior/` is reused; from a terminal it is `python -m course_utils train --model prior --profile cpu --out DIR`.
+# this notebook converts between the two with `diffusion.x0_and_eps` anyway). Training hands `prior.prior_loss` to
+# the course's one loop, `training.fit`. `prior.PRIOR_KIND.obtain(cfg)` returns the course's shipped prior for the
+# `pretrained` recipe (after checking its sha256 and config), and otherwise reuses a finished run of the
+# configuration in `outputs/05_prior/` or trains it; from a terminal it is
+# `python -m course_utils train --model prior --profile cpu --out DIR` (`--profile pretrained` for the shipped recipe).
 
 # %%
-trained = prior.PRIOR_KIND.obtain(cfg, device)  # reuse a finished run, resume an unfinished one, or train
-prior_net, prior_dir = trained.model, trained.path.parent
-losses, history, prior_seconds = trained.extra["losses"], trained.extra["history"], trained.extra["seconds"]
-print(f"{trained.status} the prior in {prior_dir}: {len(losses)} steps, {prior_seconds / 60:.1f} min of training")
-print(f"{prior_seconds / len(losses):.2f} s per training step (batch {cfg.batch_size})")
+trained = prior.PRIOR_KIND.obtain(cfg, device)  # the shipped prior, or reuse / resume / train this profile's own
+prior_net = trained.model
+if trained.status == "shipped":  # its manifest says how it was made
+    made = trained.extra
+    losses, prior_seconds = made["losses"], 60 * made["training_minutes"]
+    history = [(step, 60 * minutes, score) for step, minutes, score in made["validation"]["history"]]
+    print(f"the course's shipped prior {trained.path.name} ({made['dtype']}, sha256 {made['sha256'][:12]}...), "
+          f"made by\n  {made['command']}\non {made['training_digits']['count']} training digits; {made['hardware']}")
+else:
+    losses, history, prior_seconds = trained.extra["losses"], trained.extra["history"], trained.extra["seconds"]
+    print(f"{trained.status} the prior in {trained.path.parent}")
+print(f"{len(losses)} steps of batch {cfg.batch_size}, {prior_seconds / 60:.1f} min of training "
+      f"({prior_seconds / len(losses):.2f} s per step)")
 plotting.plot_training(losses, history, "eps loss", "PSNR (dB)",
                        "validation: 32 digits, replacement on procedural masks, 1 sample", save="05_prior_training")
 plt.show()
 assert sum(losses[-(len(losses) // 10):]) < sum(losses[: len(losses) // 10]), "the loss should go down"
 
 # %% [markdown]
-# **Does it make digits?** 64 unconditional samples (DDPM, `cfg.sample_steps` steps), and what the course
-# classifier (notebook 03) says they are. A prior that has learned MNIST makes all ten digits, in roughly equal
-# numbers.
+# **Does it make digits?** Unconditional samples (DDPM, `cfg.sample_steps` steps; 64 in `ci`, 256 otherwise, the
+# first 64 shown), and what the course classifier (notebook 03) says they are. A prior that has learned MNIST makes
+# all ten digits, in roughly equal numbers.
 
 # %%
 sch = schedules.make_schedule(cfg.schedule, cfg.T)
 prior_denoiser = diffusion.Denoiser(prior_net, sch, cfg.prediction)
-noise_like = torch.zeros(64, 1, 32, 32, device=device)
+noise_like = torch.zeros(64 if profile.name == "ci" else 256, 1, 32, 32, device=device)
 free = diffusion.sample(prior_denoiser, noise_like, diffusion.timesteps(cfg.T, cfg.sample_steps, "trailing"), "ddpm",
                         generator=torch.Generator().manual_seed(SEED)).cpu()
 clf, clf_info = classifier.load_or_train_classifier(profile.name, device=device)
@@ -201,7 +215,7 @@ counts = torch.bincount(predicted, minlength=10)
 fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
 axes[0].imshow(torch.cat([torch.cat(list(free[r * 8:(r + 1) * 8, 0]), 1) for r in range(8)], 0), cmap="gray",
                vmin=-1, vmax=1)
-axes[0].set_title(f"64 samples of the prior (DDPM, {cfg.sample_steps} steps)")
+axes[0].set_title(f"64 of {len(free)} samples of the prior (DDPM, {cfg.sample_steps} steps)")
 axes[0].axis("off")
 axes[1].bar(range(10), counts.numpy())
 axes[1].set(xticks=range(10), xlabel="class predicted by the course classifier", ylabel="samples",
@@ -209,6 +223,35 @@ axes[1].set(xticks=range(10), xlabel="class predicted by the course classifier",
 plt.tight_layout()
 plt.show()
 print(f"classes made: {int((counts > 0).sum())} of 10; counts {counts.tolist()}")
+if profile.name != "ci":
+    assert (counts > 0).all(), "a prior of MNIST should make every digit"
+
+# %% [markdown]
+# **Does it copy its training digits?** A prior that memorised its training set would draw samples that sit on top
+# of training digits. For each free sample, and as the reference for each held-out test digit (digits the prior
+# never saw), we measure the distance to the *nearest training digit*: the root mean square pixel difference, in
+# the [-1, 1] units of the images. Copies would pile up near 0, far below the test digits; samples that are new
+# digits sit about as far from the training set as unseen real digits do.
+
+# %%
+def nearest_train_distance(images):
+    """RMS pixel distance from each image to its nearest training digit."""
+    library = train.images.flatten(1).to(device)
+    return torch.cat([torch.cdist(chunk.flatten(1).to(device), library).min(1).values.cpu()
+                      for chunk in images.split(256)]) / math.sqrt(images[0].numel())
+
+
+d_free, d_test = nearest_train_distance(free), nearest_train_distance(test.images[: len(free)])
+plt.figure(figsize=(7, 3.2))
+plt.hist([d_test.numpy(), d_free.numpy()], bins=20, label=[f"held-out test digits (median {d_test.median():.3f})",
+                                                          f"free samples (median {d_free.median():.3f})"])
+plt.xlabel("RMS distance to the nearest training digit")
+plt.ylabel("images")
+plt.legend()
+plt.title(f"{len(free)} samples and {len(d_test)} unseen digits against {len(train)} training digits")
+plt.show()
+print(f"median distance to the nearest training digit: free samples {d_free.median():.3f}, held-out test digits "
+      f"{d_test.median():.3f}; closest sample {d_free.min():.3f}, closest test digit {d_test.min():.3f}")
 
 # %% [markdown]
 # ## 3. Inpainting without training
@@ -422,7 +465,7 @@ print(f"LoRA on a 64 -> 192 projection: {mine.A.numel() + mine.B.numel()} traina
 # %%
 finetuned, ft_rows = {}, {}
 for mode in prior.MODES:
-    fcfg = prior.finetune_config(cfg, mode)
+    fcfg = prior.finetune_config(cfg, mode, budget=profile.name)  # this profile's fine-tuning budget
     run = prior.FINETUNE_KIND.obtain(fcfg, device, base_from=prior_net)  # starts from the prior above
     net, seconds, ft_status = run.model, run.extra["seconds"], run.status
     finetuned[mode] = (fcfg, net)
@@ -604,7 +647,7 @@ if profile.name in ("cpu", "full"):
           f"and RePaint repairs the border ring by {gap:+.2f} dB")
 else:
     print("key result: ci profile, not judged")
-results_file = prior_dir / f"results_{profile.name}.json"
+results_file = config.output_dir("05_prior") / f"results_{profile.name}.json"
 results_file.write_text(json.dumps({"profile": profile.name, "n_digits": N_EVAL, "task": PROC, "results": results,
                                     "finetune": ft_rows, "sampling_cost": cost_rows, "schedules": schedule_rows,
                                     "prior_seconds": prior_seconds, "device": str(device)}, indent=2, default=str))
@@ -673,7 +716,8 @@ print(f"notebook run time so far: {(time.perf_counter() - notebook_start) / 60:.
 #
 # ```python
 # for rank in (1, 16):
-#     fcfg = prior.finetune_config(cfg, "lora_attn", rank=rank, alpha=float(rank), steps=20, save_every=20)
+#     fcfg = prior.finetune_config(cfg, "lora_attn", profile.name, rank=rank, alpha=float(rank), steps=20,
+#                                  save_every=20)
 #     out = config.output_dir("05_exercise", f"rank{rank}")
 #     run = prior.FINETUNE_KIND.train(fcfg, train, out, device, base_from=prior_net, progress=False)
 #     print(f"rank {rank:2d}: {models.count_parameters(run['model']):6,} trainable, last loss {run['losses'][-1]:.4f}")
@@ -701,9 +745,9 @@ print(f"notebook run time so far: {(time.perf_counter() - notebook_start) / 60:.
 # <details><summary>Solution 4</summary>
 #
 # ```python
-# steps = min(100, prior.finetune_config(cfg, "lora_attn").steps)
+# steps = min(100, prior.finetune_config(cfg, "lora_attn", profile.name).steps)
 # for weight in (1.0, 0.0):
-#     fcfg = prior.finetune_config(cfg, "lora_attn", known_weight=weight, steps=steps, save_every=steps)
+#     fcfg = prior.finetune_config(cfg, "lora_attn", profile.name, known_weight=weight, steps=steps, save_every=steps)
 #     out = config.output_dir("05_exercise", f"known{weight:g}")
 #     run = prior.FINETUNE_KIND.train(fcfg, train, out, device, base_from=prior_net, progress=False)
 #     psnr = prior.validate_prior(run["ema"].eval(), cfg, val.images[:64].to(device), sees_mask=True)
