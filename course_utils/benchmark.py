@@ -160,7 +160,7 @@ def prepare(names: list[str], profile: str, device: torch.device, root: str | Pa
             library: torch.Tensor | None = None, train_missing: bool = False,
             log: Callable[[str], None] = print) -> tuple[dict[str, Method], dict[str, dict]]:
     """The methods ``names`` ready to run on ``device``, and per trained model what happened: ``{"status":
-    "reused" / "resumed" / "trained", "checkpoint", "train_seconds", "notebook"}``. Each model comes from
+    "shipped" / "reused" / "resumed" / "trained", "checkpoint", "train_seconds", "notebook"}``. Each model comes from
     :meth:`~course_utils.runs.ModelKind.obtain` in its run folder (the one its notebook and ``train`` use); a
     missing or unfinished one is trained there (on the MNIST under ``root``) only with ``train_missing``, otherwise
     :class:`MissingModelsError` lists them all with the command that makes each (notebook 06 and ``bench``)."""
@@ -176,7 +176,8 @@ def prepare(names: list[str], profile: str, device: torch.device, root: str | Pa
             missing.append(f"{key}: {why} {need.flags}".rstrip())
             continue
         models[key] = (got.cfg, got.model)
-        info[key] = {"status": got.status, "checkpoint": str(got.path), "train_seconds": got.extra.get("seconds"),
+        seconds = got.extra.get("seconds", 60 * got.extra["training_minutes"] if "training_minutes" in got.extra else None)
+        info[key] = {"status": got.status, "checkpoint": str(got.path), "train_seconds": seconds,
                      "notebook": need.kind.notebook}
     if missing:
         raise MissingModelsError("missing trained models (pass --train-missing to train them here):\n  "
