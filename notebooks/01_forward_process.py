@@ -256,8 +256,10 @@ plt.show()
 # A model learns something useful only at steps where $x_t$ still carries some information about
 # the digit but is not yet clean. Under the linear schedule $\bar\alpha_t$ collapses early, so a large share of the
 # last steps see images that are pure noise for all practical purposes, and they all look alike.
-# The cosine schedule was designed so that $\log \mathrm{SNR}$ falls almost linearly in $t$ over most of the range, which
-# spends the steps evenly across noise levels. Let us count, per schedule, how many of the $T$ steps
+# The cosine schedule (Nichol & Dhariwal 2021) was designed so that $\bar\alpha_t$ drops about linearly in the middle
+# of the process and changes slowly near $t = 0$ and $t = T$, with no abrupt jumps in noise level; as a consequence its
+# $\log \mathrm{SNR}$ also falls nearly linearly over most of the range, which spends the steps more evenly across
+# noise levels. Let us count, per schedule, how many of the $T$ steps
 # are "almost clean" ($\mathrm{SNR} > 100$), "almost pure noise" ($\mathrm{SNR} < 0.01$), and in between.
 
 # %%

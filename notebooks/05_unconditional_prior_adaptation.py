@@ -280,8 +280,8 @@ assert torch.equal((hole.mask * replaced)[hole.mask == 1], hole.y[hole.mask == 1
 #
 # RePaint (Lugmayr et al. 2022) keeps replacement's step but changes the walk through the noise levels: after
 # descending `jump_length` levels it jumps back up by `jump_length` levels, each jump up a pure forward noising
-# $x_t \sim q(x_t \mid x_s)$ (no network call), and descends again; it does so `jump_n_sample` times at every
-# `jump_length`-th level. Each descent lets the network see the known pixels' information already mixed into the
+# $x_t \sim q(x_t \mid x_s)$ (no network call), and descends again. At every `jump_length`-th level it jumps back
+# `jump_n_sample - 1` times, so each stretch between two such levels is walked down `jump_n_sample` times in all. Each descent lets the network see the known pixels' information already mixed into the
 # hole and correct the seam. The walk, written out (diffusers' `RePaintScheduler.set_timesteps` builds the same
 # list, and `tests/test_inpainting.py` checks ours against it, step and loop included):
 

@@ -31,8 +31,9 @@
 #
 # - How to run a fair benchmark: one set of held-out digits, one observation per digit and task shared by every
 #   method, empty cells where a method cannot do a task (never a made-up number), cost counted in network calls.
-# - What the MMSE regressor is (the posterior mean E[x0 | y]), why it is the best a deterministic method can do on
-#   PSNR, and why its digits are blurry.
+# - What the MMSE regressor is (the posterior mean E[x0 | y]), why it has the lowest expected squared error a
+#   deterministic method can have (so the best PSNR of the pooled error; the per-image PSNR we average is close to
+#   it, not the same), and why its digits are blurry.
 # - Why a posterior sample has a lower PSNR than the posterior mean (in theory twice its error), and what the
 #   sample buys instead: sharp strokes, the right class, a lower Frechet distance.
 # - How the mean of K samples moves toward the MMSE answer as K grows, measured against the theory.
@@ -447,8 +448,9 @@ print(f"saved {out_file}; notebook run time {(time.perf_counter() - notebook_sta
 #
 # - A benchmark is only fair when every method sees the same digits and the same observations; methods that cannot
 #   do a task get an empty cell, and cost is counted in network calls as well as seconds.
-# - The MMSE regressor estimates the posterior mean: one network call, the best PSNR a deterministic answer can
-#   have, and blurry digits wherever the observation is ambiguous.
+# - The MMSE regressor estimates the posterior mean: one network call, the lowest expected squared error a
+#   deterministic answer can have (the best PSNR of the pooled error; averaged per-image PSNR can rank differently),
+#   and blurry digits wherever the observation is ambiguous.
 # - A posterior sample pays in PSNR for committing to one digit (twice the MMSE error for an exact sampler) and can
 #   be rewarded by everything PSNR does not see: sharp strokes, the right class, features that look like real
 #   digits (the Frechet distance). Whether a sample of ours is, against a regressor of the same budget, is a
