@@ -107,3 +107,21 @@ def test_fingerprint_tells_digit_sets_apart():
     a = data.DigitSet(torch.zeros(3, 1, 32, 32) - 1, torch.tensor([1, 2, 3]))
     b = data.DigitSet(torch.zeros(3, 1, 32, 32) - 1, torch.tensor([1, 2, 4]))
     assert pretrained.fingerprint(a) == pretrained.fingerprint(a) != pretrained.fingerprint(b)
+
+
+@pytest.mark.skipif(not pretrained.is_shipped(prior.PRIOR_KIND), reason="the course ships no prior yet")
+def test_the_shipped_prior_reproduces_its_validation_score_and_makes_every_digit():
+    """The shipped prior's headline numbers, recomputed here: its manifest's validation score (replacement on
+    procedural masks, the validation digits it was scored on, the same seed) and all ten classes among free
+    samples, judged by the course classifier of the cpu profile (trained once per test run, under a minute)."""
+    from course_utils import classifier, diffusion, schedules
+    cfg, model, manifest = pretrained.load_shipped(prior.PRIOR_KIND)
+    _, val, _ = prior.prior_splits(cfg)
+    digits = manifest["validation"]["digits"]
+    score = prior.validate_prior(model, cfg, val.images[:digits])
+    assert score == pytest.approx(manifest["validation"][f"score_{manifest['dtype']}"], abs=0.02)
+    denoiser = diffusion.Denoiser(model, schedules.make_schedule(cfg.schedule, cfg.T), cfg.prediction)
+    free = diffusion.sample(denoiser, torch.zeros(200, 1, 32, 32), diffusion.timesteps(cfg.T, cfg.sample_steps),
+                            "ddpm", generator=torch.Generator().manual_seed(0))
+    judge, _ = classifier.load_or_train_classifier("cpu", progress=False)
+    assert torch.bincount(classifier.predict(judge, free), minlength=10).min() > 0
