@@ -387,13 +387,15 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--seed", type=int, default=0, help="seed of batches and noise (default 0)")
     train.add_argument("--resume", action="store_true", help="continue the run saved in DIR/last.pt")
     sample = sub.add_parser("sample", help="inpaint test digits with a trained model and save a PNG")
-    sample.add_argument("--checkpoint", required=True, help="a last.pt written by train, or pretrained:KIND (the course's shipped checkpoint of KIND)")
+    sample.add_argument("--checkpoint", required=True,
+                        help="a last.pt written by train, or pretrained:KIND (the course's shipped checkpoint of KIND)")
     sample.add_argument("--out", required=True, help="PNG to write")
     sample.add_argument("--task", default=None, help="task spec (default: the one the model was trained for)")
     _add_sampler_options(sample, steps=50, n=16)
     evaluate = sub.add_parser("eval", help="score a trained model or a baseline on a task (PSNR, L1, SSIM, class, "
                                            "Frechet distance, time, network calls)")
-    evaluate.add_argument("--checkpoint", default=None, help="a last.pt written by train, or pretrained:KIND (the course's shipped checkpoint of KIND)")
+    evaluate.add_argument("--checkpoint", default=None,
+                          help="a last.pt written by train, or pretrained:KIND (the course's shipped checkpoint of KIND)")
     evaluate.add_argument("--method", default=None,
                           help="score a classical baseline instead: zero_fill, nearest_pixel, nearest_neighbour, "
                                "harmonic (mask tasks); observation, smoothing, bicubic, zero_filled_ifft (measurements)")

@@ -184,7 +184,8 @@ def ddpm_step(x0_hat: torch.Tensor, x_t: torch.Tensor, t: int, s: int, schedule:
 def ddim_sigma(schedule: Schedule, t: int, s: int, eta: float) -> float:
     """sigma_t(eta) = eta sqrt((1 - alpha_bar_s) / (1 - alpha_bar_t)) sqrt(1 - alpha_bar_t / alpha_bar_s) (DDIM eq. 16).
 
-    Notebook 03's DDIM step (:func:`ddim_step`). eta = 1 gives the DDPM posterior's standard deviation (eq. 7); eta = 0 a deterministic step.
+    Notebook 03's DDIM step (:func:`ddim_step`). eta = 1 gives the DDPM posterior's standard deviation (eq. 7);
+    eta = 0 a deterministic step.
     """
     if eta < 0:
         raise ValueError(f"eta must be >= 0, got {eta}")

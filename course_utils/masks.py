@@ -108,7 +108,8 @@ def random_rectangles(
 
 def sparse_pixels(n: int, keep: float | torch.Tensor = 0.5, size: int = 32, seed=None) -> torch.Tensor:
     """Each pixel known independently with probability ``keep`` (one number or one per mask; E[known] = keep):
-    the ``sparse:P`` task with P = ``keep``. The ``sparse`` kind of :func:`make_masks` (notebook 01's gallery, notebook 02's training mix)."""
+    the ``sparse:P`` task with P = ``keep``. The ``sparse`` kind of :func:`make_masks` (notebook 01's gallery,
+    notebook 02's training mix)."""
     _check_n_size(n, size)
     keep = torch.as_tensor(keep, dtype=torch.float32).flatten()
     if keep.numel() not in (1, n):

@@ -33,7 +33,8 @@ LossFn = Callable[[nn.Module, torch.Generator], torch.Tensor]
 
 def noised_batch(x0: torch.Tensor, schedule: Schedule, generator: torch.Generator):
     """(t, eps, x_t) for one batch: t ~ U{0..T-1}, then eps ~ N(0, I), both drawn on the CPU from ``generator`` and
-    moved to x0's device, and x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps (DDPM eq. 4). Notebook 02's loss, written out there, starts here.
+    moved to x0's device, and x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps (DDPM eq. 4). Notebook 02's
+    loss, written out there, starts here.
 
     Every loss of the course starts here, so a seed draws the same timesteps and noise on every device.
     """
