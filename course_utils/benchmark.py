@@ -176,8 +176,7 @@ def prepare(names: list[str], profile: str, device: torch.device, root: str | Pa
             missing.append(f"{key}: {why} {need.flags}".rstrip())
             continue
         models[key] = (got.cfg, got.model)
-        seconds = got.extra.get("seconds", 60 * got.extra["training_minutes"] if "training_minutes" in got.extra else None)
-        info[key] = {"status": got.status, "checkpoint": str(got.path), "train_seconds": seconds,
+        info[key] = {"status": got.status, "checkpoint": str(got.path), "train_seconds": got.extra.get("seconds"),
                      "notebook": need.kind.notebook}
     if missing:
         raise MissingModelsError("missing trained models (pass --train-missing to train them here):\n  "

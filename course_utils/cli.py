@@ -108,6 +108,12 @@ def _kind_values(args, command: str, kind: ModelKind | None, what: str) -> dict:
     return values
 
 
+def _has_recipe(kind: ModelKind, profile: str) -> None:
+    if profile == PRETRAINED and PRETRAINED not in kind.presets:
+        having = ", ".join(k.name for k in KINDS.values() if PRETRAINED in k.presets)
+        raise UsageError(f"--model {kind.name} has no {PRETRAINED} recipe yet (the kinds with one: {having})")
+
+
 def command_train(args) -> int:
     """``train``: a model kind of :mod:`course_utils.kinds` (``--model``; notebook 03's by default), checkpointed to
     DIR/last.pt atomically every cfg.save_every steps, through :meth:`~course_utils.runs.ModelKind.obtain`; a kind's own
@@ -120,6 +126,7 @@ def command_train(args) -> int:
         raise UsageError(f"--steps must be at least 1, got {args.steps}")
     if args.seed < 0:
         raise UsageError(f"--seed must be >= 0, got {args.seed}")
+    _has_recipe(kind, args.profile)
     try:
         cfg = kind.configure(args.profile, values) if kind.configure else kind.config(args.profile)
     except (ValueError, FileNotFoundError) as why:
@@ -285,6 +292,7 @@ def command_ship(args) -> int:
     in ``--run DIR``, written with its manifest to ``pretrained/`` (:func:`~course_utils.pretrained.ship`;
     notebook 05 starts from the shipped prior)."""
     kind = KINDS[args.model]
+    _has_recipe(kind, PRETRAINED)
     try:
         train, val, _ = (kind.splits or load_splits)(kind.config(PRETRAINED), seed=0)
         manifest = ship(kind, args.run, train, val.images[: kind.validation_digits], note=args.note)

@@ -114,8 +114,8 @@ def ship(kind, run: str | Path, train_digits: DigitSet, val_images: torch.Tensor
     ``val_images`` (validation digits, same seed both ways), else in float32, and the manifest. Returns the
     manifest. ``python -m course_utils ship`` runs it."""
     cfg, model, extra = kind.load(Path(run) / "last.pt")
-    if cfg.profile != PRETRAINED or extra["step"] < cfg.steps:
-        raise ShippedCheckpointError(f"{run} holds no finished {PRETRAINED} run of {kind.name} "
+    if config_dict(cfg) != config_dict(kind.config(PRETRAINED)) or extra["step"] < cfg.steps:
+        raise ShippedCheckpointError(f"{run} holds no finished run of the code's {PRETRAINED} recipe of {kind.name} "
                                      f"(profile {cfg.profile}, step {extra['step']} of {cfg.steps})")
     full = rounded = None
     if kind.validate is not None:  # a kind without a validation score ships float32

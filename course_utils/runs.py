@@ -133,13 +133,13 @@ class ModelKind:
     def default_config(self, profile: str | Profile | None = None):
         """The config notebooks and ``bench`` use in ``profile``: the course's shipped ``pretrained`` recipe in the
         cpu and full profiles when it ships this kind (:func:`~course_utils.pretrained.is_shipped`), else the
-        profile's own (ci keeps its tiny models). Used in notebooks 03 to 06."""
+        profile's own (ci keeps its tiny models). Used in notebook 05 (and by ``bench``)."""
         name = profile.name if isinstance(profile, Profile) else get_profile(profile).name
         return self.config(PRETRAINED if name in ("cpu", "full") and is_shipped(self) else name)
 
     def run_dir(self, cfg) -> Path:
         """``outputs/<folder>/<profile>-<hash of the config>``: the run folder of one configuration, so runs of
-        other profiles or settings never share (or overwrite) a checkpoint. Used in notebooks 02 to 06."""
+        other profiles or settings never share (or overwrite) a checkpoint. Used in notebooks 03 and 04."""
         return output_dir(self.folder, run_name(cfg.profile, config_dict(cfg)))
 
     def train(self, cfg, digits: DigitSet, out_dir: str | Path, device: torch.device, seed: int = 0,
@@ -185,7 +185,7 @@ class ModelKind:
         """(config, model to sample with (the EMA weights if the run kept them), extra) of a checkpoint of this
         kind, read with ``weights_only=True``. A file of another kind, or one whose config this code no longer
         builds, is a :class:`~course_utils.checkpoints.CheckpointMismatchError` naming the command that makes a
-        new one. Used in notebooks 03 to 06 and by ``sample`` / ``eval``."""
+        new one. Used in notebook 06 and by ``sample`` / ``eval``."""
         payload = read_checkpoint(path, map_location)
         if payload.get("kind") != self.name:
             raise CheckpointMismatchError(f"{path} holds a {payload.get('kind') or 'model of no recorded kind'}, "
@@ -212,12 +212,15 @@ class ModelKind:
         reused, an unfinished one resumed, and a missing one trained there on the kind's training digits of the
         MNIST under ``root`` (validated on its first ``validation_digits`` validation digits). With
         ``allow_training=False`` a missing or unfinished run is a :class:`MissingModelError` that names the
-        command to make it. Used in notebooks 02 to 06 and by ``train`` and ``bench``."""
+        command to make it. Used in notebooks 02 to 05 and by ``train`` and ``bench``."""
         device = torch.device(device)
-        if cfg.profile == PRETRAINED and out_dir is None and is_shipped(self):
+        if out_dir is None and is_shipped(self) and config_dict(cfg) == config_dict(self.config(PRETRAINED)):
             cfg, model, manifest = load_shipped(self)  # the course's own checkpoint, checked; never retrained
+            history = [(step, 60 * minutes, score) for step, minutes, score in manifest["validation"]["history"]]
+            extra = {"losses": manifest["losses"], "history": history, "step": manifest["steps"],
+                     "seconds": 60 * manifest["training_minutes"], "manifest": manifest}
             return Trained(self, cfg, fast_layout(model, device).eval(), SHIPPED_DIR / f"{self.name}.pt", "shipped",
-                           manifest)
+                           extra)
         folder = Path(out_dir) if out_dir is not None else self.run_dir(cfg)
         path = folder / "last.pt"
         status = run_status(path, self, cfg)
@@ -266,7 +269,8 @@ class MissingModelError(RuntimeError):
 class Trained:
     """What :meth:`ModelKind.obtain` returns: the config, the network to sample with (on the device, in eval mode), its
     checkpoint, what happened (``shipped``, ``reused``, ``resumed`` or ``trained``) and the checkpoint's extras (losses,
-    history, seconds, step; a shipped checkpoint's manifest). Notebooks 02 to 06 read their models from one."""
+    history, seconds, step; for a shipped checkpoint also its ``manifest``). Notebooks 02 to 06 read their models
+    from one."""
 
     kind: ModelKind
     cfg: object

@@ -83,7 +83,7 @@ import torch
 from torch import nn
 
 from course_utils import (adaptation, attention, checkpoints, classifier, config, diffusion, evaluation, inpainting,
-                          masks, metrics, models, plotting, prior, schedules, tasks, training)
+                          masks, metrics, models, plotting, pretrained, prior, schedules, tasks, training)
 
 profile = config.get_profile()
 # The course ships its prior, trained once with the `pretrained` recipe (pretrained/prior.json says how); in the
@@ -182,14 +182,15 @@ print(f"prior U-Net: {models.count_parameters(net_demo):,} parameters, input x_t
 # %%
 trained = prior.PRIOR_KIND.obtain(cfg, device)  # the shipped prior, or reuse / resume / train this profile's own
 prior_net = trained.model
+losses, history, prior_seconds = trained.extra["losses"], trained.extra["history"], trained.extra["seconds"]
 if trained.status == "shipped":  # its manifest says how it was made
-    made = trained.extra
-    losses, prior_seconds = made["losses"], 60 * made["training_minutes"]
-    history = [(step, 60 * minutes, score) for step, minutes, score in made["validation"]["history"]]
+    made = trained.extra["manifest"]
     print(f"the course's shipped prior {trained.path.name} ({made['dtype']}, sha256 {made['sha256'][:12]}...), "
           f"made by\n  {made['command']}\non {made['training_digits']['count']} training digits; {made['hardware']}")
+    if made["training_digits"]["fingerprint"] != pretrained.fingerprint(train):
+        print("note: this MNIST is not the one the shipped prior was trained on (the offline pack's 5,000 digits), "
+              "so this notebook's validation and test splits may hold digits it has seen")
 else:
-    losses, history, prior_seconds = trained.extra["losses"], trained.extra["history"], trained.extra["seconds"]
     print(f"{trained.status} the prior in {trained.path.parent}")
 print(f"{len(losses)} steps of batch {cfg.batch_size}, {prior_seconds / 60:.1f} min of training "
       f"({prior_seconds / len(losses):.2f} s per step)")
@@ -530,19 +531,22 @@ print(f"the same 50 steps with eta = 1 instead of 0: {eta_gain:+.2f} dB")
 # where they end.
 
 # %%
+budget = prior.PRIOR_KIND.config(profile)  # this profile's own prior settings: the live runs' batch and widths
+
+
 def train_for_schedule(name):
     schedule_ = schedules.make_schedule(name, cfg.T)
     torch.manual_seed(SEED)
-    net = training.fast_layout(models.UNet(max(cfg.base_channels // 2, 4), cfg.channel_mults), device)
+    net = training.fast_layout(models.UNet(max(budget.base_channels // 2, 4), budget.channel_mults), device)
     bank = banks["train"].to(device)
 
     def loss_fn(net_, g):
-        idx = torch.randint(len(train), (cfg.batch_size,), generator=g)
-        m = bank[torch.randint(len(bank), (cfg.batch_size,), generator=g).to(device)]
+        idx = torch.randint(len(train), (budget.batch_size,), generator=g)
+        m = bank[torch.randint(len(bank), (budget.batch_size,), generator=g).to(device)]
         return training.eps_loss(net_, train.images[idx].to(device), m, schedule_, g)
 
-    run = training.fit(net, loss_fn, SCHEDULE_STEPS, cfg.lr, torch.Generator().manual_seed(SEED),
-                       warmup=min(cfg.warmup, SCHEDULE_STEPS // 5), ema_decay=0.99, progress=False)
+    run = training.fit(net, loss_fn, SCHEDULE_STEPS, budget.lr, torch.Generator().manual_seed(SEED),
+                       warmup=min(budget.warmup, SCHEDULE_STEPS // 5), ema_decay=0.99, progress=False)
     return run["ema"].eval(), schedule_, run["seconds"]
 
 

@@ -64,7 +64,7 @@ def test_ship_refuses_an_unfinished_or_other_profile_run(tmp_path):
     cfg = dataclasses.replace(prior.PRIOR["ci"], steps=4, save_every=2)
     train, _, _ = prior.prior_splits(cfg)
     kind.train(cfg, train, tmp_path / "ci", torch.device("cpu"), progress=False)
-    with pytest.raises(pretrained.ShippedCheckpointError, match="no finished pretrained run"):
+    with pytest.raises(pretrained.ShippedCheckpointError, match="no finished run of the code.s pretrained recipe"):
         pretrained.ship(kind, tmp_path / "ci", train, train.images[:2], folder=tmp_path / "shipped")
 
 
@@ -116,7 +116,9 @@ def test_the_shipped_prior_reproduces_its_validation_score_and_makes_every_digit
     samples, judged by the course classifier of the cpu profile (trained once per test run, under a minute)."""
     from course_utils import classifier, diffusion, schedules
     cfg, model, manifest = pretrained.load_shipped(prior.PRIOR_KIND)
-    _, val, _ = prior.prior_splits(cfg)
+    train, val, _ = prior.prior_splits(cfg)
+    if pretrained.fingerprint(train) != manifest["training_digits"]["fingerprint"]:
+        pytest.skip("this MNIST is not the digits the shipped prior was trained and validated on")
     digits = manifest["validation"]["digits"]
     score = prior.validate_prior(model, cfg, val.images[:digits])
     assert score == pytest.approx(manifest["validation"][f"score_{manifest['dtype']}"], abs=0.02)
@@ -125,3 +127,27 @@ def test_the_shipped_prior_reproduces_its_validation_score_and_makes_every_digit
                             "ddpm", generator=torch.Generator().manual_seed(0))
     judge, _ = classifier.load_or_train_classifier("cpu", progress=False)
     assert torch.bincount(classifier.predict(judge, free), minlength=10).min() > 0
+
+
+def test_obtain_takes_the_shipped_file_only_for_the_exact_recipe(tiny_recipe, tmp_path, monkeypatch):
+    kind, run, train, val = tiny_recipe
+    monkeypatch.setattr(pretrained, "SHIPPED_DIR", tmp_path / "shipped")
+    from course_utils import runs
+    monkeypatch.setattr(runs, "SHIPPED_DIR", tmp_path / "shipped")
+    monkeypatch.setattr(runs, "is_shipped", lambda k: pretrained.is_shipped(k, tmp_path / "shipped"))
+    monkeypatch.setattr(runs, "load_shipped", lambda k: pretrained.load_shipped(k, tmp_path / "shipped"))
+    pretrained.ship(kind, run, train, val, folder=tmp_path / "shipped")
+    got = kind.obtain(kind.config(config.PRETRAINED), allow_training=False)
+    assert got.status == "shipped" and got.extra["step"] == 4 and len(got.extra["losses"]) == 4
+    assert got.extra["manifest"]["kind"] == "prior" and got.extra["seconds"] >= 0
+    longer = kind.config(config.PRETRAINED, steps=8)  # not the shipped recipe: never answered by the shipped file
+    monkeypatch.setenv("COURSE_OUTPUT_DIR", str(tmp_path / "outputs"))
+    with pytest.raises(runs.MissingModelError):
+        kind.obtain(longer, allow_training=False)
+
+
+def test_train_and_ship_refuse_a_kind_without_a_pretrained_recipe(tmp_path):
+    for argv in (["train", "--model", "center_hole", "--profile", "pretrained", "--out", str(tmp_path / "x")],
+                 ["ship", "--model", "center_hole", "--run", str(tmp_path / "x")]):
+        with pytest.raises(SystemExit, match="no pretrained recipe yet .*prior"):
+            cli.main(argv)
