@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -141,5 +142,11 @@ def ship(kind, run: str | Path, train_digits: DigitSet, val_images: torch.Tensor
                        "history": [[step, round(sec / 60, 2), round(score, 3)] for step, sec, score in history]},
         "losses": [round(loss, 5) for loss in extra["losses"]],  # every step's, for the notebooks' training curve
     }
-    Path(folder, f"{kind.name}.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    Path(folder, f"{kind.name}.json").write_text(manifest_text(manifest))
     return manifest
+
+
+def manifest_text(manifest: dict) -> str:
+    """A manifest as JSON, one key a line and every list of numbers on one line (the training curve included)."""
+    text = json.dumps(manifest, indent=1)
+    return re.sub(r"\[[^\[\]{}]*\]", lambda m: json.dumps(json.loads(m.group(0))), text) + "\n"
