@@ -44,9 +44,9 @@
 #
 # - Notebooks 02 (DDPM, the U-Net, replacement) and 03 (DDIM, data consistency, the evaluation harness); the
 #   self-attention of section 2 is a softmax version of notebook 04's attention.
-# - Runtime (measured, see the README): `ci` profile under 2 minutes; `cpu` profile 6.8 min on 2 CPU cores the first
-#   time (2.5 of them training the prior, 1.8 fine-tuning), about 25 min on a slower 2-core machine; the
-#   `full` profile is sized for a GPU and has not been timed yet.
+# - Runtime (measured, see the README): `ci` profile under 2 minutes; `cpu` profile about 7 min on 2 CPU cores with
+#   the course's shipped prior (2.5 of them fine-tuning it three ways); `TRAIN_YOUR_OWN = True` adds the prior's own
+#   training (a few minutes in `cpu`). The `full` profile is sized for a GPU and has not been timed yet.
 
 # %% [markdown]
 # ## Setup
@@ -515,12 +515,12 @@ eta_gain = (cost_rows["DDIM 50, eta 1"]["metrics"]["psnr"]["single"] - cost_rows
 print(f"the same 50 steps with eta = 1 instead of 0: {eta_gain:+.2f} dB")
 
 # %% [markdown]
-# Read the table from the bottom up. In the `cpu` run we made, deterministic DDIM lost most of its quality to the
-# ancestral sampler at every step count (the SSIM shows leftover noise in the hole), and eta = 1 on the same 50
-# steps won it back: with a briefly trained $\epsilon$-predicting network, $\hat\epsilon$ is not accurate enough for
-# a noise-free path, and the fresh noise of each ancestral step lets later steps correct earlier errors. (Notebook
-# 03's $x_0$-predicting model had no such gap.) That is why the tables below sample every model of this notebook
-# with ancestral steps. Your run prints its own numbers above.
+# Read the table from the bottom up: compare deterministic DDIM at each step count with eta = 1 on the same 50
+# steps (the ancestral kind of step, fresh noise at each), which the cell above prints as a difference. Where eta = 1
+# wins, the tables below are right to sample every model of this notebook with ancestral steps. Why it wins is a
+# hypothesis, not something this table shows: an $\epsilon$-predicting network's errors compound along a noise-free
+# path while fresh noise lets later steps correct earlier ones; separating that from replacement's own fresh noise
+# on the known pixels would need another experiment. Your run prints its own numbers above.
 
 # %% [markdown]
 # **Schedules.** How fast $\bar\alpha_t$ falls decides which noise levels training and sampling spend their steps
