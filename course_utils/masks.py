@@ -249,7 +249,11 @@ def mixed_masks(n: int, kinds: tuple[str, ...] = MASK_KINDS, hole: int = 12, siz
         if len(idx) == 0:
             continue
         k = len(idx)
-        value = {"center": hole, "sparse": lambda: 1 - (0.3 + 0.6 * torch.rand(k, generator=g)),
-                 "procedural": lambda: 0.05 + 0.55 * torch.rand(k, generator=g)}.get(kind)
-        m[idx] = make_masks(kind, k, value() if callable(value) else value, size, g)
+        if kind == "sparse":
+            value = 1 - (0.3 + 0.6 * torch.rand(k, generator=g))  # 10 to 70 percent of the pixels kept
+        elif kind == "procedural":
+            value = 0.05 + 0.55 * torch.rand(k, generator=g)  # 5 to 60 percent missing
+        else:
+            value = hole if kind == "center" else None
+        m[idx] = make_masks(kind, k, value, size, g)
     return m

@@ -40,8 +40,7 @@ class ShippedCheckpointError(CheckpointMismatchError):
 
 def remake_command(kind) -> str:
     """The two commands that make ``kind``'s shipped checkpoint again: its ``pretrained`` recipe, then ``ship``."""
-    return (f"python -m course_utils train --model {kind.name} --profile {PRETRAINED} --out RUN && "
-            f"python -m course_utils ship --model {kind.name} --run RUN")
+    return f"{kind.command('RUN', PRETRAINED)} && python -m course_utils ship --model {kind.name} --run RUN"
 
 
 def sha256(path: str | Path) -> str:

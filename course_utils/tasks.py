@@ -117,8 +117,10 @@ class Task:
         if not self.is_mask_task:
             raise ValueError(f"{self.spec} is a measurement task: it has no mask")
         g = _generator(seed)
-        value = {"center": lambda: self.value[0], "procedural": lambda: _draw(self.value, n, g),
-                 "sparse": lambda: _draw(self.value, n, g)}.get(self.name, lambda: None)()
+        if self.name == "center":
+            value = self.value[0]
+        else:
+            value = _draw(self.value, n, g) if self.name in ("procedural", "sparse") else None
         return masks_.make_masks(self.name, n, value, seed=g)
 
     def observe(self, x0: torch.Tensor, seed=0) -> Observation:
