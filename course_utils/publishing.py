@@ -55,14 +55,17 @@ def colab_badge(notebook: str, url: str) -> str:
 
 _BADGE_RE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\(https://colab\.research\.google\.com/github/[^)]*?/notebooks/([\w.-]+\.ipynb)\)")
 _REPO_LINE_RE = re.compile(r'^REPO_URL = "[^"]*"', flags=re.MULTILINE)
+_CLONE_RE = re.compile(r"git clone (?:--depth 1 )?https://\S+? course\b")
 
 
 def rewrite_links(text: str, url: str) -> str:
-    """Point every Colab badge and every ``REPO_URL = "..."`` line in ``text`` at ``url``.
+    """Point every Colab badge, every ``REPO_URL = "..."`` line and every ``git clone URL course`` in ``text`` at
+    ``url``.
 
     Behind every notebook's Colab badge and setup cell (notebook 01 first).
     """
     text = _BADGE_RE.sub(lambda m: colab_badge(m.group(1), url), text)
+    text = _CLONE_RE.sub(lambda m: m.group(0).split(" https://")[0] + f" {url} course", text)
     return _REPO_LINE_RE.sub(f'REPO_URL = "{url}"', text)
 
 

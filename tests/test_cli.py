@@ -19,10 +19,12 @@ def test_badge_and_link_rewriting():
         "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
         "(https://colab.research.google.com/github/old/place/blob/main/notebooks/01_forward_process.ipynb)\n"
         'REPO_URL = "https://github.com/old/place"\n'
+        "  git clone https://github.com/old/place course && cd course\n"
     )
     out = publishing.rewrite_links(text, url)
     assert "github/someone/course/blob/main/notebooks/01_forward_process.ipynb" in out
     assert 'REPO_URL = "https://github.com/someone/course"' in out
+    assert "  git clone https://github.com/someone/course course && cd course\n" in out
     assert publishing.rewrite_links(out, url) == out
 
 
@@ -37,6 +39,7 @@ def test_every_notebook_and_the_readme_point_at_the_one_address():
         assert f'REPO_URL = "{url}"' in text, f"{py.name}: stale REPO_URL in the setup cell"
         assert publishing.rewrite_links(text, url) == text
     readme = (ROOT / "README.md").read_text()
+    assert publishing.rewrite_links(readme, url) == readme, "the README's clone command or a badge is stale"
     for py in sources:
         assert publishing.colab_url(py.with_suffix(".ipynb").name, url) in readme, f"README lacks the badge of {py.name}"
 
