@@ -86,10 +86,17 @@ import torch.nn.functional as F
 from IPython.display import display
 
 from course_utils import (attention, baselines, center_hole, classifier, cli, conditional, config, data,
-                          diffusion, evaluation, metrics, models, plotting, schedules, tasks, training, widgets)
+                          diffusion, evaluation, metrics, models, plotting, pretrained, schedules, tasks, training,
+                          widgets)
 
 profile = config.get_profile()
-cfg = conditional.KIND.config(profile)  # e.g. conditional.KIND.config(profile, architecture="cross", steps=300)
+# The course ships this notebook's model, trained once with the `pretrained` recipe (pretrained/conditional.json
+# says how); in the cpu and full profiles the notebook uses it. TRAIN_YOUR_OWN = True trains this profile's own
+# model here instead (the cpu recipe: 1,500 steps, 6 to 13 minutes on 2 CPU cores). The ci profile always trains
+# a tiny one.
+TRAIN_YOUR_OWN = False
+own = conditional.KIND.config(profile)  # this profile's settings: its own recipe, evaluation sizes, ablation budget
+cfg = own if TRAIN_YOUR_OWN else conditional.KIND.default_config(profile)  # the model's settings
 device = config.get_device()
 torch.backends.cudnn.allow_tf32 = False  # full float32 on a GPU too, so the checks against the module hold
 torch.backends.cuda.matmul.allow_tf32 = False
@@ -326,14 +333,23 @@ for arch in conditional.ARCHITECTURES:
 #
 # with every pixel scored (the model must also reproduce the pixels it was shown). `conditional.conditional_loss`
 # is this loss; `conditional.KIND.obtain(cfg)` hands it to the course's one training loop, `training.fit`
-# (AdamW, warm-up and cosine decay, EMA, atomic checkpoints every `cfg.save_every` steps, exact resume). A finished
-# run of this configuration in `outputs/04_conditional/` is reused; from a terminal the same run is
-# `python -m course_utils train --model conditional --profile cpu --out DIR`.
+# (AdamW, warm-up and cosine decay, EMA, atomic checkpoints every `cfg.save_every` steps, exact resume).
+# `conditional.KIND.obtain(cfg)` returns the course's shipped model for the `pretrained` recipe (after checking its
+# sha256 and config), and otherwise reuses a finished run of the configuration in `outputs/04_conditional/` or
+# trains it; from a terminal it is `python -m course_utils train --model conditional --profile cpu --out DIR`
+# (`--profile pretrained` for the shipped recipe).
 
 # %%
-trained = conditional.KIND.obtain(cfg, device)  # reuse a finished run, resume an unfinished one, or train
+trained = conditional.KIND.obtain(cfg, device)  # the shipped model, or reuse / resume / train this profile's own
 run_dir, checkpoint, model = trained.path.parent, trained.path, trained.model
 losses, history, train_seconds = trained.extra["losses"], trained.extra["history"], trained.extra["seconds"]
+if trained.status == "shipped":  # its manifest says how it was made
+    made = trained.extra["manifest"]
+    print(f"the course's shipped model {checkpoint.name} ({made['dtype']}, sha256 {made['sha256'][:12]}...), made by"
+          f"\n  {made['command']}\non {made['training_digits']['count']} training digits; {made['hardware']}")
+    if made["training_digits"]["fingerprint"] != pretrained.fingerprint(train):
+        print("note: this MNIST is not the one the shipped model was trained on (the offline pack's 5,000 digits), "
+              "so this notebook's validation and test splits may hold digits it has seen")
 print(f"{trained.status} {checkpoint}: {len(losses)} steps, {train_seconds / 60:.1f} min of training")
 print(f"{train_seconds / len(losses):.2f} s per training step (batch {cfg.batch_size}, {device})")
 
@@ -471,7 +487,7 @@ plt.show()
 #
 # ## 6. Results per task, on test digits
 #
-# The harness (`evaluation.evaluate`, the same code as `python -m course_utils eval`) draws K = `cfg.n_samples`
+# The harness (`evaluation.evaluate`, the same code as `python -m course_utils eval`) draws K = `own.n_samples`
 # DDIM samples per test digit and scores one sample and the mean of K against the classical baselines of each
 # task on the same observations: PSNR, L1 and SSIM over the missing pixels (mask tasks) or the whole image
 # (measurement tasks), class preservation by the course classifier, and the Frechet distance of its features.
@@ -481,12 +497,12 @@ clf, clf_info = classifier.load_or_train_classifier(profile.name, device=device)
 print(f"course classifier: {'reused' if clf_info['reused'] else 'trained'}, validation accuracy "
       f"{100 * clf_info['val_accuracy']:.1f}%")
 RESULT_TASKS = ["sparse:0.1", "noise:0.5", "lowres:4", "kspace:0.25", "center:12"]
-x_test, y_test = test.images[: cfg.eval_size], test.labels[: cfg.eval_size]
+x_test, y_test = test.images[: own.eval_size], test.labels[: own.eval_size]
 method = conditional.conditional_method(model, cfg, evaluation.SamplerOptions(cfg.sample_steps))
 results, per_image, samples_of = {}, {}, {}
 for spec in RESULT_TASKS:
     results[spec], per_image[spec], samples_of[spec] = evaluation.evaluate(
-        method, x_test, y_test, spec, k=cfg.n_samples, seed=SEED, classifier=clf, library=train.images)
+        method, x_test, y_test, spec, k=own.n_samples, seed=SEED, classifier=clf, library=train.images)
     print(evaluation.format_results(results[spec]), "\n")
 
 # %%
@@ -502,7 +518,7 @@ def one_sample_class(spec):
     return torch.stack([classifier.predict(clf, s) == y_test for s in samples_of[spec]]).float().mean().item()
 
 
-K = cfg.n_samples
+K = own.n_samples
 print(f"{len(x_test)} test digits per task, K = {K}, DDIM {cfg.sample_steps} steps ({profile.name} profile)")
 print(f"{'task':<12}{'best baseline':<18}{'PSNR':>6}{'SSIM':>6}{'class':>6}{'FD':>6} |{'1 sample':>9}{'SSIM':>6}"
       f"{'class':>6}{'FD':>6} |{f'mean {K}':>8}{'SSIM':>6}{'class':>6}")
@@ -753,17 +769,17 @@ for spec in ["sparse:0.1", "center:12"]:
 #
 # ## 9. Ablation: three ways to feed the condition, at the same budget
 #
-# Each architecture trains from scratch for `cfg.ablation_steps` steps of `cfg.ablation_batch` digits on the same
+# Each architecture trains from scratch for `own.ablation_steps` steps of `own.ablation_batch` digits on the same
 # mixture, seed and batches, and is scored on validation digits (one DDIM sample per observation). In `cpu` these
 # runs are much shorter than the main model's: they rank the designs early in training and say nothing about
 # where each would end. A finished row is reused from `outputs/` like the main model.
 
 # %%
-x_abl, y_abl = val.images[: cfg.ablation_size], val.labels[: cfg.ablation_size]
+x_abl, y_abl = val.images[: own.ablation_size], val.labels[: own.ablation_size]
 ablation = {}
 for arch in conditional.ARCHITECTURES:
-    row_cfg = dataclasses.replace(cfg, architecture=arch, steps=cfg.ablation_steps, batch_size=cfg.ablation_batch,
-                                  save_every=cfg.ablation_steps, warmup=min(cfg.warmup, cfg.ablation_steps // 10 + 1))
+    row_cfg = dataclasses.replace(own, architecture=arch, steps=own.ablation_steps, batch_size=own.ablation_batch,
+                                  save_every=own.ablation_steps, warmup=min(own.warmup, own.ablation_steps // 10 + 1))
     row = conditional.KIND.obtain(row_cfg, device, progress=False)
     row_model, row_seconds = row.model, row.extra["seconds"]
     row_method = conditional.conditional_method(row_model, row_cfg, evaluation.SamplerOptions(cfg.sample_steps))
@@ -777,7 +793,7 @@ for arch in conditional.ARCHITECTURES:
           f"training step")
 
 # %%
-print(f"Equal budget: {cfg.ablation_steps} steps of {cfg.ablation_batch} digits per architecture; {len(x_abl)} "
+print(f"Equal budget: {own.ablation_steps} steps of {own.ablation_batch} digits per architecture; {len(x_abl)} "
       f"validation digits per task, one DDIM sample ({cfg.sample_steps} steps)")
 print(f"{'task':<12}{'architecture':<15}{'PSNR':>7}{'SSIM':>7}{'class':>7}{'ms/sample':>10}")
 for spec in RESULT_TASKS:
@@ -785,7 +801,7 @@ for spec in RESULT_TASKS:
         r = ablation[arch][spec]
         print(f"{spec:<12}{arch:<15}{r['psnr']:7.2f}{r['ssim']:7.3f}{r['class']:7.2f}{1000 * r['s_per_sample']:10.1f}")
 (run_dir / f"ablation_{profile.name}.json").write_text(json.dumps(
-    {"budget": {"steps": cfg.ablation_steps, "batch_size": cfg.ablation_batch}, "n_images": len(x_abl),
+    {"budget": {"steps": own.ablation_steps, "batch_size": own.ablation_batch}, "n_images": len(x_abl),
      "rows": ablation}, indent=2))
 fig, ax = plt.subplots(figsize=(9, 3.4))
 width = 0.8 / len(conditional.ARCHITECTURES)
@@ -793,7 +809,7 @@ for i, arch in enumerate(conditional.ARCHITECTURES):
     ax.bar([j + i * width for j in range(len(RESULT_TASKS))], [ablation[arch][s]["psnr"] for s in RESULT_TASKS],
            width, label=arch)
 ax.set_xticks([j + width for j in range(len(RESULT_TASKS))], RESULT_TASKS)
-ax.set(ylabel="PSNR, one sample (dB)", title=f"Ablation at equal budget ({cfg.ablation_steps} steps each, {profile.name})")
+ax.set(ylabel="PSNR, one sample (dB)", title=f"Ablation at equal budget ({own.ablation_steps} steps each, {profile.name})")
 ax.legend()
 plotting.save_figure(fig, "04_ablation")
 plt.show()
@@ -826,10 +842,12 @@ widgets.posterior_explorer(model, cfg, x_test, k=4)
 # %% [markdown]
 # ## 11. From the command line
 #
-# The same model is scored on any MNIST folder by the harness's `eval` (it recognises the checkpoint's kind):
+# The same model is scored on any MNIST folder by the harness's `eval` (it recognises the checkpoint's kind;
+# `--checkpoint pretrained:conditional` names the shipped one):
 
 # %%
-assert cli.main(["eval", "--checkpoint", str(checkpoint), "--task", "sparse:0.1", "--data-dir", str(config.data_dir()),
+named = "pretrained:conditional" if trained.status == "shipped" else str(checkpoint)
+assert cli.main(["eval", "--checkpoint", named, "--task", "sparse:0.1", "--data-dir", str(config.data_dir()),
                  "--profile", profile.name, "--n", "8", "--k", "2", "--steps", str(cfg.sample_steps)]) == 0
 
 # %% [markdown]
