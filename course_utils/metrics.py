@@ -16,6 +16,8 @@ mask of a measurement task (no pixel known exactly), both score the **whole imag
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .data import check_images, to_unit_range
@@ -154,3 +156,74 @@ def uncertainty_calibration(samples: torch.Tensor, target: torch.Tensor, mask: t
     corr = (s @ e).item() / denom if denom > 0 else float("nan")
     inside = (unit.amin(0) <= truth) & (truth <= unit.amax(0))
     return {"std_error_corr": corr, "coverage": inside.flatten()[region].float().mean().item()}
+
+
+def _truth_ranks(samples: torch.Tensor, target: torch.Tensor, mask: torch.Tensor):
+    """(below, equal): per scored pixel, how many of the K samples lie strictly below the truth and how many equal
+    it (in [0, 1] units), for :func:`interval_coverage`."""
+    _check_samples(samples, target, mask)
+    truth, unit = to_unit_range(target.float()), to_unit_range(samples.float())
+    region = scored_region(mask).flatten() > 0
+    below = (unit < truth).sum(0).flatten()[region]
+    equal = (unit == truth).sum(0).flatten()[region]
+    return below, equal
+
+
+def interval_coverage(samples: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[float, float]:
+    """A calibration curve of K posterior samples over the scored pixels (notebook 04): {nominal level: coverage}.
+
+    The interval that drops the ``i`` lowest and ``i`` highest of a pixel's K samples, [X_(i+1), X_(K-i)] for
+    i = 0, ..., K/2 - 1, holds the truth when at least i + 1 samples lie below it and at least i + 1 above. If the
+    truth is one more exact posterior sample, its rank among the K + 1 values is uniform, so that happens with
+    probability (K - 1 - 2i) / (K + 1): the nominal level (i = 0 is the samples' range, (K - 1) / (K + 1)). Ties
+    (clipped background: the truth and several samples all at -1) are broken uniformly at random, in expectation: a
+    truth above ``b`` samples and equal to ``e`` has b, b + 1, ..., b + e samples below it with equal chances. So
+    an exact sampler scores its nominal level at every level, ties or not.
+    """
+    k = samples.shape[0]
+    if k < 2:
+        raise ValueError(f"a calibration curve needs K >= 2 samples per image, got {k}")
+    below, equal = _truth_ranks(samples, target, mask)
+    curve = {}
+    for i in range(k // 2):
+        lo, hi = i + 1, k - 1 - i  # samples below the truth, after tie-breaking, for it to be inside
+        ranks = torch.arange(k + 1)  # how many samples end up below the truth: below + u, u = 0 .. equal
+        u_inside = ((below[:, None] + ranks[None] >= lo) & (below[:, None] + ranks[None] <= hi)
+                    & (ranks[None] <= equal[:, None]))
+        share = u_inside.sum(1).float() / (equal + 1).float()  # each u equally likely
+        curve[(k - 1 - 2 * i) / (k + 1)] = share.mean().item()
+    return dict(sorted(curve.items()))
+
+
+def conformal_scale(samples: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, level: float = 0.9,
+                    floor: float = 1e-2) -> float:
+    """Split-conformal scale factor (notebook 04): the smallest lambda such that mean +- lambda (std + floor) holds
+    the truth in a share ``level`` of the scored pixels of these (validation) images.
+
+    The nonconformity score of a pixel is |truth - mean| / (std + floor) (mean and std over the K samples, [0, 1]
+    units; ``floor`` keeps a pixel whose samples agree from scoring infinity), and lambda is its
+    ceil((n + 1) level) / n empirical quantile over the n scored pixels. Applied to other images of the same
+    distribution, :func:`scaled_interval_coverage` then reaches about ``level`` (pixels of one image are not
+    independent, so the guarantee holds per image, the fit's share over pixels only approximately).
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    scores = _conformal_scores(samples, target, mask, floor)
+    n = scores.numel()
+    rank = min(n, math.ceil((n + 1) * level))
+    return scores.sort().values[rank - 1].item()
+
+
+def _conformal_scores(samples, target, mask, floor):
+    _check_samples(samples, target, mask)
+    mean, std = posterior_mean_std(samples)
+    region = scored_region(mask).flatten() > 0
+    err = (mean - to_unit_range(target.float())).abs().flatten()[region]
+    return err / (std.flatten()[region] + floor)
+
+
+def scaled_interval_coverage(samples: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, scale: float,
+                             floor: float = 1e-2) -> float:
+    """The share of scored pixels whose truth lies in mean +- scale (std + floor) (notebook 04; ``scale`` from
+    :func:`conformal_scale` on validation images)."""
+    return (_conformal_scores(samples, target, mask, floor) <= scale).float().mean().item()

@@ -107,3 +107,44 @@ def test_uncertainty_calibration_coverage_and_correlation():
     assert abs(cov - (k - 1) / (k + 1)) < 0.02
     with pytest.raises(ValueError, match="K x N"):
         metrics.uncertainty_calibration(samples[0], truth, mask)
+
+
+def test_interval_coverage_of_an_exact_sampler_is_its_nominal_level_even_with_ties():
+    g = torch.Generator().manual_seed(3)
+    draws = torch.randn(9, 300, 1, 8, 8, generator=g).clamp(-1, 1)  # 16% of the values tie at -1 or 1
+    curve = metrics.interval_coverage(draws[1:], draws[0], torch.zeros(300, 1, 8, 8))
+    assert list(curve) == pytest.approx([1 / 9, 3 / 9, 5 / 9, 7 / 9])
+    for nominal, coverage in curve.items():
+        assert coverage == pytest.approx(nominal, abs=0.01)
+    # counting ties as inside (the samples' range of uncertainty_calibration) overshoots on the same draws
+    assert metrics.uncertainty_calibration(draws[1:], draws[0], torch.zeros(300, 1, 8, 8))["coverage"] > 7 / 9 + 0.02
+
+
+def test_interval_coverage_breaks_a_full_tie_uniformly():
+    samples = -torch.ones(8, 2, 1, 4, 4)  # every sample and the truth at the background value
+    curve = metrics.interval_coverage(samples, -torch.ones(2, 1, 4, 4), torch.zeros(2, 1, 4, 4))
+    for nominal, coverage in curve.items():
+        assert coverage == pytest.approx(nominal)
+
+
+def test_interval_coverage_of_overconfident_samples_falls_short_and_bad_input_is_refused():
+    g = torch.Generator().manual_seed(4)
+    truth = torch.randn(200, 1, 8, 8, generator=g).clamp(-0.9, 0.9)
+    narrow = (0.3 * torch.randn(8, 200, 1, 8, 8, generator=g)).clamp(-1, 1)  # too sure, around 0
+    curve = metrics.interval_coverage(narrow, truth, torch.zeros(200, 1, 8, 8))
+    assert all(coverage < nominal for nominal, coverage in curve.items())
+    with pytest.raises(ValueError, match="K >= 2"):
+        metrics.interval_coverage(narrow[:1], truth, torch.zeros(200, 1, 8, 8))
+
+
+def test_conformal_scale_reaches_its_level_on_fresh_images():
+    g = torch.Generator().manual_seed(5)
+    val, test = (torch.randn(9, 200, 1, 8, 8, generator=g).clamp(-1, 1) * 0.5 for _ in range(2))
+    mask = torch.zeros(200, 1, 8, 8)
+    narrow_val, narrow_test = 0.5 * val[1:], 0.5 * test[1:]  # over-confident samples: the scale must widen them
+    scale = metrics.conformal_scale(narrow_val, val[0], mask, level=0.9)
+    assert metrics.scaled_interval_coverage(narrow_val, val[0], mask, scale) >= 0.9
+    assert metrics.scaled_interval_coverage(narrow_test, test[0], mask, scale) == pytest.approx(0.9, abs=0.02)
+    assert metrics.scaled_interval_coverage(narrow_test, test[0], mask, 1.0) < 0.8  # plus-minus one std: too narrow
+    with pytest.raises(ValueError, match="level"):
+        metrics.conformal_scale(narrow_val, val[0], mask, level=1.5)
