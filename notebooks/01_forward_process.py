@@ -379,6 +379,10 @@ plt.show()
 # 3. Draw 500 `sparse` masks keeping 70 percent of the pixels (`masks.make_masks("sparse", 500, 0.7)`). What is
 #    the spread (standard deviation) of the measured missing fraction, and what does the binomial distribution
 #    predict?
+# 4. *Pen and paper.* Two noising steps: $x_1 = \sqrt{\alpha_1}\,x_0 + \sqrt{1-\alpha_1}\,\epsilon_1$ and
+#    $x_2 = \sqrt{\alpha_2}\,x_1 + \sqrt{1-\alpha_2}\,\epsilon_2$, with $\epsilon_1, \epsilon_2$ independent standard
+#    normals. Show that $x_2 = \sqrt{\alpha_1\alpha_2}\,x_0 + \sqrt{1-\alpha_1\alpha_2}\,\epsilon$ for one standard
+#    normal $\epsilon$, and conclude the closed form $q(x_t \mid x_0)$ with $\bar\alpha_t = \prod_{s \le t} \alpha_s$.
 #
 # <details><summary>Solution 1</summary>
 #
@@ -410,4 +414,13 @@ plt.show()
 # ```
 # The two agree to within the uncertainty of the measurement: a standard deviation estimated from 500 masks is
 # itself uncertain by about $1/\sqrt{2 \cdot 500} \approx 3$ percent. Draw 5,000 masks and it settles at the prediction.
+# </details>
+#
+# <details><summary>Solution 4</summary>
+#
+# Substitute: $x_2 = \sqrt{\alpha_1\alpha_2}\,x_0 + \sqrt{\alpha_2(1-\alpha_1)}\,\epsilon_1 + \sqrt{1-\alpha_2}\,\epsilon_2$.
+# The last two terms are independent zero-mean Gaussians, so their sum is Gaussian with variance
+# $\alpha_2(1-\alpha_1) + (1-\alpha_2) = 1 - \alpha_1\alpha_2$: it is $\sqrt{1-\alpha_1\alpha_2}\,\epsilon$. By induction
+# over $t$ steps the signal is scaled by $\sqrt{\prod_s \alpha_s} = \sqrt{\bar\alpha_t}$ and the noise variance is
+# $1 - \bar\alpha_t$, which is the closed form this notebook checks against the step-by-step chain.
 # </details>

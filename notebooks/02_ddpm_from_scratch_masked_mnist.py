@@ -605,6 +605,9 @@ print("training loop: notebook == course_utils", [f"{v:.4f}" for v in losses_a])
 #    where is the model uncertain?
 # 3. Train a model that sees only center holes (change `mask_fn`) for the same number of steps, and evaluate it on
 #    the `sparse` masks. What happens, and why?
+# 4. *Pen and paper.* A network that ignores its input and always predicts the same value $c$ for $\epsilon$: which
+#    $c$ minimises the loss $\mathbb E\,\|\epsilon - c\|^2$ per pixel, and what is the loss then? What does that say
+#    about reading this notebook's training curve?
 #
 # <details><summary>Solution 1</summary>
 #
@@ -647,4 +650,13 @@ print("training loop: notebook == course_utils", [f"{v:.4f}" for v in losses_a])
 # Compare the number with the `sparse` column of section 9. A network that has only seen center holes has never
 # learned what scattered known pixels mean; try `True` (replacement) as the fifth argument of `sample` and see how
 # much imposing the known pixels at every step recovers.
+# </details>
+#
+# <details><summary>Solution 4</summary>
+#
+# $\mathbb E(\epsilon - c)^2 = \mathrm{Var}(\epsilon) + (\mathbb E\epsilon - c)^2 = 1 + c^2$, smallest at $c = 0$ with loss 1
+# per pixel. So a loss of 1 means the network has learned nothing about the noise; everything below 1 is what it
+# extracts from $x_t$, $t$ and the known pixels. At small $t$ the task is easy ($x_t$ is almost $x_0$ plus the noise,
+# and $x_0$'s background is known), at large $t$ it is close to guessing, which is why the loss averaged over $t$
+# stays well above 0.
 # </details>

@@ -703,6 +703,10 @@ print(f"notebook run time so far: {(time.perf_counter() - notebook_start) / 60:.
 # 4. Where the loss looks: fine-tune `lora_attn` with `known_weight=1.0` (every pixel, the full fine-tune's loss)
 #    and with the notebook's 0 for the same steps, and compare the validation PSNR of each (`prior.validate_prior`
 #    on 64 validation digits, never the test split).
+# 5. *Pen and paper.* RePaint's walk in this notebook has 50 levels, jump length 5 and 3 walks of each jump; it
+#    jumps back at levels 0, 5, ..., 40 (9 jumps, as the plot of the walk shows). Every move down costs one network
+#    call; a move up is forward noising and costs none. Count the calls and the re-noisings per image, and say how
+#    the calls grow with the jump length and the number of walks.
 #
 # <details><summary>Solution 1</summary>
 #
@@ -758,8 +762,16 @@ print(f"notebook run time so far: {(time.perf_counter() - notebook_start) / 60:.
 #     print(f"known pixels weighted {weight:g}: validation PSNR {psnr:.2f} dB after {steps} steps")
 # print(f"the prior with replacement: {prior.validate_prior(prior_net, cfg, val.images[:64].to(device)):.2f} dB")
 # ```
-# When we chose the settings (`cpu` profile, 200 validation digits, 200 steps at the full fine-tune's learning
-# rate) weight 1 gave 16.36 dB, 0.1 gave 16.71 and 0 gave 16.75, against 16.67 for the prior with replacement;
-# 64 digits and 100 steps are noisier. The full fine-tune went the other way (17.32 dB with every pixel, 16.84
-# with the missing pixels only).
+# With replacement sampling the output on known pixels is thrown away, so a loss that also scores them spends the
+# adapter's few numbers on pixels that do not matter; expect the missing-pixels-only loss to come out ahead for LoRA.
+# 64 digits and 100 steps are noisy: run both with two seeds before you trust a difference of a tenth of a dB.
+# </details>
+#
+# <details><summary>Solution 5</summary>
+#
+# The first pass walks the 50 levels down: 50 calls. Each of the 9 jumps goes back up 5 levels (5 re-noisings) and
+# walks them down again (5 calls), and a jump is walked 3 times in all, so it repeats twice: $9 \times 2 \times 5 = 90$
+# re-noisings and 90 more calls, $50 + 90 = 140$ calls per image. In general, with $S$ levels, $J$ jumps of length
+# $j$ and $r$ walks, the calls are $S + (r-1)\,J\,j$; since the jumps tile the levels ($J j \approx S$) that is about
+# $r\,S$, so the cost grows with the number of walks and hardly with the jump length.
 # </details>

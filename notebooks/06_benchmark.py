@@ -468,6 +468,9 @@ print(f"saved {out_file}; notebook run time {(time.perf_counter() - notebook_sta
 #    `ddnm_05`) on `strokes` (brush strokes, notebook 01).
 # 3. The mean-of-K curve of notebook 04's conditional model on `sparse:0.1`: does its mean of K approach its own
 #    one-sample PSNR plus 3 dB, as an exact posterior sampler's would?
+# 4. *Pen and paper.* For one observation, let $s_1, \dots, s_K$ be independent samples of one distribution with mean
+#    $\mu$ and per-pixel variance summing to $V$, and $x$ the truth. Show that the mean of K samples has expected squared
+#    error $B + V/K$ with $B = \|\mu - x\|^2$. Which $B$ and $V$ does an exact posterior sampler have?
 #
 # <details><summary>Solution 1</summary>
 #
@@ -508,4 +511,13 @@ print(f"saved {out_file}; notebook run time {(time.perf_counter() - notebook_sta
 # ```
 # The gain from K = 1 to large K is at most 3 dB for an exact sampler; a sampler whose samples are too alike
 # gains less, one whose samples are too noisy can gain more.
+# </details>
+#
+# <details><summary>Solution 4</summary>
+#
+# $\bar s - x = (\bar s - \mu) + (\mu - x)$. The first term has mean zero and, the samples being independent, total
+# variance $V/K$; the second is fixed. The cross term has mean zero, so $\mathbb E\|\bar s - x\|^2 = V/K + B$.
+# Averaged over truths and observations, an exact sampler has $\mu = \mathbb E[x \mid y]$, so $B$ becomes the MMSE,
+# and its spread is the posterior's, so $V$ is the MMSE too: error $(1 + 1/K)\,\mathrm{MMSE}$, notebook 03's result. A
+# sampler with $V$ below the MMSE is under-dispersed; with $B$ above the MMSE its samples' own mean is biased.
 # </details>
