@@ -42,9 +42,8 @@
 # ## What you need
 #
 # - Notebooks 01 (schedules, $q(x_t \mid x_0)$) and 02 (the U-Net, the DDPM posterior, hole metrics).
-# - Runtime (measured, see the README): `ci` profile 13 s on 2 CPU cores; `cpu` profile 9.2 min on 2 CPU cores
-#   (5.5 of them training the main model; about 30 min on a 2-core machine three times slower); `full` profile
-#   7.8 min on an H100 GPU (not yet timed on a T4).
+# - Runtime: the README's table (`ci` seconds, `cpu` about ten minutes on 2 CPU cores, most of it training the
+#   main model, which a second run reuses; the cell that trains prints its time).
 
 # %% [markdown]
 # ## Setup
@@ -658,11 +657,9 @@ if CONTROL in switch_rows:
 # of section 5 makes that loss an $\epsilon$ loss weighted by $1/(\mathrm{SNR}(1+\mathrm{SNR}))$). The line
 # printed under the table splits "predict $x_0$ instead of $\epsilon$" in two: the default row against the
 # control is what the network outputs, at equal loss weights; the control against the $\epsilon$ row is how the
-# loss weighs the timesteps, at equal output. In the `cpu` run we made (150-step rows, 32 validation digits, so read
-# tenths of a dB as noise), one sample of the $x_0$ model beat the $\epsilon$ model by 2.8 dB: 2.0 of them came from
-# what the network outputs and 0.8 from the weighting, and for the mean of 4 the weighting gave nothing (-0.2 dB).
-# At this budget the gain is mostly the output itself: an $x_0$ network does not divide its error by
-# $\sqrt{\bar\alpha_t}$ at the noisy steps, where the hole is decided (section 2).
+# loss weighs the timesteps, at equal output. The rows are short and scored on few validation digits, so read
+# tenths of a dB as noise. Where the output's share dominates, the reason is section 2's: an $x_0$ network does not
+# divide its error by $\sqrt{\bar\alpha_t}$ at the noisy steps, where the hole is decided.
 #
 # ## 10. Into the module
 #

@@ -44,9 +44,8 @@
 #
 # - Notebooks 02 (DDPM, the U-Net, replacement) and 03 (DDIM, data consistency, the evaluation harness); the
 #   self-attention of section 2 is a softmax version of notebook 04's attention.
-# - Runtime (measured, see the README): `ci` profile under 2 minutes; `cpu` profile about 7 min on 2 CPU cores with
-#   the course's shipped prior (2.5 of them fine-tuning it three ways); `TRAIN_YOUR_OWN = True` adds the prior's own
-#   training (a few minutes in `cpu`). The `full` profile is sized for a GPU and has not been timed yet.
+# - Runtime: the README's table (with the course's shipped prior; `TRAIN_YOUR_OWN = True` adds the prior's own
+#   training, which its cell prints).
 
 # %% [markdown]
 # ## Setup
