@@ -2,7 +2,8 @@
 
 Taught in: the README (the course's main job: notebooks 01 to 06 in order). Each notebook runs in a fresh kernel of this very Python environment,
 in the chosen profile; its executed copy goes to ``outputs/executed/<profile>/``, its figures to
-``outputs/figures/<profile>/``, and the time it took to ``outputs/run_summary_<profile>.json``. While a notebook
+``outputs/figures/<profile>/``, and the time it took (in all and per section) to
+``outputs/run_summary_<profile>.json``. While a notebook
 runs, the runner prints the section it is in and its latest progress line at least every 30 seconds; when it
 ends, its wall time and its key result (the last output line that starts with ``key result:``).
 """
@@ -95,18 +96,26 @@ def _last_line(text: str) -> str:
 
 
 class _Progress:
-    """Prints '[label mm:ss] section: latest output' whenever HEARTBEAT_SECONDS pass without a print."""
+    """Prints '[label mm:ss] section: latest output' whenever HEARTBEAT_SECONDS pass without a print, and adds up
+    the seconds spent in each section (``seconds_per_section``: from one code cell's start to the next's)."""
 
     def __init__(self, label: str, headings: list[str]):
         self.label, self.headings = label, headings
-        self.start = self.last_print = time.monotonic()
+        self.start = self.last_print = self.section_start = time.monotonic()
         self.section, self.latest = "", ""
+        self.seconds_per_section: dict[str, float] = {}
         self.lock = threading.Lock()
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._beat, daemon=True)
 
+    def _close_section(self, now: float) -> None:
+        name = self.section or "setup"
+        self.seconds_per_section[name] = self.seconds_per_section.get(name, 0.0) + now - self.section_start
+        self.section_start = now
+
     def cell(self, index: int) -> None:
         with self.lock:
+            self._close_section(time.monotonic())
             self.section = self.headings[index] if index < len(self.headings) else self.section
 
     def output(self, text: str) -> None:
@@ -133,6 +142,8 @@ class _Progress:
 
     def __exit__(self, *exc):
         self.done.set()
+        with self.lock:
+            self._close_section(time.monotonic())
         self.thread.join()
 
 
@@ -222,7 +233,9 @@ def run_notebooks(profile: str, names: list[str] | None = None, timeout: int = 3
         nbformat.write(nb, executed / ipynb.name)
         result = key_result(nb)
         summary["notebooks"][py.stem] = {"seconds": round(seconds, 1), "executed": str(executed / ipynb.name),
-                                         "key_result": result}
+                                         "key_result": result,
+                                         "seconds_per_section": {name: round(sec, 1) for name, sec
+                                                                 in progress.seconds_per_section.items()}}
         print(f"[{profile}] {ipynb.name} done in {seconds / 60:.1f} min -> {executed / ipynb.name}", flush=True)
         if result:
             print(f"[{profile}] {result}", flush=True)

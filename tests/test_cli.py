@@ -127,3 +127,15 @@ def test_runner_progress_pieces(monkeypatch, capsys):
         time.sleep(1.5)
     out = capsys.readouterr().out
     assert "[03 00:0" in out and "2. Training: training:  40%" in out
+
+
+def test_runner_adds_up_the_seconds_of_each_section(monkeypatch):
+    clock = iter([0.0, 2.0, 5.0, 9.0, 10.0])  # start, then one reading per cell start and one at the end
+    monkeypatch.setattr(runner.time, "monotonic", lambda: next(clock))
+    progress = runner._Progress("04", ["", "1. Data", "2. Training", "2. Training"])
+    progress.cell(1)  # t = 2: the setup cells before it took 2 s
+    progress.cell(2)  # t = 5
+    progress.cell(3)  # t = 9
+    progress.done.set()
+    progress._close_section(next(clock))  # t = 10, as __exit__ does
+    assert progress.seconds_per_section == {"setup": 2.0, "1. Data": 3.0, "2. Training": 5.0}
