@@ -14,6 +14,7 @@
     python -m course_utils bench --data-dir DIR --profile P [--n N] [--k K] [--tasks ...] [--methods ...] --json PATH
                                  [--train-missing]                   every method on the same digits (notebook 06)
     python -m course_utils badges                                      rewrite Colab badges (course_utils.publishing)
+    python -m course_utils runtimes --summary JSON --out MD            a run's notebook and section times
 
 (the installed ``course`` command is the same program.) ``train``, ``sample`` and ``eval`` are taught in
 03_ddim_center_hole_data_consistency; each takes ``--help``. ``eval`` runs :func:`course_utils.evaluation.evaluate`
@@ -43,7 +44,7 @@ from .runs import ModelKind
 from .plotting import show_rows
 from .pretrained import load_shipped, ship
 from .publishing import write_badges
-from .runner import run_notebooks
+from .runner import run_notebooks, runtimes_page
 from .tasks import TaskSpecError, parse_task
 from .training import fast_layout
 
@@ -376,6 +377,19 @@ def _add_sampler_options(p, steps: int | None = 50, n: int = 16) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (default 0)")
 
 
+def command_runtimes(args) -> int:
+    """``runtimes``: the markdown page of a run summary's times (:func:`~course_utils.runner.runtimes_page`)."""
+    try:
+        summary = json.loads(Path(args.summary).read_text())
+        page = runtimes_page(summary)
+    except (OSError, ValueError, KeyError) as why:
+        print(f"error: {args.summary}: {why}", file=sys.stderr)
+        return 2
+    Path(args.out).write_text(page)
+    print(f"wrote {args.out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run one command; returns its exit status. The commands are taught in notebook 03."""
     parser = argparse.ArgumentParser(prog="python -m course_utils", description=__doc__.split("\n\n")[0])
@@ -385,6 +399,9 @@ def main(argv: list[str] | None = None) -> int:
                      help="ci, cpu or full (default: $COURSE_PROFILE, else full with CUDA and cpu without)")
     run.add_argument("notebooks", nargs="*", help="only notebooks whose name starts with these (e.g. 01 02)")
     sub.add_parser("badges", help="rewrite Colab badges and setup cells from pyproject.toml's Repository URL")
+    runtimes = sub.add_parser("runtimes", help="a markdown page of a run's notebook and section times")
+    runtimes.add_argument("--summary", required=True, help="the outputs/run_summary_<profile>.json a run wrote")
+    runtimes.add_argument("--out", required=True, help="the markdown file to write (docs/section_times.md)")
     train = sub.add_parser("train", help="train a model kind (notebook 03's by default), checkpointing DIR/last.pt")
     train.add_argument("--model", choices=tuple(KINDS), default="center_hole",
                        help="which model: " + "; ".join(f"{k.name} = {k.description}" for k in KINDS.values()))
@@ -454,6 +471,8 @@ def main(argv: list[str] | None = None) -> int:
         return command_ship(args)
     if args.command == "run":
         run_notebooks(get_profile(args.profile).name, args.notebooks)
+    elif args.command == "runtimes":
+        return command_runtimes(args)
     else:
         for path in write_badges():
             print(f"updated {path}")

@@ -192,8 +192,8 @@ def output_dir(*parts: str) -> Path:
 
 
 def hardware(device: torch.device | str = "cpu") -> str:
-    """One line naming the machine the numbers were measured on (notebook 06's benchmark and every shipped
-    checkpoint's manifest)."""
+    """One line naming the machine the numbers were measured on (notebook 06's benchmark, every shipped
+    checkpoint's manifest and the runner's run summary)."""
     device = torch.device(device)
     if device.type == "cuda":
         where = torch.cuda.get_device_name(device)
