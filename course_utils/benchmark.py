@@ -4,7 +4,8 @@ Taught in: 06_benchmark; ``python -m course_utils bench`` runs the same benchmar
 notebook 03's (:func:`~course_utils.evaluation.evaluate`); this module says which methods there are, where their
 trained models live, and runs them all:
 
-- :data:`TASKS` and :data:`BENCH` (how many test digits and samples per digit in each profile);
+- :data:`TASKS`, :data:`BENCH` and :data:`BENCH_COMMAND` (how many test digits and samples per digit in each
+  profile, in notebook 06 and in the ``bench`` command);
 - :data:`MODELS`: the trained models the methods need, each a model kind in one configuration, taken from the run
   folder under ``outputs/`` where its notebook keeps it and trained there only when asked (:func:`prepare`);
 - :data:`METHODS`: each method once, with its family (classical, regressor, diffusion), the notebook that built it,
@@ -47,14 +48,19 @@ class BenchConfig:
     seed: int = 0
 
 
+# notebook 06's tables, sized for its ten minutes on a CPU ...
 BENCH = {"ci": BenchConfig("ci", n=4, k=2), "cpu": BenchConfig("cpu", n=32, k=1),
          "full": BenchConfig("full", n=500, k=8)}
+# ... and the `bench` command's defaults, which may take longer: 200 digits and a mean of 4 on a CPU
+BENCH_COMMAND = {"ci": BenchConfig("ci", n=4, k=2), "cpu": BenchConfig("cpu", n=200, k=4),
+                 "full": BenchConfig("full", n=1000, k=8)}
 
 
-def bench_config(profile: str | Profile | None = None, **changes) -> BenchConfig:
-    """The :class:`BenchConfig` of a profile with ``changes`` (``n``, ``k``, ``seed``) applied (notebook 06)."""
+def bench_config(profile: str | Profile | None = None, command: bool = False, **changes) -> BenchConfig:
+    """The :class:`BenchConfig` of a profile (notebook 06's, or with ``command=True`` the ``bench`` command's) with
+    ``changes`` (``n``, ``k``, ``seed``) applied (notebook 06)."""
     name = profile.name if isinstance(profile, Profile) else get_profile(profile).name
-    cfg = dataclasses.replace(BENCH[name], **changes)
+    cfg = dataclasses.replace((BENCH_COMMAND if command else BENCH)[name], **changes)
     if cfg.n < 2:
         raise ValueError(f"the benchmark needs at least 2 test digits (the Frechet distance compares sets), got {cfg.n}")
     if cfg.k < 1:

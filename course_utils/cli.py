@@ -311,8 +311,8 @@ def command_bench(args) -> int:
     observations, with the trained models of ``outputs/`` (trained first only with ``--train-missing``); writes the
     JSON and prints the PSNR tables. Notebook 06 reads what it writes."""
     try:
-        cfg = benchmark.bench_config(args.profile, **{k: v for k, v in (("n", args.n), ("k", args.k),
-                                                                        ("seed", args.seed)) if v is not None})
+        cfg = benchmark.bench_config(args.profile, command=True, **{k: v for k, v in (
+            ("n", args.n), ("k", args.k), ("seed", args.seed)) if v is not None})
     except ValueError as why:
         raise UsageError(str(why))
     if cfg.seed < 0:
@@ -439,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--data-dir", required=True, help="a folder in torchvision's MNIST layout (DIR/MNIST/raw)")
     bench.add_argument("--profile", choices=PROFILE_NAMES, required=True,
                        help="which trained models (from outputs/), classifier and default N and K: "
-                            + "; ".join(f"{c.profile}: N={c.n}, K={c.k}" for c in benchmark.BENCH.values()))
+                            + "; ".join(f"{c.profile}: N={c.n}, K={c.k}" for c in benchmark.BENCH_COMMAND.values()))
     bench.add_argument("--n", type=int, default=None, help="test digits (the first N; default: the profile's)")
     bench.add_argument("--k", type=int, default=None, help="samples per digit for the mean of K (default: the profile's)")
     bench.add_argument("--tasks", nargs="+", default=list(benchmark.TASKS),

@@ -114,7 +114,8 @@ print("device:", device, "| seed:", SEED)
 # and nothing else: not the task's name, not its strength.
 
 # %%
-train, val, test = data.load_splits(cfg, seed=SEED)
+# the model's training and validation split (the digits it was trained on), and this profile's number of test digits
+train, val, test = data.load_splits(dataclasses.replace(cfg, eval_size=own.eval_size), seed=SEED)
 print(f"train {len(train)} | validation {len(val)} | test {len(test)} digits")
 gallery = ["sparse:0.05", "sparse:0.2", "noise:0.3", "noise:1.0", "lowres:4", "rect", "center:12", "kspace:0.25"]
 x_show = val.images[:8]
@@ -333,7 +334,8 @@ if trained.status == "shipped":  # its manifest says how it was made
           f"\n  {made['command']}\non {made['training_digits']['count']} training digits; {made['hardware']}")
     if made["training_digits"]["fingerprint"] != pretrained.fingerprint(train):
         print("note: this MNIST is not the one the shipped model was trained on (the offline pack's 5,000 digits), "
-              "so this notebook's validation and test splits may hold digits it has seen")
+              "so this notebook's validation digits may hold digits it has seen (its test digits, MNIST's test "
+              "split, cannot)")
 print(f"{trained.status} {checkpoint}: {len(losses)} steps, {train_seconds / 60:.1f} min of training")
 print(f"{train_seconds / len(losses):.2f} s per training step (batch {cfg.batch_size}, {device})")
 

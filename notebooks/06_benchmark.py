@@ -438,8 +438,9 @@ print(f"saved {out_file}; notebook run time {(time.perf_counter() - notebook_sta
 # ## 7. From the command line
 #
 # `python -m course_utils bench --data-dir DIR --profile cpu --json results.json` runs section 4 on any folder
-# holding MNIST (torchvision's layout) with the same digits, observations and seeds, so on the same data it
-# reproduces this notebook's tables. It uses the trained models in `outputs/`; a missing one is named with the
+# holding MNIST (torchvision's layout), by default on more digits than this notebook (`--help` says how many);
+# with this notebook's `--n` and `--k` it uses the same digits, observations and seeds and reproduces its tables.
+# It uses the trained models in `outputs/`; a missing one is named with the
 # command or notebook that makes it, and `--train-missing` trains it first. `--n`, `--k`, `--tasks` and `--methods`
 # narrow or widen the run; the JSON holds every method's harness results per task, the profile, the data folder,
 # N, K, the date and the machine.

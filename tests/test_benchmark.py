@@ -48,6 +48,8 @@ def test_markdown_table_leaves_empty_cells(digits):
 def test_bench_config_per_profile_and_its_errors():
     from course_utils.config import get_profile
     assert benchmark.bench_config("ci") == benchmark.BENCH["ci"]
+    command = benchmark.bench_config("cpu", command=True)  # the bench command scores at least 200 digits on a CPU
+    assert command.n >= 200 and command.k > 1 and command.n > benchmark.bench_config("cpu").n
     assert benchmark.bench_config(get_profile("cpu"), n=10).n == 10
     with pytest.raises(ValueError, match="at least 2 test digits"):
         benchmark.bench_config("ci", n=1)
