@@ -38,8 +38,7 @@
 # ## What you need
 #
 # - Python and PyTorch basics (tensors, broadcasting). No earlier notebook.
-# - Runtime (measured, see the README): about 8 to 9 s in the `ci` and `cpu` profiles on 2 CPU cores, 24 s in the
-#   `full` profile on an H100 GPU machine. This notebook trains nothing.
+# - Runtime: seconds in every profile (the README's table). This notebook trains nothing.
 
 # %% [markdown]
 # ## Setup

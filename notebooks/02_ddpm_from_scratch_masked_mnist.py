@@ -41,9 +41,8 @@
 # ## What you need
 #
 # - Notebook 01 (the forward process, schedules, masks). PyTorch's `nn.Module`, optimisers and autograd.
-# - Runtime (measured, see the README): `ci` profile 12 s; `cpu` profile 7.6 min on 2 CPU cores;
-#   `full` profile 5.3 min on an H100 GPU (a wider network, three times the training steps, 250 sampling steps;
-#   not yet timed on a T4).
+# - Runtime: the README's table (`cpu` about eight minutes on 2 CPU cores, most of it training the model, which a
+#   second run reuses; the training cell prints its time).
 
 # %% [markdown]
 # ## Setup

@@ -645,12 +645,11 @@ if CONTROL in switch_rows:
      "switch_budget": {"steps": cfg.ablation_steps, "batch_size": cfg.ablation_batch}}, indent=2))
 
 # %% [markdown]
-# What moved the number when we tuned this notebook on the validation split (`cpu` budget): the choice of
-# **what the network predicts** was worth about 2 dB of hole PSNR (predicting $\epsilon$ leaves $\hat x_0$ poor at
-# the noisy steps, section 2); P2 weighting helped the single sample most; self-conditioning did not pay on 2 CPU
-# cores, because its extra forward pass costs about a third of the steps in the same time; EMA, coord-conv and the
-# hole weight moved the mean of K by a few tenths of a dB, about as much as a different seed. The rows above
-# are this run's own measurement at its own budget; read them with that noise in mind.
+# How to read the rows: each is this run's own measurement at its own short budget, so a few tenths of a dB are
+# about what a different seed moves. Look for the switch that stands out. When we tuned the recipe on the
+# validation split, that was **what the network predicts** (predicting $\epsilon$ leaves $\hat x_0$ poor at the noisy
+# steps, section 2); self-conditioning did not pay on a CPU, because its extra forward pass costs steps
+# (`docs/results.md` has the numbers of that tuning).
 #
 # The row *eps output, loss on its x0* is the control section 5 asked for: an $\epsilon$-output network trained on
 # the error of the $\hat x_0$ it implies, with the same weights over $t$ as the default $x_0$ model (the identity
