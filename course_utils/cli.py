@@ -15,6 +15,7 @@
                                  [--train-missing]                   every method on the same digits (notebook 06)
     python -m course_utils badges                                      rewrite Colab badges (course_utils.publishing)
     python -m course_utils runtimes --summary JSON --out MD            a run's notebook and section times
+    python -m course_utils site --out DIR [--profile cpu]              the course as a static HTML site (course_utils.site)
 
 (the installed ``course`` command is the same program.) ``train``, ``sample`` and ``eval`` are taught in
 03_ddim_center_hole_data_consistency; each takes ``--help``. ``eval`` runs :func:`course_utils.evaluation.evaluate`
@@ -45,6 +46,7 @@ from .plotting import show_rows
 from .pretrained import load_shipped, ship
 from .publishing import write_badges
 from .runner import run_notebooks, runtimes_page
+from .site import build_site
 from .tasks import TaskSpecError, parse_task
 from .training import fast_layout
 
@@ -399,6 +401,10 @@ def main(argv: list[str] | None = None) -> int:
                      help="ci, cpu or full (default: $COURSE_PROFILE, else full with CUDA and cpu without)")
     run.add_argument("notebooks", nargs="*", help="only notebooks whose name starts with these (e.g. 01 02)")
     sub.add_parser("badges", help="rewrite Colab badges and setup cells from pyproject.toml's Repository URL")
+    site_ = sub.add_parser("site", help="the course as one static HTML site (README, notebooks, docs/)")
+    site_.add_argument("--out", required=True, help="folder for the site; DIR/index.html is its front page")
+    site_.add_argument("--profile", choices=PROFILE_NAMES, default="cpu",
+                       help="show the notebooks as a run of this profile left them in outputs/executed/ (default cpu)")
     runtimes = sub.add_parser("runtimes", help="a markdown page of a run's notebook and section times")
     runtimes.add_argument("--summary", required=True, help="the outputs/run_summary_<profile>.json a run wrote")
     runtimes.add_argument("--out", required=True, help="the markdown file to write (docs/section_times.md)")
@@ -473,6 +479,8 @@ def main(argv: list[str] | None = None) -> int:
         run_notebooks(get_profile(args.profile).name, args.notebooks)
     elif args.command == "runtimes":
         return command_runtimes(args)
+    elif args.command == "site":
+        print(f"the site's front page: {build_site(args.out, args.profile)}")
     else:
         for path in write_badges():
             print(f"updated {path}")
