@@ -92,6 +92,20 @@ def load_shipped(kind, folder: str | Path = SHIPPED_DIR, map_location="cpu"):
     return kind.config(PRETRAINED), model.eval(), manifest
 
 
+def provenance(manifest: dict, train: DigitSet, may_overlap: str) -> str:
+    """What a notebook prints about a shipped checkpoint it uses: the file, its dtype and sha256, the command that
+    made it, on how many training digits and where; and, when ``train`` is not the digits it was trained on (another
+    MNIST folder), that ``may_overlap`` (which of the notebook's splits may hold digits the model has seen).
+    Notebooks 04 and 05 print it."""
+    lines = [f"the course's shipped {manifest['kind']} model {manifest['file']} ({manifest['dtype']}, sha256 "
+             f"{manifest['sha256'][:12]}...), made by", f"  {manifest['command']}",
+             f"on {manifest['training_digits']['count']} training digits; {manifest['hardware']}"]
+    if manifest["training_digits"]["fingerprint"] != fingerprint(train):
+        lines.append(f"note: this MNIST is not the one the shipped model was trained on (its "
+                     f"{manifest['training_digits']['count']} training digits), so {may_overlap}")
+    return "\n".join(lines)
+
+
 def _commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,

@@ -329,13 +329,8 @@ trained = conditional.KIND.obtain(cfg, device)  # the shipped model, or reuse / 
 run_dir, checkpoint, model = trained.path.parent, trained.path, trained.model
 losses, history, train_seconds = trained.extra["losses"], trained.extra["history"], trained.extra["seconds"]
 if trained.status == "shipped":  # its manifest says how it was made
-    made = trained.extra["manifest"]
-    print(f"the course's shipped model {checkpoint.name} ({made['dtype']}, sha256 {made['sha256'][:12]}...), made by"
-          f"\n  {made['command']}\non {made['training_digits']['count']} training digits; {made['hardware']}")
-    if made["training_digits"]["fingerprint"] != pretrained.fingerprint(train):
-        print("note: this MNIST is not the one the shipped model was trained on (the offline pack's 5,000 digits), "
-              "so this notebook's validation digits may hold digits it has seen (its test digits, MNIST's test "
-              "split, cannot)")
+    print(pretrained.provenance(trained.extra["manifest"], train, "this notebook's validation digits may hold "
+                                "digits it has seen (its test digits, MNIST's test split, cannot)"))
 print(f"{trained.status} {checkpoint}: {len(losses)} steps, {train_seconds / 60:.1f} min of training")
 print(f"{train_seconds / len(losses):.2f} s per training step (batch {cfg.batch_size}, {device})")
 

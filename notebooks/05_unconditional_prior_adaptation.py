@@ -183,12 +183,8 @@ trained = prior.PRIOR_KIND.obtain(cfg, device)  # the shipped prior, or reuse / 
 prior_net = trained.model
 losses, history, prior_seconds = trained.extra["losses"], trained.extra["history"], trained.extra["seconds"]
 if trained.status == "shipped":  # its manifest says how it was made
-    made = trained.extra["manifest"]
-    print(f"the course's shipped prior {trained.path.name} ({made['dtype']}, sha256 {made['sha256'][:12]}...), "
-          f"made by\n  {made['command']}\non {made['training_digits']['count']} training digits; {made['hardware']}")
-    if made["training_digits"]["fingerprint"] != pretrained.fingerprint(train):
-        print("note: this MNIST is not the one the shipped prior was trained on (the offline pack's 5,000 digits), "
-              "so this notebook's validation and test splits may hold digits it has seen")
+    print(pretrained.provenance(trained.extra["manifest"], train,
+                                "this notebook's validation and test splits may hold digits it has seen"))
 else:
     print(f"{trained.status} the prior in {trained.path.parent}")
 print(f"{len(losses)} steps of batch {cfg.batch_size}, {prior_seconds / 60:.1f} min of training "

@@ -160,3 +160,12 @@ def test_train_and_ship_refuse_a_kind_without_a_pretrained_recipe(tmp_path):
                  ["ship", "--model", "center_hole", "--run", str(tmp_path / "x")]):
         with pytest.raises(SystemExit, match="no pretrained recipe yet .*prior"):
             cli.main(argv)
+
+
+def test_provenance_names_the_file_and_warns_about_other_digits(tiny_recipe, tmp_path):
+    kind, run, train, val = tiny_recipe
+    manifest = pretrained.ship(kind, run, train, val, folder=tmp_path / "shipped")
+    text = pretrained.provenance(manifest, train, "the validation digits may overlap")
+    assert "prior.pt" in text and manifest["command"] in text and "note:" not in text
+    other = data.DigitSet(train.images[:-1], train.labels[:-1])
+    assert "note:" in pretrained.provenance(manifest, other, "the validation digits may overlap").splitlines()[-1]
