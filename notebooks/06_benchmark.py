@@ -34,8 +34,8 @@
 # - What the MMSE regressor is (the posterior mean E[x0 | y]), why it has the lowest expected squared error a
 #   deterministic method can have (so the best PSNR of the pooled error; the per-image PSNR we average is close to
 #   it, not the same), and why its digits are blurry.
-# - Why a posterior sample has a lower PSNR than the posterior mean (in theory twice its error), and what the
-#   sample buys instead: sharp strokes, the right class, a lower Frechet distance.
+# - Why a posterior sample has a lower PSNR than the posterior mean (in theory twice its error), what a sample can
+#   buy instead (sharp strokes, a digit that looks real), and whether it does here: measured, not promised.
 # - How the mean of K samples moves toward the MMSE answer as K grows, measured against the theory.
 # - How to read a quality-against-network-calls plot when choosing a method.
 #
