@@ -109,7 +109,7 @@ class _Progress:
         self.thread = threading.Thread(target=self._beat, daemon=True)
 
     def _close_section(self, now: float) -> None:
-        name = self.section or "setup"
+        name = self.section or "kernel start"
         self.seconds_per_section[name] = self.seconds_per_section.get(name, 0.0) + now - self.section_start
         self.section_start = now
 
@@ -267,6 +267,6 @@ def runtimes_page(summary: dict) -> str:
     lines += [f"| all | {total / 60:.1f} |"]
     for name, entry in summary["notebooks"].items():
         sections = entry.get("seconds_per_section") or {}
-        lines += ["", f"## {name}", "", "| section | minutes |", "| --- | ---: |"]
-        lines += [f"| {section} | {sec / 60:.1f} |" for section, sec in sections.items()]
+        lines += ["", f"## {name}", "", "| section | seconds |", "| --- | ---: |"]
+        lines += [f"| {section} | {sec:.0f} |" for section, sec in sections.items()]
     return "\n".join(lines) + "\n"

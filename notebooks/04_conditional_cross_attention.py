@@ -326,7 +326,9 @@ for arch in conditional.ARCHITECTURES:
 
 # %%
 trained = conditional.KIND.obtain(cfg, device)  # the shipped model, or reuse / resume / train this profile's own
-run_dir, checkpoint, model = trained.path.parent, trained.path, trained.model
+checkpoint, model = trained.path, trained.model
+# where this notebook writes its results: the run's folder, or outputs/04_conditional/ for the shipped model
+run_dir = config.output_dir("04_conditional") if trained.status == "shipped" else trained.path.parent
 losses, history, train_seconds = trained.extra["losses"], trained.extra["history"], trained.extra["seconds"]
 if trained.status == "shipped":  # its manifest says how it was made
     print(pretrained.provenance(trained.extra["manifest"], train, "this notebook's validation digits may hold "

@@ -139,7 +139,7 @@ def test_runner_adds_up_the_seconds_of_each_section(monkeypatch):
     progress.cell(3)  # t = 9
     progress.done.set()
     progress._close_section(next(clock))  # t = 10, as __exit__ does
-    assert progress.seconds_per_section == {"setup": 2.0, "1. Data": 3.0, "2. Training": 5.0}
+    assert progress.seconds_per_section == {"kernel start": 2.0, "1. Data": 3.0, "2. Training": 5.0}
 
 
 def test_runtimes_page_from_a_run_summary(tmp_path):
@@ -150,7 +150,7 @@ def test_runtimes_page_from_a_run_summary(tmp_path):
     (tmp_path / "run.json").write_text(json.dumps(summary))
     assert cli.main(["runtimes", "--summary", str(tmp_path / "run.json"), "--out", str(tmp_path / "t.md")]) == 0
     page = (tmp_path / "t.md").read_text()
-    assert "| 02_ddpm | 7.5 |" in page and "| all | 7.7 |" in page and "| 6. Training | 6.0 |" in page
+    assert "| 02_ddpm | 7.5 |" in page and "| all | 7.7 |" in page and "| 6. Training | 360 |" in page
     assert "a 2-core CPU" in page and "2026-12-03 12:00:00" in page
     (tmp_path / "empty.json").write_text(json.dumps({"profile": "cpu", "notebooks": {}}))
     assert cli.main(["runtimes", "--summary", str(tmp_path / "empty.json"), "--out", str(tmp_path / "e.md")]) == 2

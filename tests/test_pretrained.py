@@ -100,6 +100,9 @@ def test_the_shipped_folder_stays_small():
     assert sum(f.stat().st_size for f in files) <= 25e6
     for pt in pretrained.SHIPPED_DIR.glob("*.pt") if files else []:
         assert json.loads(pt.with_suffix(".json").read_text())["sha256"] == pretrained.sha256(pt)
+    expected = {f"{kind}.{ext}" for kind in kinds.KINDS for ext in ("pt", "json")}
+    stray = sorted(f.name for f in files if f.name not in expected)
+    assert not stray, f"pretrained/ holds only shipped checkpoints and their manifests, not {stray}"
 
 
 @pytest.mark.skipif(not pretrained.is_shipped(prior.PRIOR_KIND), reason="the course ships no prior yet")
