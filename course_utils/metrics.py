@@ -173,12 +173,12 @@ def interval_coverage(samples: torch.Tensor, target: torch.Tensor, mask: torch.T
     """A calibration curve of K posterior samples over the scored pixels (notebook 04): {nominal level: coverage}.
 
     The interval that drops the ``i`` lowest and ``i`` highest of a pixel's K samples, [X_(i+1), X_(K-i)] for
-    i = 0, ..., K/2 - 1, holds the truth when at least i + 1 samples lie below it and at least i + 1 above. If the
+    i = 0, ..., floor(K/2) - 1, holds the truth when at least i + 1 samples lie below it and at least i + 1 above. If the
     truth is one more exact posterior sample, its rank among the K + 1 values is uniform, so that happens with
     probability (K - 1 - 2i) / (K + 1): the nominal level (i = 0 is the samples' range, (K - 1) / (K + 1)). Ties
-    (clipped background: the truth and several samples all at -1) are broken uniformly at random, in expectation: a
-    truth above ``b`` samples and equal to ``e`` has b, b + 1, ..., b + e samples below it with equal chances. So
-    an exact sampler scores its nominal level at every level, ties or not.
+    (clipped background: the truth and several samples all at -1) are broken uniformly at random, and the coverage
+    is that tie-break's exact average: a truth above ``b`` samples and equal to ``e`` has b, b + 1, ..., b + e
+    samples below it with equal chances. So an exact sampler scores its nominal level at every level, ties or not.
     """
     k = samples.shape[0]
     if k < 2:
@@ -197,21 +197,23 @@ def interval_coverage(samples: torch.Tensor, target: torch.Tensor, mask: torch.T
 
 def conformal_scale(samples: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, level: float = 0.9,
                     floor: float = 1e-2) -> float:
-    """Split-conformal scale factor (notebook 04): the smallest lambda such that mean +- lambda (std + floor) holds
-    the truth in a share ``level`` of the scored pixels of these (validation) images.
+    """Split-conformal scale factor (notebook 04): a lambda such that mean +- lambda (std + floor) holds the truth
+    in at least a share ``level`` of the scored pixels of these (validation) images.
 
     The nonconformity score of a pixel is |truth - mean| / (std + floor) (mean and std over the K samples, [0, 1]
-    units; ``floor`` keeps a pixel whose samples agree from scoring infinity), and lambda is its
-    ceil((n + 1) level) / n empirical quantile over the n scored pixels. Applied to other images of the same
-    distribution, :func:`scaled_interval_coverage` then reaches about ``level`` (pixels of one image are not
-    independent, so the guarantee holds per image, the fit's share over pixels only approximately).
+    units; ``floor`` keeps a pixel whose samples agree from scoring infinity), and lambda is the
+    ceil((n + 1) level)-th smallest of the n scores (split conformal's quantile, slightly above the plain
+    ``level`` quantile; infinity when there are too few pixels for it). On other images of the same distribution,
+    :func:`scaled_interval_coverage` then comes out near ``level``. It is no guarantee here: conformal prediction
+    needs exchangeable units, and those are images, not the pixels of one image, so the share over pixels is
+    approximate (an exact guarantee would score whole images).
     """
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
     scores = _conformal_scores(samples, target, mask, floor)
     n = scores.numel()
-    rank = min(n, math.ceil((n + 1) * level))
-    return scores.sort().values[rank - 1].item()
+    rank = math.ceil((n + 1) * level)
+    return math.inf if rank > n else scores.sort().values[rank - 1].item()
 
 
 def _conformal_scores(samples, target, mask, floor):

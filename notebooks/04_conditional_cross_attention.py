@@ -92,8 +92,11 @@ device = config.get_device()
 torch.backends.cudnn.allow_tf32 = False  # full float32 on a GPU too, so the checks against the module hold
 torch.backends.cuda.matmul.allow_tf32 = False
 SEED = config.seed_everything(0)
-print(f"profile {profile.name}: this notebook's settings (conditional.KIND.config)")
+print(f"profile {profile.name}: the model's settings ({'the shipped recipe' if cfg.profile == 'pretrained' else 'this profile'};"
+      " train_size is a cap, the training digits are what the MNIST folder holds)")
 print(config.profile_table(cfg))
+print(f"this profile's evaluation: {own.eval_size} test digits per task, K = {own.n_samples}; ablation: "
+      f"{own.ablation_steps} steps of {own.ablation_batch} digits, {own.ablation_size} validation digits per task")
 print("device:", device, "| seed:", SEED)
 
 # %% [markdown]
@@ -153,7 +156,8 @@ for j, spec in enumerate(cfg.tasks):  # each image's mask says what kind of task
 # ### 2.1 Time embedding and residual blocks (notebook 02)
 #
 # Sinusoidal features of $t$, $\omega_i = 10000^{-i/(d/2)}$, through a small MLP; each residual block is
-# $h + \mathrm{conv}(\mathrm{SiLU}(\mathrm{GN}(\mathrm{conv}(\mathrm{SiLU}(\mathrm{GN}(h))) + W\,\mathrm{emb}(t))))$.
+# $S h + \mathrm{conv}(\mathrm{SiLU}(\mathrm{GN}(\mathrm{conv}(\mathrm{SiLU}(\mathrm{GN}(h))) + W\,\mathrm{emb}(t))))$,
+# $S$ a 1x1 convolution where the number of channels changes (the identity otherwise).
 
 # %%
 B = cfg.base_channels
@@ -381,8 +385,8 @@ ratio = step_seconds["notebook 04 model"] / step_seconds["notebook 03 U-Net"]
 print(f"a step of this model takes {ratio:.2f} times as long")
 
 # %% [markdown]
-# Most of attention's cost is not the products themselves but the projections, normalisations and copies around
-# them; that is why the model has only four attention blocks.
+# That ratio is what the four attention blocks and the control encoder cost per step; `docs/design.md` and
+# `docs/results.md` record how the layout was chosen to keep it small.
 #
 # ## 4. Sampling with DDPM and with DDIM
 #
@@ -508,8 +512,8 @@ metrics_file.write_text(json.dumps({"results": results, "table": table, "profile
 print("saved", metrics_file)
 
 # %% [markdown]
-# The baseline columns are the best classical method of each task by PSNR; "class" is the best class preservation
-# of any baseline. The notebook checks, in `cpu` and `full`, that the mean of K beats the best baseline's PSNR on
+# The baseline columns are the best classical method of each task by PSNR, with that method's class preservation.
+# The check below compares with the best class preservation of *any* baseline. The notebook checks, in `cpu` and `full`, that the mean of K beats the best baseline's PSNR on
 # every task and that one sample keeps the class at least as often as the best baseline. "One sample keeps the
 # class" is a probability, so we estimate it from all K samples of every digit; the table's "1 sample" column reads
 # the first sample only, a noisier estimate of the same number.
@@ -550,7 +554,7 @@ for spec in RESULT_TASKS:
     one = table[spec]["one_sample_class"]  # the harness's estimate from the same K samples
     agree = torch.stack([(classes[a] == classes[b]).float().mean()
                          for a in range(K) for b in range(a + 1, K)]).mean().item() if K > 1 else float("nan")
-    vote = (torch.mode(classes, dim=0).values == y_test).float().mean().item()  # a tie goes to one of the tied classes
+    vote = (torch.mode(classes, dim=0).values == y_test).float().mean().item()  # a tie goes to the smallest class
     class_votes[spec] = {"one_sample": one, "two_agree": agree, "vote": vote}
     print(f"{spec:<12}{one:11.3f}{agree:10.3f}{vote:10.3f}{table[spec]['best_baseline_class']:14.3f}")
 if profile.name in ("cpu", "full"):
@@ -559,9 +563,10 @@ if profile.name in ("cpu", "full"):
           f"most probable class (vote of {K}) {v['vote']:.3f} vs best baseline {table['sparse:0.1']['best_baseline_class']:.3f}")
 
 # %% [markdown]
-# Where one sample trails the vote by much, a single draw is a lottery over several plausible classes; sparse
-# pixels leave the most room. There a sample sometimes draws a stroke across a pixel observed to be background
-# (exercise 1 measures whether that is what costs the class).
+# Read the columns against each other. Where two samples agree more often than one keeps the class, the model is
+# more sure than it is right (over-confident); where one sample trails the vote, a single draw is a lottery over
+# several plausible classes. Sparse pixels leave the most room; there a sample sometimes draws a stroke across a
+# pixel observed to be background (exercise 1 measures whether that is what costs the class).
 #
 # **The nearest neighbour grows with its library.** Its class preservation on the same test observations, with
 # random subsets of the training digits as its library (three draws of each size, averaged):
@@ -597,10 +602,10 @@ print(f"the model, trained on all {len(train)}: one sample keeps the class "
 
 # %% [markdown]
 # Every doubling of the library gives the nearest neighbour more digits to copy from; a model of a fixed training
-# budget takes the same optimiser steps whatever the number of digits. With the full MNIST (13 times the offline
-# pack's training digits) the baseline gets several doublings stronger. It is also stronger on validation digits
-# than on test digits: MNIST's test digits were written by other people, so a validation digit often has a
-# training digit by the same hand to copy. Tune on validation digits, report on test digits.
+# budget takes the same optimiser steps whatever the number of digits. With the full MNIST (60,000 training digits)
+# the baseline gets several doublings stronger. It can also be stronger on validation digits than on test digits:
+# MNIST's test digits were written by other people, so a validation digit may have a training digit by the same
+# hand to copy (`docs/results.md` has our measurement). Tune on validation digits, report on test digits.
 #
 # Corrupted and reconstructed, one sample per observation, for every task:
 
@@ -662,16 +667,17 @@ plt.show()
 
 # %% [markdown]
 # Where the samples disagree (bright std), the mean is usually wrong too; the correlation puts a number on it.
-# Where coverage falls short of the reference, the samples agree on a slightly wrong stroke: the model is more
-# confident than it should be.
+# Where coverage falls short of the reference, the truth lies outside the samples' range more often than it would
+# for an exact sampler: there the model is more confident than it should be.
 #
 # **A calibration curve.** The range is one interval; dropping the $i$ lowest and $i$ highest samples of a pixel
 # gives narrower ones, each with its own level $(K-1-2i)/(K+1)$ for an exact sampler, ties broken at random
-# (`metrics.interval_coverage`). A calibrated sampler lies on the diagonal, an over-confident one below it.
+# (`metrics.interval_coverage`; so its top point can differ from the table's range coverage, which counts a tie as
+# inside). A calibrated sampler lies on the diagonal, an over-confident one below it.
 #
-# **Conformal intervals.** Where it lies below, widen: mean $\pm\ \lambda\,(\text{std} + 0.01)$, $\lambda$ the
-# smallest scale covering 90% of the pixels of *validation* digits (`metrics.conformal_scale`), checked on test
-# digits.
+# **Conformal intervals.** Rescale the spread: mean $\pm\ \lambda\,(\text{std} + 0.01)$, with $\lambda$ fitted to
+# cover 90% of the pixels of *validation* digits (`metrics.conformal_scale`; above 1 it widens, below 1 it
+# narrows), checked on test digits.
 
 # %%
 N_CONFORMAL = {"ci": 4, "cpu": 64, "full": 200}[profile.name]  # validation digits per task that fit lambda
@@ -819,8 +825,8 @@ assert cli.main(["eval", "--checkpoint", named, "--task", "sparse:0.1", "--data-
 #    beat the baselines?
 # 3. How does the PSNR of the mean of K grow with K (1, 2, 4, 8) on `center:12`? Compare with notebook 03's
 #    $10\log_{10}(2/(1+1/K))$ for an ideal sampler.
-# 4. *Pen and paper.* Let $X_0, X_1, \dots, X_K$ be independent draws of one continuous distribution (the truth
-#    $X_0$ and K exact posterior samples). Show that $P(\min_{k \ge 1} X_k \le X_0 \le \max_{k \ge 1} X_k) =
+# 4. *Pen and paper.* Let $X_0, X_1, \dots, X_K$ be independent draws of one continuous distribution, given the
+#    observation (the truth $X_0$ and K exact posterior samples). Show that $P(\min_{k \ge 1} X_k \le X_0 \le \max_{k \ge 1} X_k) =
 #    (K-1)/(K+1)$. What changes when the values can tie (a clipped background pixel)?
 #
 #
@@ -836,7 +842,7 @@ assert cli.main(["eval", "--checkpoint", named, "--task", "sparse:0.1", "--data-
 #         for j in range(2):
 #             denoiser = diffusion.Denoiser(model, sch, cfg.prediction, (obs.mask, obs.y))
 #             x = diffusion.sample(denoiser, obs.y, ts, "ddim", 0.0, rule, 1, torch.Generator().manual_seed(j))
-#             outs.append(rule.finish(x) if rule else x)
+#             outs.append(x)  # diffusion.sample already applies the rule's finish
 #         outs = torch.stack(outs).cpu()
 #         drift = ((outs - obs.y.cpu()).abs() * obs.mask.cpu()).max().item()
 #         psnr = metrics.psnr_on_mask(outs.mean(0), x_test[:16], obs.mask.cpu()).mean().item()
@@ -867,7 +873,7 @@ assert cli.main(["eval", "--checkpoint", named, "--task", "sparse:0.1", "--data-
 # s = samples_of["center:12"]
 # obs = tasks.parse_task("center:12").observe(x_test, SEED + evaluation.OBSERVATION_SEED_OFFSET)
 # one = metrics.psnr_on_mask(s[0], x_test, obs.mask).mean().item()
-# for k in [1, 2, 4, 8][: s.shape[0]]:
+# for k in [k for k in (1, 2, 4, 8) if k <= s.shape[0]]:
 #     psnr = metrics.psnr_on_mask(s[:k].mean(0), x_test, obs.mask).mean().item()
 #     print(f"K = {k}: {psnr:.2f} dB ({psnr - one:+.2f}; ideal {10 * math.log10(2 / (1 + 1 / k)):+.2f})")
 # ```

@@ -111,7 +111,7 @@ def test_uncertainty_calibration_coverage_and_correlation():
 
 def test_interval_coverage_of_an_exact_sampler_is_its_nominal_level_even_with_ties():
     g = torch.Generator().manual_seed(3)
-    draws = torch.randn(9, 300, 1, 8, 8, generator=g).clamp(-1, 1)  # 16% of the values tie at -1 or 1
+    draws = torch.randn(9, 300, 1, 8, 8, generator=g).clamp(-1, 1)  # 32% of the values sit at -1 or 1 and tie
     curve = metrics.interval_coverage(draws[1:], draws[0], torch.zeros(300, 1, 8, 8))
     assert list(curve) == pytest.approx([1 / 9, 3 / 9, 5 / 9, 7 / 9])
     for nominal, coverage in curve.items():
@@ -148,3 +148,14 @@ def test_conformal_scale_reaches_its_level_on_fresh_images():
     assert metrics.scaled_interval_coverage(narrow_test, test[0], mask, 1.0) < 0.8  # plus-minus one std: too narrow
     with pytest.raises(ValueError, match="level"):
         metrics.conformal_scale(narrow_val, val[0], mask, level=1.5)
+
+
+def test_conformal_scale_is_the_split_conformal_order_statistic():
+    truth = torch.zeros(1, 1, 2, 5)  # 10 scored pixels
+    samples = torch.stack([torch.zeros(1, 1, 2, 5), torch.zeros(1, 1, 2, 5)])  # mean 0.5 in [0, 1] units, std 0
+    offsets = torch.linspace(0.1, 1.0, 10).reshape(1, 1, 2, 5)  # truth at -1 + offset: |error| = offset / 2
+    truth = -1 + offsets
+    scores = (offsets.flatten() / 2 - 0.5).abs() / 0.01  # |truth - mean| / (0 + floor), mean at 0.5
+    expected = scores.sort().values[math.ceil(11 * 0.8) - 1].item()  # the 9th smallest of 10
+    assert metrics.conformal_scale(samples, truth, torch.zeros(1, 1, 2, 5), level=0.8) == pytest.approx(expected)
+    assert metrics.conformal_scale(samples, truth, torch.zeros(1, 1, 2, 5), level=0.95) == math.inf  # rank 11 of 10
