@@ -45,7 +45,7 @@ from .runs import ModelKind
 from .plotting import show_rows
 from .pretrained import load_shipped, ship
 from .publishing import write_badges
-from .runner import run_notebooks, runtimes_page
+from .runner import run_notebooks, write_runtimes_page
 from .site import build_site
 from .tasks import TaskSpecError, parse_task
 from .training import fast_layout
@@ -382,13 +382,10 @@ def _add_sampler_options(p, steps: int | None = 50, n: int = 16) -> None:
 def command_runtimes(args) -> int:
     """``runtimes``: the markdown page of a run summary's times (:func:`~course_utils.runner.runtimes_page`)."""
     try:
-        summary = json.loads(Path(args.summary).read_text())
-        page = runtimes_page(summary)
-    except (OSError, ValueError, KeyError) as why:
+        print(f"wrote {write_runtimes_page(args.summary, args.out)}")
+    except (OSError, ValueError) as why:
         print(f"error: {args.summary}: {why}", file=sys.stderr)
         return 2
-    Path(args.out).write_text(page)
-    print(f"wrote {args.out}")
     return 0
 
 

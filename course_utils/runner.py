@@ -270,3 +270,15 @@ def runtimes_page(summary: dict) -> str:
         lines += ["", f"## {name}", "", "| section | seconds |", "| --- | ---: |"]
         lines += [f"| {section} | {sec:.0f} |" for section, sec in sections.items()]
     return "\n".join(lines) + "\n"
+
+
+def write_runtimes_page(summary_path: str | Path, out: str | Path) -> Path:
+    """Write :func:`runtimes_page` of the run summary at ``summary_path`` to ``out`` (``python -m course_utils
+    runtimes``); a file that is not a run summary is a ``ValueError``."""
+    try:
+        summary = json.loads(Path(summary_path).read_text())
+        page = runtimes_page(summary)
+    except (json.JSONDecodeError, KeyError, TypeError) as why:
+        raise ValueError(f"{summary_path} is not a run summary ({why})") from None
+    Path(out).write_text(page)
+    return Path(out)

@@ -39,7 +39,7 @@
 # ## What you need
 #
 # - Notebooks 02 (the U-Net, the DDPM posterior) and 03 (DDIM, predicting $x_0$, the evaluation harness).
-# - Runtime: the README's table (with the shipped model; training your own adds what its cell prints).
+# - Runtime: the README's table (training your own model adds what its cell prints).
 
 # %% [markdown]
 # ## Setup
@@ -204,7 +204,7 @@ assert torch.allclose(a, lin.weights(x_small), atol=1e-6)
 print("linear attention == the direct sum over all pixel pairs == attention.LinearAttention; rows of a sum to 1")
 
 # %% [markdown]
-# Both timed at 32x32 with 16 images (the direct version builds 16 x heads x 1024 x 1024
+# Timed at 32x32 with 16 images (the direct version builds 16 x heads x 1024 x 1024
 # weights):
 
 # %%
@@ -347,8 +347,8 @@ plt.show()
 assert sum(losses[-(len(losses) // 10):]) < sum(losses[: len(losses) // 10]), "the loss should go down"
 
 # %% [markdown]
-# **What the attention costs.** A training step of this model against one of notebook 03's U-Net of the same
-# width, on the same batch (the median of rounds in which the two take turns):
+# **What the attention costs.** A training step of this model against notebook 03's U-Net of the same width, same
+# batch (the median of alternating rounds):
 
 # %%
 def step_time(net, loss_fn, opt):
@@ -385,8 +385,8 @@ ratio = step_seconds["notebook 04 model"] / step_seconds["notebook 03 U-Net"]
 print(f"a step of this model takes {ratio:.2f} times as long")
 
 # %% [markdown]
-# That ratio is what the four attention blocks and the control encoder cost per step; `docs/design.md` and
-# `docs/results.md` record how the layout was chosen to keep it small.
+# That ratio is what the attention blocks and the control encoder cost per step (`docs/results.md` records how the
+# layout was chosen to keep it small).
 #
 # ## 4. Sampling with DDPM and with DDIM
 #
@@ -512,11 +512,10 @@ metrics_file.write_text(json.dumps({"results": results, "table": table, "profile
 print("saved", metrics_file)
 
 # %% [markdown]
-# The baseline columns are the best classical method of each task by PSNR, with that method's class preservation.
-# The check below compares with the best class preservation of *any* baseline. The notebook checks, in `cpu` and `full`, that the mean of K beats the best baseline's PSNR on
-# every task and that one sample keeps the class at least as often as the best baseline. "One sample keeps the
-# class" is a probability, so we estimate it from all K samples of every digit; the table's "1 sample" column reads
-# the first sample only, a noisier estimate of the same number.
+# The baseline columns are each task's best classical method by PSNR; the check below compares the class with the
+# best of *any* baseline. In `cpu` and `full` the notebook checks that the mean of K beats the best baseline's PSNR
+# on every task and that one sample keeps the class at least as often as any baseline. "One sample keeps the class"
+# is a probability: we estimate it from all K samples (the "1 sample" column reads the first only, a noisier estimate).
 
 # %%
 for spec, row in table.items():
@@ -563,10 +562,9 @@ if profile.name in ("cpu", "full"):
           f"most probable class (vote of {K}) {v['vote']:.3f} vs best baseline {table['sparse:0.1']['best_baseline_class']:.3f}")
 
 # %% [markdown]
-# Read the columns against each other. Where two samples agree more often than one keeps the class, the model is
-# more sure than it is right (over-confident); where one sample trails the vote, a single draw is a lottery over
-# several plausible classes. Sparse pixels leave the most room; there a sample sometimes draws a stroke across a
-# pixel observed to be background (exercise 1 measures whether that is what costs the class).
+# Where two samples agree more often than one keeps the class, the model is more sure than it is right; where one
+# sample trails the vote, a single draw is a lottery over plausible classes. On sparse pixels a sample sometimes
+# draws a stroke across a pixel observed as background (exercise 1 asks whether that costs the class).
 #
 # **The nearest neighbour grows with its library.** Its class preservation on the same test observations, with
 # random subsets of the training digits as its library (three draws of each size, averaged):
@@ -607,7 +605,7 @@ print(f"the model, trained on all {len(train)}: one sample keeps the class "
 # MNIST's test digits were written by other people, so a validation digit may have a training digit by the same
 # hand to copy (`docs/results.md` has our measurement). Tune on validation digits, report on test digits.
 #
-# Corrupted and reconstructed, one sample per observation, for every task:
+# One sample per observation, for every task:
 
 # %%
 rows, row_masks = {"truth": x_test[:8]}, {}
@@ -667,17 +665,40 @@ plt.show()
 
 # %% [markdown]
 # Where the samples disagree (bright std), the mean is usually wrong too; the correlation puts a number on it.
-# Where coverage falls short of the reference, the truth lies outside the samples' range more often than it would
-# for an exact sampler: there the model is more confident than it should be.
+# Where coverage falls short of the reference, the model is more confident than it should be.
 #
-# **A calibration curve.** The range is one interval; dropping the $i$ lowest and $i$ highest samples of a pixel
-# gives narrower ones, each with its own level $(K-1-2i)/(K+1)$ for an exact sampler, ties broken at random
-# (`metrics.interval_coverage`; so its top point can differ from the table's range coverage, which counts a tie as
-# inside). A calibrated sampler lies on the diagonal, an over-confident one below it.
+# **A calibration curve.** Dropping the $i$ lowest and $i$ highest samples of a pixel gives intervals narrower than
+# the range, of level $(K-1-2i)/(K+1)$ for an exact sampler; `coverage_curve` breaks ties at random (the table
+# above counts them inside). Calibrated lies on the diagonal, over-confident below it.
 #
-# **Conformal intervals.** Rescale the spread: mean $\pm\ \lambda\,(\text{std} + 0.01)$, with $\lambda$ fitted to
-# cover 90% of the pixels of *validation* digits (`metrics.conformal_scale`; above 1 it widens, below 1 it
-# narrows), checked on test digits.
+# **Conformal intervals.** Rescale the spread: mean $\pm\ \lambda\,(\text{std} + 0.01)$, $\lambda$ fitted to cover
+# 90% of the pixels of *validation* digits (`metrics.conformal_scale`; above 1 widens, below 1 narrows), checked on
+# test digits.
+
+# %%
+def coverage_curve(samples, truth, mask):
+    """{nominal level: coverage} of the intervals that drop the i lowest and i highest of a pixel's K samples."""
+    unit, target = (samples + 1) / 2, (truth + 1) / 2  # [0, 1], like every metric of the course
+    scored = metrics.scored_region(mask).flatten() > 0
+    below = (unit < target).sum(0).flatten()[scored]  # samples strictly below the truth
+    equal = (unit == target).sum(0).flatten()[scored]  # samples tied with it
+    k = samples.shape[0]
+    curve = {}
+    for i in range(k // 2):
+        inside = torch.zeros(len(below))
+        for u in range(k + 1):  # u of the tied samples end up below the truth, each of 0 .. equal equally likely
+            rank = below + u
+            inside += ((u <= equal) & (rank >= i + 1) & (rank <= k - 1 - i)).float() / (equal + 1)
+        curve[(k - 1 - 2 * i) / (k + 1)] = inside.mean().item()
+    return dict(sorted(curve.items()))
+
+
+obs_check = tasks.parse_task("sparse:0.1").observe(x_test, SEED + evaluation.OBSERVATION_SEED_OFFSET)
+ours = coverage_curve(samples_of["sparse:0.1"], x_test, obs_check.mask)
+module = metrics.interval_coverage(samples_of["sparse:0.1"], x_test, obs_check.mask)
+assert ours.keys() == module.keys() and all(math.isclose(ours[a], module[a], abs_tol=1e-5) for a in ours)
+print("coverage_curve == metrics.interval_coverage on sparse:0.1:",
+      ", ".join(f"{level:.2f} -> {cover:.3f}" for level, cover in ours.items()))
 
 # %%
 N_CONFORMAL = {"ci": 4, "cpu": 64, "full": 200}[profile.name]  # validation digits per task that fit lambda
@@ -825,9 +846,9 @@ assert cli.main(["eval", "--checkpoint", named, "--task", "sparse:0.1", "--data-
 #    beat the baselines?
 # 3. How does the PSNR of the mean of K grow with K (1, 2, 4, 8) on `center:12`? Compare with notebook 03's
 #    $10\log_{10}(2/(1+1/K))$ for an ideal sampler.
-# 4. *Pen and paper.* Let $X_0, X_1, \dots, X_K$ be independent draws of one continuous distribution, given the
-#    observation (the truth $X_0$ and K exact posterior samples). Show that $P(\min_{k \ge 1} X_k \le X_0 \le \max_{k \ge 1} X_k) =
-#    (K-1)/(K+1)$. What changes when the values can tie (a clipped background pixel)?
+# 4. *Pen and paper.* Let $X_0, \dots, X_K$ be independent draws of one continuous distribution given the observation
+#    (the truth and K exact posterior samples). Show that $P(\min_{k \ge 1} X_k \le X_0 \le \max_{k \ge 1} X_k) =
+#    (K-1)/(K+1)$. What changes when values can tie (a clipped background pixel)?
 #
 #
 # <details><summary>Solution 1</summary>
@@ -877,8 +898,7 @@ assert cli.main(["eval", "--checkpoint", named, "--task", "sparse:0.1", "--data-
 #     psnr = metrics.psnr_on_mask(s[:k].mean(0), x_test, obs.mask).mean().item()
 #     print(f"K = {k}: {psnr:.2f} dB ({psnr - one:+.2f}; ideal {10 * math.log10(2 / (1 + 1 / k)):+.2f})")
 # ```
-# The gain follows the ideal curve's shape; where it falls short, the samples are more alike than exact posterior
-# samples would be.
+# Where the gain falls short of the ideal curve, the samples are more alike than exact posterior samples.
 # </details>
 #
 # <details><summary>Solution 4</summary>

@@ -61,3 +61,29 @@ def test_nbval_runs_every_solution_after_its_notebook(py):
     assert sum(c.cell_type == "code" for c in extended.cells) == code_cells + len(solutions)
     assert extended.cells[-1].source.endswith(solutions[-1])
     assert IPyNbFile.collect is conftest._collect_with_solutions
+
+
+def markdown_text(py) -> str:
+    return "\n".join(c.source for c in jupytext.read(py).cells if c.cell_type == "markdown")
+
+
+def decimals_outside_math(text: str) -> list[str]:
+    """Decimal numbers in markdown outside $...$, $$...$$ and `code`: numbers a lesson states in prose."""
+    import re
+    text = re.sub(r"\$\$.*?\$\$", "", text, flags=re.S)
+    text = re.sub(r"\$[^$]*\$|`[^`]*`", "", text)
+    return re.findall(r"(?<![\w.])\d+\.\d+(?!\w)", text)
+
+
+def test_decimals_outside_math_finds_prose_numbers_only():
+    assert decimals_outside_math("gains 2.5 dB, $x = 0.3$, `eta=0.85`, $$y = 1.5$$ and kept 0.5.") == ["2.5", "0.5"]
+
+
+@pytest.mark.parametrize("py", SOURCES, ids=lambda p: p.stem)
+def test_lessons_teach_instead_of_logging_runs(py):
+    """A lesson's prose holds few decimal numbers (the numbers are printed by its cells; run histories live in
+    docs/), and notebook 04, the longest, fits one class."""
+    text = markdown_text(py)
+    assert len(decimals_outside_math(text)) <= 30, f"{py.name}: move run numbers to docs/"
+    if py.stem.startswith("04"):
+        assert len(text.split()) < 3000, f"{py.name}: {len(text.split())} markdown words, over one class"
