@@ -477,7 +477,11 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "runtimes":
         return command_runtimes(args)
     elif args.command == "site":
-        print(f"the site's front page: {build_site(args.out, args.profile)}")
+        try:
+            print(f"the site's front page: {build_site(args.out, args.profile)}")
+        except RuntimeError as why:  # sphinx printed its warnings above
+            print(f"error: {why}", file=sys.stderr)
+            return 1
     else:
         for path in write_badges():
             print(f"updated {path}")

@@ -4,6 +4,7 @@ nbval executes the notebooks themselves: `pytest --nbval-lax notebooks/` (the RE
 """
 
 import json
+import re
 
 import jupytext
 import pytest
@@ -69,7 +70,6 @@ def markdown_text(py) -> str:
 
 def decimals_outside_math(text: str) -> list[str]:
     """Decimal numbers in markdown outside $...$, $$...$$ and `code`: numbers a lesson states in prose."""
-    import re
     text = re.sub(r"\$\$.*?\$\$", "", text, flags=re.S)
     text = re.sub(r"\$[^$]*\$|`[^`]*`", "", text)
     return re.findall(r"(?<![\w.])\d+\.\d+(?!\w)", text)
