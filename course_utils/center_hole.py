@@ -122,10 +122,10 @@ def inpaint_loss(
 
 
 @torch.no_grad()
-def validate_center_hole(model: nn.Module, cfg: CenterHoleConfig, images: torch.Tensor, seed: int = 0):
-    """One DDIM sample (cfg.sample_steps, eta 0, data consistency) per image: (mean hole PSNR, a panel of the first
-    8); notebook 03 shows the panels its run wrote."""
-    x0 = images
+def validate_center_hole(model: nn.Module, cfg: CenterHoleConfig, val: DigitSet, seed: int = 0):
+    """One DDIM sample (cfg.sample_steps, eta 0, data consistency) per validation digit: (mean hole PSNR, a panel
+    of the first 8); notebook 03 shows the panels its run wrote."""
+    x0 = val.images
     mask = center_hole(x0.shape[0], cfg.hole).to(x0.device)
     denoiser = Denoiser(model, make_schedule(cfg.schedule, cfg.T), cfg.prediction, (mask, mask * x0))
     out = ddim_inpaint(denoiser, mask * x0, mask, cfg.sample_steps, generator=torch.Generator().manual_seed(seed))

@@ -1,60 +1,56 @@
 """The course's MNIST classifier: the judge of class preservation and the feature space of the Frechet distance.
 
 Taught in: 03_ddim_center_hole_data_consistency (class preservation and the Frechet distance next to PSNR); used by
-:mod:`course_utils.evaluation`, notebooks 04 to 06 and ``python -m course_utils eval``.
+:mod:`course_utils.evaluation`, notebooks 03 to 06 and ``python -m course_utils eval`` / ``bench``.
 
 PSNR cannot tell a blurry average from a sharp wrong digit. A small CNN trained by the course on the training
 digits answers two other questions about a reconstruction: is it still the same digit (**class preservation**:
 the share of reconstructions it assigns the true label), and do the reconstructions look like real digits as a
 set (a **Frechet distance** between its penultimate-layer features of reconstructions and of clean digits, the
 FID recipe of Heusel et al. 2017 with the course's own network instead of Inception). Nothing is downloaded: the
-classifier is trained once per profile and training set (under a minute on 2 CPU cores in ``cpu``), cached under
-``outputs/classifier/`` with its config, and reused.
+classifier is a model kind like the others (:data:`KIND`, ``train --model classifier``), trained by the course's one
+loop :func:`~course_utils.training.fit` on cross-entropy, and obtained like every other model
+(:func:`course_classifier`): the course's shipped one in the cpu and full profiles, else a run of the profile's
+config under ``outputs/classifier/``, reused once trained.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import time
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
-from .checkpoints import CheckpointMismatchError, load_checkpoint, plain, save_checkpoint
-from .config import get_profile, output_dir
-from .data import DigitSet, batches, check_images, load_mnist, take_subset, train_val_split
+from .checkpoints import config_dict
+from .data import Batches, DigitSet, check_images, load_mnist, take_subset, train_val_split
+from .runs import ModelKind, RunConfig
 
 
 @dataclass(frozen=True)
-class ClassifierConfig:
-    """Everything that defines a course classifier (a checkpoint stores it, and is reused only when it matches)."""
+class ClassifierConfig(RunConfig):
+    """Everything that defines a course classifier: the training budget (AdamW with warm-up and cosine decay, no
+    EMA) and the network's widths; a checkpoint stores it, and is reused only when it matches."""
 
-    profile: str
+    batch_size: int = 128
+    steps: int = 400
+    lr: float = 3e-3
+    warmup: int = 40
+    ema_decay: float = 0.0
+    save_every: int = 400
     widths: tuple[int, ...] = (16, 32, 64)  # conv channels at 32, 16 and 8 pixels
     features: int = 128  # width of the penultimate layer (the Frechet feature space)
-    steps: int = 400  # optimiser steps (a budget in steps, so the full MNIST download costs no more time)
-    batch_size: int = 128
-    lr: float = 3e-3
     shift: int = 2  # training augmentation: random translations of up to this many pixels
-    train_size: int = 60000
     val_size: int = 500
 
 
 CLASSIFIERS: dict[str, ClassifierConfig] = {
-    "ci": ClassifierConfig(profile="ci", widths=(8, 16, 32), features=32, steps=30, batch_size=64, train_size=512,
-                           val_size=64),
+    "ci": ClassifierConfig(profile="ci", widths=(8, 16, 32), features=32, steps=30, warmup=3, batch_size=64,
+                           save_every=30, train_size=512, val_size=64),
     "cpu": ClassifierConfig(profile="cpu"),
-    "full": ClassifierConfig(profile="full", widths=(32, 64, 128), steps=2000),
+    "full": ClassifierConfig(profile="full", widths=(32, 64, 128), steps=2000, warmup=200, save_every=500),
+    "pretrained": ClassifierConfig(profile="pretrained", steps=2000, warmup=200, save_every=500),
 }
-
-
-def classifier_config(profile: str | None = None, **changes) -> ClassifierConfig:
-    """The classifier configuration of a profile (default: ``$COURSE_PROFILE``), with ``changes`` applied."""
-    return dataclasses.replace(CLASSIFIERS[get_profile(profile).name], **changes)
 
 
 class DigitClassifier(nn.Module):
@@ -97,28 +93,55 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
     return padded[torch.arange(n, device=x.device)[:, None, None], 0, rows, cols].unsqueeze(1)
 
 
-def train_classifier(cfg: ClassifierConfig, train: DigitSet, device, seed: int = 0, progress: bool = True):
-    """Train a :class:`DigitClassifier` with cross-entropy: AdamW, a one-cycle learning rate, random shifts.
+def batch_loss(cfg: ClassifierConfig, train: DigitSet, device: torch.device):
+    """Cross-entropy -sum_c 1[c = label] log softmax(logits)_c on one shuffled mini-batch
+    (:class:`~course_utils.data.Batches`), each digit shifted by up to ``cfg.shift`` pixels; batches and shifts come
+    from the run's generator and where the batches are in their epoch rides along in the checkpoint."""
+    stream = Batches(train, cfg.batch_size, generator=None)
 
-    Returns (model in eval mode, seconds of training).
+    def loss_fn(net: nn.Module, generator: torch.Generator) -> torch.Tensor:
+        stream.generator = generator
+        images, labels = next(stream)
+        return F.cross_entropy(net(random_shift(images, cfg.shift, generator).to(device)), labels.to(device))
+
+    loss_fn.state = {"batch_order": stream.state}
+    return loss_fn
+
+
+def classifier_splits(cfg: ClassifierConfig, seed: int = 0, root=None) -> tuple[DigitSet, DigitSet, DigitSet]:
+    """(train, validation, no test digits) for the classifier: the course's usual split of MNIST's training digits
+    (seed 0, the validation digits every other kind validates on), ``cfg.train_size`` of the rest for training."""
+    train_all = load_mnist("train", root)
+    train, val = train_val_split(train_all, min(cfg.val_size, len(train_all) // 10), 0)
+    return take_subset(train, cfg.train_size, 0), val, val[:0]
+
+
+def _validate(model: nn.Module, cfg: ClassifierConfig, val: DigitSet):
+    return 100 * accuracy(model, val.images, val.labels), None
+
+
+KIND = ModelKind(
+    name="classifier", notebook="03_ddim_center_hole_data_consistency", folder="classifier",
+    description="the course classifier: a small CNN on cross-entropy, judge of class preservation and the "
+                "Frechet distance (no reconstruction)",
+    presets=CLASSIFIERS, build=build_classifier, loss=batch_loss, validate=_validate, validation_digits=500,
+    validation_unit="% classified right", splits=classifier_splits)
+
+
+def course_classifier(profile: str | None = None, root=None, device="cpu", progress: bool = True):
+    """The course classifier of ``profile`` (default ``$COURSE_PROFILE``) for the MNIST under ``root``: the model
+    kind's :meth:`~course_utils.runs.ModelKind.obtain` of its :meth:`~course_utils.runs.ModelKind.default_config`
+    (the shipped classifier in cpu and full, else a run trained once into ``outputs/classifier/`` and reused).
+    Returns (model on ``device``, info) where info holds the config, the path, what happened (``status``: shipped,
+    reused, resumed or trained), the training seconds and the accuracy on the validation digits of this MNIST.
+
+    Taught in notebook 03.
     """
-    g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    model = build_classifier(cfg).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps)
-    data = batches(train, cfg.batch_size, g)
-    start = time.perf_counter()
-    model.train()
-    for _ in tqdm(range(cfg.steps), desc="training the course classifier", disable=not progress):
-        images, labels = next(data)
-        loss = F.cross_entropy(model(random_shift(images.to(device), cfg.shift, g)), labels.to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-    model.eval()
-    return model, time.perf_counter() - start
+    got = KIND.obtain(KIND.default_config(profile), device, root=root, progress=progress)
+    _, val, _ = classifier_splits(got.cfg, root=root)
+    info = {"config": config_dict(got.cfg), "path": str(got.path), "status": got.status,
+            "seconds": got.extra["seconds"], "val_accuracy": accuracy(got.model, val.images, val.labels)}
+    return got.model, info
 
 
 def _batched(model: DigitClassifier, images: torch.Tensor, fn, batch_size: int = 500) -> torch.Tensor:
@@ -144,51 +167,6 @@ def accuracy(model: DigitClassifier, images: torch.Tensor, labels: torch.Tensor)
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
     return (predict(model, images) == labels.cpu()).float().mean().item()
-
-
-def _fingerprint(train: DigitSet) -> str:
-    """A short hash of the training digits, so a classifier trained on other data is never reused."""
-    h = hashlib.sha1(train.images.numpy().tobytes())
-    h.update(train.labels.numpy().tobytes())
-    return h.hexdigest()[:10]
-
-
-def classifier_splits(cfg: ClassifierConfig, root=None) -> tuple[DigitSet, DigitSet]:
-    """(train, validation) for the classifier: the course's usual split of MNIST's training digits (seed 0)."""
-    train_all = load_mnist("train", root)
-    train, val = train_val_split(train_all, min(cfg.val_size, len(train_all) // 10), 0)
-    return take_subset(train, cfg.train_size, 0), val
-
-
-def load_or_train_classifier(profile: str | None = None, root=None, device=None, progress: bool = True):
-    """The course classifier of ``profile`` for the MNIST under ``root`` (default: ``$COURSE_DATA_DIR``).
-
-    Reused from ``outputs/classifier/<profile>-<hash>/classifier.pt`` when its config matches, trained and saved
-    there otherwise. The hash covers the config and the training digits, so a classifier of another config or
-    data lives in another folder and is never overwritten. Returns (model on ``device``, info) where info holds the config, the validation accuracy,
-    the training seconds, the path and whether it was reused.
-
-    Taught in notebook 03.
-    """
-    cfg = classifier_config(profile)
-    device = torch.device("cpu") if device is None else torch.device(device)
-    train, val = classifier_splits(cfg, root)
-    want = {**plain(dataclasses.asdict(cfg)), "data": _fingerprint(train)}
-    key = hashlib.sha1(repr(sorted(want.items())).encode()).hexdigest()[:10]
-    path = output_dir("classifier", f"{cfg.profile}-{key}") / "classifier.pt"
-    model = build_classifier(cfg)
-    try:
-        extra = load_checkpoint(path, model, want)
-        reused = True
-    except (FileNotFoundError, CheckpointMismatchError):
-        model, seconds = train_classifier(cfg, train, device, progress=progress)
-        extra = {"seconds": seconds, "val_accuracy": accuracy(model, val.images, val.labels),
-                 "train_images": len(train)}
-        save_checkpoint(path, model, want, **extra)
-        reused = False
-    model = model.to(device).eval()
-    info = {"config": want, "path": str(path), "reused": reused, **extra}
-    return model, info
 
 
 def frechet_distance_from_stats(mu1: torch.Tensor, cov1: torch.Tensor, mu2: torch.Tensor, cov2: torch.Tensor) -> float:

@@ -36,7 +36,7 @@ import torch
 from . import benchmark
 from .baselines import BASELINES, baselines_for
 from .checkpoints import CheckpointMismatchError, read_checkpoint
-from .classifier import load_or_train_classifier
+from .classifier import course_classifier
 from .config import PRETRAINED, PROFILE_NAMES, get_device, get_profile, hardware, seed_everything
 from .data import MNIST_RAW_FILES, MNISTNotFoundError, load_mnist, load_splits
 from .evaluation import SamplerOptions, baseline_method, evaluate, format_results
@@ -71,13 +71,15 @@ def _load_model(path: str, device):
                 raise UsageError(f"--checkpoint {path}: no model kind {name!r}; the kinds are {', '.join(KINDS)}")
             kind = KINDS[name]
             cfg, model, extra = load_shipped(kind)
-            return kind, cfg, fast_layout(model, device), extra
-        kind = kind_of_checkpoint(path)
-        cfg, model, extra = kind.load(path, map_location="cpu")
+        else:
+            kind = kind_of_checkpoint(path)
+            cfg, model, extra = kind.load(path, map_location="cpu")
     except FileNotFoundError:
         raise UsageError(f"no checkpoint at {path}: train one with `python -m course_utils train --profile cpu --out DIR`")
     except CheckpointMismatchError as why:
         raise UsageError(f"cannot use {path}: {str(why).splitlines()[0]}")
+    if kind.method is None:
+        raise UsageError(f"{path} holds the {kind.name} model, which reconstructs nothing ({kind.description})")
     return kind, cfg, fast_layout(model, device), extra
 
 
@@ -162,7 +164,8 @@ def command_train(args) -> int:
     except CheckpointMismatchError as why:
         raise UsageError(str(why))
     history = got.extra.get("history") or []
-    score = f", validation score {history[-1][2]:.2f} dB (1 sample, {kind.validation_digits} digits)" if history else ""
+    digits = got.extra.get("validation_digits", kind.validation_digits)
+    score = f", validation score {history[-1][2]:.2f} ({kind.validation_unit}, {digits} digits)" if history else ""
     print(f"done: {got.extra['step']} steps, {got.extra['seconds'] / 60:.1f} min of training{score}; checkpoint {last}")
     return 0
 
@@ -270,8 +273,8 @@ def command_eval(args) -> int:
     digits = digits[: args.n]
     if args.split == "train":
         print("note: scoring training images; the model, the classifier and the nearest-neighbour library have seen them")
-    clf, clf_info = load_or_train_classifier(args.profile, root=root, device=device)
-    print(f"course classifier ({args.profile} profile): {'reused' if clf_info['reused'] else 'trained'} "
+    clf, clf_info = course_classifier(args.profile, root=root, device=device)
+    print(f"course classifier ({args.profile} profile): {clf_info['status']} "
           f"{clf_info['path']}, validation accuracy {100 * clf_info['val_accuracy']:.1f}%", flush=True)
     what = args.checkpoint or f"the {args.method} baseline"
     sampler = f", {_settings(method)}, K={args.k}" if method.stochastic else ""
@@ -298,7 +301,7 @@ def command_ship(args) -> int:
     _has_recipe(kind, PRETRAINED)
     try:
         train, val, _ = (kind.splits or load_splits)(kind.config(PRETRAINED), seed=0)
-        manifest = ship(kind, args.run, train, val.images[: kind.validation_digits], note=args.note)
+        manifest = ship(kind, args.run, train, val[: kind.validation_digits], note=args.note)
     except (CheckpointMismatchError, FileNotFoundError, MNISTNotFoundError, KeyError) as why:
         raise UsageError(str(why).splitlines()[0])
     print(f"shipped {manifest['file']} ({manifest['dtype']}, {manifest['bytes'] / 1e6:.2f} MB, sha256 "
@@ -343,8 +346,8 @@ def command_bench(args) -> int:
     for key, info in models.items():
         took = f", {info['train_seconds'] / 60:.1f} min of training" if info["train_seconds"] is not None else ""
         print(f"{key:<20} {info['status']} {info['checkpoint']}{took}")
-    clf, clf_info = load_or_train_classifier(cfg.profile, root=root, device=device)
-    print(f"course classifier ({cfg.profile} profile): {'reused' if clf_info['reused'] else 'trained'} "
+    clf, clf_info = course_classifier(cfg.profile, root=root, device=device)
+    print(f"course classifier ({cfg.profile} profile): {clf_info['status']} "
           f"{clf_info['path']}, validation accuracy {100 * clf_info['val_accuracy']:.1f}%", flush=True)
     digits = test[: cfg.n]
     print(f"benchmark: {len(methods)} methods x {len(tasks)} tasks on the first {cfg.n} test digits of {root}, "

@@ -289,10 +289,10 @@ def conditional_method(model: nn.Module, cfg: ConditionalConfig, options: Sample
                           "trained_for": list(cfg.tasks)})
 
 
-def validate_conditional(model: nn.Module, cfg: ConditionalConfig, images: torch.Tensor):
+def validate_conditional(model: nn.Module, cfg: ConditionalConfig, val: DigitSet):
     """The mean over the training tasks of :func:`task_scores` (no figure): notebook 04's validation score at
     every save."""
-    scores = task_scores(model, cfg, images)
+    scores = task_scores(model, cfg, val.images)
     return sum(scores.values()) / len(scores), None
 
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import center_hole, conditional, ddpm, mmse, prior
+from . import center_hole, classifier, conditional, ddpm, mmse, prior
 from .checkpoints import CheckpointMismatchError, read_checkpoint
 from .runs import ModelKind
 
 KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (
-    center_hole.KIND, ddpm.KIND, conditional.KIND, prior.PRIOR_KIND, prior.FINETUNE_KIND, mmse.KIND)}
+    center_hole.KIND, ddpm.KIND, conditional.KIND, prior.PRIOR_KIND, prior.FINETUNE_KIND, mmse.KIND, classifier.KIND)}
 
 
 def kind_of_checkpoint(path: str | Path) -> ModelKind:

@@ -81,8 +81,9 @@ def batch_loss(cfg: MMSEConfig, train: DigitSet, device: torch.device):
 
 
 @torch.no_grad()
-def validate_mmse(model: nn.Module, cfg: MMSEConfig, images: torch.Tensor):
+def validate_mmse(model: nn.Module, cfg: MMSEConfig, val: DigitSet):
     """The regressor's mean hole PSNR on validation digits with the centre hole (no figure; notebook 06)."""
+    images = val.images
     m = center_hole(images.shape[0], cfg.hole).to(images.device)
     return psnr_on_mask(regress(model, m * images, m), images, m).mean().item(), None
 

@@ -114,18 +114,18 @@ def _commit() -> str:
         return "unknown"
 
 
-def _score(kind, model: nn.Module, cfg, images: torch.Tensor) -> float:
-    score, fig = kind.validate(model, cfg, images)
+def _score(kind, model: nn.Module, cfg, val: DigitSet) -> float:
+    score, fig = kind.validate(model, cfg, val)
     if fig is not None:
         plt.close(fig)
     return score
 
 
-def ship(kind, run: str | Path, train_digits: DigitSet, val_images: torch.Tensor, note: str = "",
+def ship(kind, run: str | Path, train_digits: DigitSet, val: DigitSet, note: str = "",
          folder: str | Path = SHIPPED_DIR) -> dict:
     """Write ``kind``'s shipped checkpoint from the finished ``pretrained`` run in ``run`` (its ``last.pt``): the
     EMA weights in float16 when that costs at most :data:`FLOAT16_TOLERANCE` of the kind's validation score on
-    ``val_images`` (validation digits, same seed both ways), else in float32, and the manifest. Returns the
+    ``val`` (validation digits, same seed both ways), else in float32, and the manifest. Returns the
     manifest. ``python -m course_utils ship`` runs it."""
     cfg, model, extra = kind.load(Path(run) / "last.pt")
     if config_dict(cfg) != config_dict(kind.config(PRETRAINED)) or extra["step"] < cfg.steps:
@@ -133,10 +133,10 @@ def ship(kind, run: str | Path, train_digits: DigitSet, val_images: torch.Tensor
                                      f"(profile {cfg.profile}, step {extra['step']} of {cfg.steps})")
     full = rounded = None
     if kind.validate is not None:  # a kind without a validation score ships float32
-        full = _score(kind, model, cfg, val_images)
+        full = _score(kind, model, cfg, val)
         half = kind.build(cfg)
         half.load_state_dict({k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()})
-        rounded = _score(kind, half.eval(), cfg, val_images)
+        rounded = _score(kind, half.eval(), cfg, val)
     use_half = full is not None and abs(full - rounded) <= FLOAT16_TOLERANCE
     path = Path(folder) / f"{kind.name}.pt"
     save_checkpoint(path, model.half() if use_half else model, config_dict(cfg), kind=kind.name)
@@ -150,7 +150,7 @@ def ship(kind, run: str | Path, train_digits: DigitSet, val_images: torch.Tensor
         "hardware": hardware("cpu"), "note": note, "code_commit": _commit(),
         "shipped": datetime.date.today().isoformat(),
         "training_digits": {"count": len(train_digits), "fingerprint": fingerprint(train_digits)},
-        "validation": {"digits": len(val_images), "score_float32": full and round(full, 3),
+        "validation": {"digits": len(val), "score_float32": full and round(full, 3),
                        "score_float16": rounded and round(rounded, 3),
                        "history": [[step, round(sec / 60, 2), round(score, 3)] for step, sec, score in history]},
         "losses": [round(loss, 5) for loss in extra["losses"]],  # every step's, for the notebooks' training curve

@@ -150,8 +150,8 @@ def prior_method(model: nn.Module, cfg: PriorConfig, options: SamplerOptions = S
                   config={"kind": "prior", "sampler": sampler, **chosen})
 
 
-def _validate_prior(model: nn.Module, cfg: PriorConfig, images: torch.Tensor):
-    return validate_prior(model, cfg, images), None
+def _validate_prior(model: nn.Module, cfg: PriorConfig, val: DigitSet):
+    return validate_prior(model, cfg, val.images), None
 
 
 PRIOR_KIND = ModelKind(
@@ -291,8 +291,8 @@ def finetune_base(cfg: FinetuneConfig, device: torch.device,
     return net
 
 
-def _validate_finetuned(model: nn.Module, cfg: FinetuneConfig, images: torch.Tensor):
-    return validate_prior(model, _prior_of(cfg), images, sees_mask=True), None
+def _validate_finetuned(model: nn.Module, cfg: FinetuneConfig, val: DigitSet):
+    return validate_prior(model, _prior_of(cfg), val.images, sees_mask=True), None
 
 
 LORA_TARGET_MODES = {"attention": "lora_attn", "all": "lora_all"}  # train --lora-targets -> a LoRA mode

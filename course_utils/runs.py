@@ -32,10 +32,9 @@ from .checkpoints import CheckpointMismatchError, config_dict, read_checkpoint
 from .config import PRETRAINED, Profile, get_profile, output_dir, run_name
 from .data import DigitSet, load_splits
 from .pretrained import SHIPPED_DIR, is_shipped, load_shipped
-from .evaluation import Method, SamplerOptions
 from .training import Checkpointing, LossFn, fast_layout, fit
 
-Validate = Callable[[nn.Module, object, torch.Tensor], tuple[float, object]]
+Validate = Callable[[nn.Module, object, DigitSet], tuple[float, object]]
 
 
 @dataclass(frozen=True)
@@ -86,9 +85,10 @@ class ModelKind:
     ``presets`` maps each profile to its config; ``build(cfg)`` makes the network (``build(cfg, base)`` for a kind
     that starts from another trained network, which ``base(cfg, device, source)`` returns); ``loss(cfg, train
     digits, device)`` returns the loss of one batch drawn from a generator, ``(model, generator) -> loss``;
-    ``method(model, cfg, options)`` samples it as an evaluation :class:`~course_utils.evaluation.Method`;
-    ``tasks(cfg)`` lists the task specs it was trained for and ``default_task(cfg)`` the one ``eval`` scores;
-    ``validate(model, cfg, images)`` returns (score, figure or None) at every save; ``check(cfg)`` raises
+    ``method(model, cfg, options)`` samples it as an evaluation :class:`~course_utils.evaluation.Method` (a kind
+    that reconstructs nothing, the course classifier, has none); ``tasks(cfg)`` lists the task specs it was trained
+    for and ``default_task(cfg)`` the one ``eval`` scores; ``validate(model, cfg, validation digits)`` returns
+    (score in ``validation_unit``, figure or None) at every save; ``check(cfg)`` raises
     ``ValueError`` on a bad setting; ``splits(cfg, seed, root)`` gives (train, validation, test) when the kind
     trains on other digits than :func:`~course_utils.data.load_splits`; ``options`` are the kind's own
     command-line flags (:class:`Option`; :mod:`course_utils.cli` adds them), and ``configure(profile, values of
@@ -101,11 +101,12 @@ class ModelKind:
     presets: Mapping[str, object]
     build: Callable[..., nn.Module]
     loss: Callable[[object, DigitSet, torch.device], LossFn]
-    method: Callable[[nn.Module, object, SamplerOptions], Method]
-    tasks: Callable[[object], tuple[str, ...]]
-    default_task: Callable[[object], str]
+    method: Callable[..., object] | None = None  # (model, cfg, SamplerOptions) -> evaluation Method
+    tasks: Callable[[object], tuple[str, ...]] = lambda cfg: ()
+    default_task: Callable[[object], str] | None = None
     validate: Validate | None = None
     validation_digits: int = 64
+    validation_unit: str = "dB, 1 sample"
     check: Callable[[object], None] | None = None
     splits: Callable[..., tuple] | None = None
     base: Callable[..., nn.Module] | None = None
@@ -143,7 +144,7 @@ class ModelKind:
         return output_dir(self.folder, run_name(cfg.profile, config_dict(cfg)))
 
     def train(self, cfg, digits: DigitSet, out_dir: str | Path, device: torch.device, seed: int = 0,
-              resume: bool = False, val_images: torch.Tensor | None = None, until: int | None = None,
+              resume: bool = False, val: DigitSet | None = None, until: int | None = None,
               progress: bool = True, loss: LossFn | None = None,
               base_from: str | Path | nn.Module | None = None) -> dict:
         """Train this kind in ``cfg`` on ``digits`` with :func:`~course_utils.training.fit`, writing
@@ -153,7 +154,7 @@ class ModelKind:
         was obtained from ``base_from``); batches, t, eps and everything else the loss draws come from one CPU
         generator seeded with ``seed``, so ``resume=True`` continues the very same run (bit for bit on the CPU).
         ``loss`` replaces the kind's loss (a notebook's control experiment). At every save the model to sample
-        with is scored on ``val_images`` (validation digits, never test) by the kind's ``validate``; a figure it
+        with is scored on ``val`` (validation digits, never test) by the kind's ``validate``; a figure it
         returns goes to ``out_dir/panel_<step>.png``. Returns {"model", "ema" (the model to sample with),
         "losses", "history" (step, seconds, validation score), "step", "seconds"}.
         """
@@ -165,16 +166,17 @@ class ModelKind:
         history: list = []
 
         def on_save(step: int, sample_model: nn.Module, seconds: float) -> None:
-            if val_images is None or self.validate is None:
+            if val is None or self.validate is None:
                 return
-            score, fig = self.validate(sample_model, cfg, val_images.to(device))
+            score, fig = self.validate(sample_model, cfg, DigitSet(val.images.to(device), val.labels.to(device)))
             history.append((step, seconds, score))
             if fig is not None:
                 fig.savefig(out_dir / f"panel_{step:06d}.png", dpi=80, bbox_inches="tight")
                 plt.close(fig)
 
         loss_fn = loss or self.loss(cfg, digits, device)
-        state = {"history": history, "seed": seed, **getattr(loss_fn, "state", {})}  # a loss may keep a batch order
+        state = {"history": history, "seed": seed, "validation_digits": 0 if val is None else len(val),
+                 **getattr(loss_fn, "state", {})}  # a loss may keep a batch order
         saving = Checkpointing(out_dir / "last.pt", config_dict(cfg), cfg.save_every, kind=self.name, state=state,
                                on_save=on_save, resume=resume)
         run = fit(model, loss_fn, cfg.steps, cfg.lr, torch.Generator().manual_seed(seed), warmup=cfg.warmup,
@@ -233,7 +235,7 @@ class ModelKind:
             log(f"{self.name}: {'resuming' if status == 'resume' else 'training'} {cfg.steps} steps into {folder} "
                 f"({len(digits)} training digits, {device})")
             self.train(cfg, digits, folder, device, seed=seed, resume=status == "resume", progress=progress,
-                       val_images=val.images[: self.validation_digits], base_from=base_from)
+                       val=val[: self.validation_digits], base_from=base_from)
         cfg, model, extra = self.load(path)
         return Trained(self, cfg, fast_layout(model, device).eval(), path,
                        {"reuse": "reused", "resume": "resumed", "train": "trained"}[status], extra)

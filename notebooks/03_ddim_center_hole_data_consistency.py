@@ -413,14 +413,14 @@ if panels:
 # known pixels are closest.
 #
 # PSNR cannot tell a blurry average from a sharp wrong digit, so the harness also asks a small MNIST classifier
-# that the course trains itself (`course_utils.classifier`, cached under `outputs/classifier/`): **class
+# that the course trains itself (`course_utils.classifier`; the course ships one, and `ci` trains a tiny one): **class
 # preservation** is the share of reconstructions it assigns the digit's true label, and the **Frechet distance**
 # compares its penultimate-layer features of single samples with those of the clean digits (0: the two sets look
 # alike to the classifier; the FID recipe, with the course's network instead of Inception).
 
 # %%
-clf, clf_info = classifier.load_or_train_classifier(profile.name, device=device)
-print(f"course classifier: {'reused' if clf_info['reused'] else 'trained'} ({clf_info['seconds']:.0f} s of training), "
+clf, clf_info = classifier.course_classifier(profile.name, device=device)
+print(f"course classifier: {clf_info['status']} ({clf_info['seconds']:.0f} s of training), "
       f"validation accuracy {100 * clf_info['val_accuracy']:.1f}%")
 task = f"center:{cfg.hole}"
 x_test, y_labels = test.images[: cfg.eval_size], test.labels[: cfg.eval_size]

@@ -465,8 +465,8 @@ plt.show()
 # observations, with notebook 03's metrics.
 
 # %%
-clf, clf_info = classifier.load_or_train_classifier(profile.name, device=device)
-print(f"course classifier: {'reused' if clf_info['reused'] else 'trained'}, validation accuracy "
+clf, clf_info = classifier.course_classifier(profile.name, device=device)
+print(f"course classifier: {clf_info['status']}, validation accuracy "
       f"{100 * clf_info['val_accuracy']:.1f}%")
 RESULT_TASKS = ["sparse:0.1", "noise:0.5", "lowres:4", "kspace:0.25", "center:12"]
 x_test, y_test = test.images[: own.eval_size], test.labels[: own.eval_size]

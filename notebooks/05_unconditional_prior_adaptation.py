@@ -205,7 +205,7 @@ prior_denoiser = diffusion.Denoiser(prior_net, sch, cfg.prediction)
 noise_like = torch.zeros(64 if profile.name == "ci" else 256, 1, 32, 32, device=device)
 free = diffusion.sample(prior_denoiser, noise_like, diffusion.timesteps(cfg.T, cfg.sample_steps, "trailing"), "ddpm",
                         generator=torch.Generator().manual_seed(SEED)).cpu()
-clf, clf_info = classifier.load_or_train_classifier(profile.name, device=device)
+clf, clf_info = classifier.course_classifier(profile.name, device=device)
 predicted = classifier.predict(clf, free)
 counts = torch.bincount(predicted, minlength=10)
 fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))

@@ -182,8 +182,8 @@ for key, info in trained.items():
     took = f"{info['train_seconds'] / 60:5.1f} min" if info["train_seconds"] is not None else "   (time not recorded)"
     print(f"{key:<20}{info['notebook']:<38}{info['status']:<9}{took}")
 print(f"models ready in {time.perf_counter() - start:.0f} s")
-clf, clf_info = classifier.load_or_train_classifier(profile.name, device=device)
-print(f"course classifier: {'reused' if clf_info['reused'] else 'trained'}, validation accuracy "
+clf, clf_info = classifier.course_classifier(profile.name, device=device)
+print(f"course classifier: {clf_info['status']}, validation accuracy "
       f"{100 * clf_info['val_accuracy']:.1f}%")
 
 # %% [markdown]

@@ -100,9 +100,9 @@ def _tiny_run(tmp_path, name, **kw):
     cfg = center_hole.KIND.config("ci", steps=8, save_every=4, batch_size=4, train_size=32)
     torch.manual_seed(0)
     digits = data.DigitSet(torch.rand(32, 1, 32, 32) * 2 - 1, torch.arange(32) % 10)
-    val = torch.rand(4, 1, 32, 32) * 2 - 1
-    return cfg, center_hole.KIND.train(cfg, digits, tmp_path / name, torch.device("cpu"), seed=3,
-                                           val_images=val, progress=False, **kw)
+    val = data.DigitSet(torch.rand(4, 1, 32, 32) * 2 - 1, torch.arange(4))
+    return cfg, center_hole.KIND.train(cfg, digits, tmp_path / name, torch.device("cpu"), seed=3, val=val,
+                                       progress=False, **kw)
 
 
 def test_resume_continues_the_same_run(tmp_path):

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from course_utils import classifier, data, tasks
+from course_utils import checkpoints, classifier, data, tasks
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +16,7 @@ def trained(tmp_path_factory):
     old = os.environ.get("COURSE_OUTPUT_DIR")
     os.environ["COURSE_OUTPUT_DIR"] = str(tmp_path_factory.mktemp("outputs"))
     try:
-        model, info = classifier.load_or_train_classifier("ci", progress=False)
+        model, info = classifier.course_classifier("ci", progress=False)
         yield model, info
     finally:
         if old is not None:
@@ -25,7 +25,7 @@ def trained(tmp_path_factory):
 
 def test_shapes_at_several_batch_sizes():
     torch.manual_seed(0)
-    net = classifier.build_classifier(classifier.classifier_config("cpu")).eval()
+    net = classifier.build_classifier(classifier.KIND.config("cpu")).eval()
     for n in (1, 5):
         x = torch.rand(n, 1, 32, 32) * 2 - 1
         assert net(x).shape == (n, 10) and net.features(x).shape == (n, 128)
@@ -49,20 +49,36 @@ def test_random_shift_translates_with_background():
 
 def test_trains_above_chance_and_is_reused_not_retrained(trained):
     model, info = trained
-    assert not info["reused"] and info["val_accuracy"] > 0.4  # ci: 30 steps on 512 digits; cpu reaches 98%
+    assert info["status"] == "trained" and info["val_accuracy"] > 0.4  # ci: 30 steps on 512 digits
     test = data.load_mnist("test")[:300]
     assert classifier.accuracy(model, test.images, test.labels) > 0.4
-    again, info2 = classifier.load_or_train_classifier("ci", progress=False)
-    assert info2["reused"] and info2["path"] == info["path"]
+    again, info2 = classifier.course_classifier("ci", progress=False)
+    assert info2["status"] == "reused" and info2["path"] == info["path"]
+    assert info2["val_accuracy"] == info["val_accuracy"]
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    assert checkpoints.read_checkpoint(info["path"])["kind"] == "classifier"
+
+
+def test_the_loss_is_cross_entropy_on_shifted_batches_drawn_from_the_generator():
+    digits = data.DigitSet(torch.rand(20, 1, 32, 32) * 2 - 1, torch.arange(20) % 10)
+    cfg = classifier.KIND.config("ci", batch_size=5)
+    net = classifier.build_classifier(cfg).eval()
+    loss = classifier.batch_loss(cfg, digits, torch.device("cpu"))
+    value = loss(net, torch.Generator().manual_seed(4))
+    g = torch.Generator().manual_seed(4)  # the same draws by hand: one epoch's permutation, then the shifts
+    idx = torch.randperm(20, generator=g)[:5]
+    shifted = classifier.random_shift(digits.images[idx], cfg.shift, g)
+    expected = torch.nn.functional.cross_entropy(net(shifted), digits.labels[idx])
+    assert value.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
 def test_another_config_never_overwrites_a_cached_classifier(trained, tmp_path, monkeypatch):
     _, info = trained
     before = open(info["path"], "rb").read()
-    monkeypatch.setitem(classifier.CLASSIFIERS, "ci", classifier.classifier_config("ci", steps=2))
-    _, other = classifier.load_or_train_classifier("ci", progress=False)
-    assert not other["reused"] and open(info["path"], "rb").read() == before
+    monkeypatch.setitem(classifier.CLASSIFIERS, "ci", classifier.KIND.config("ci", steps=2, save_every=2))
+    _, other = classifier.course_classifier("ci", progress=False)
+    assert other["status"] == "trained" and other["path"] != info["path"]
+    assert open(info["path"], "rb").read() == before
 
 
 def test_frechet_of_gaussians_has_the_closed_form():

@@ -38,7 +38,7 @@ def test_bench_trains_what_is_missing_and_matches_the_library(tmp_path, monkeypa
     library = data.load_mnist("train").images
     methods, info = benchmark.prepare(["zero_fill", "bicubic", "mmse"], "ci", "cpu", library=library)
     assert info["mmse"]["status"] == "reused"
-    clf, _ = classifier.load_or_train_classifier("ci")
+    clf, _ = classifier.course_classifier("ci")
     again = benchmark.run_benchmark(methods, test.images, test.labels, ["center:12", "lowres:4"], 1, 0, clf, library,
                                     progress=False)
     for name in ("zero_fill", "mmse"):

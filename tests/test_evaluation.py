@@ -94,7 +94,7 @@ def test_a_baseline_scored_as_a_method_matches_its_baseline_row(digits, library)
 def test_classifier_metrics(digits, library):
     images, labels = digits
     torch.manual_seed(0)
-    clf = classifier.build_classifier(classifier.classifier_config("ci")).eval()
+    clf = classifier.build_classifier(classifier.KIND.config("ci")).eval()
     summary, per_image, _ = evaluation.evaluate(evaluation.baseline_method("zero_fill"), images, labels, "center:12",
                                                 classifier=clf, library=library, progress=False)
     preds = classifier.predict(clf, tasks.parse_task("center:12").observe(
@@ -108,7 +108,7 @@ def test_classifier_metrics(digits, library):
 def test_one_samples_class_is_estimated_from_every_sample(digits, library):
     images, labels = digits
     torch.manual_seed(0)
-    clf = classifier.build_classifier(classifier.classifier_config("ci")).eval()
+    clf = classifier.build_classifier(classifier.KIND.config("ci")).eval()
     summary, per_image, samples = evaluation.evaluate(noisy_method(1), images, labels, "center:12", k=3, seed=1,
                                                       classifier=clf, library=library, baselines=False,
                                                       progress=False)

@@ -38,7 +38,7 @@ def test_run_resumes_and_round_trips(tmp_path):
     digits = data.DigitSet(torch.rand(40, 1, 32, 32) * 2 - 1, torch.arange(40) % 10)
     cfg = mmse.KIND.config("ci", steps=4, save_every=2, batch_size=4)
     whole = mmse.KIND.train(cfg, digits, tmp_path / "a", torch.device("cpu"), seed=1, progress=False,
-                            val_images=digits.images[:4])
+                            val=digits[:4])
     assert [h[0] for h in whole["history"]] == [2, 4] and whole["losses"][-1] < whole["losses"][0] * 2
     mmse.KIND.train(cfg, digits, tmp_path / "b", torch.device("cpu"), seed=1, progress=False, until=2)
     resumed = mmse.KIND.train(cfg, digits, tmp_path / "b", torch.device("cpu"), seed=1, progress=False, resume=True)

@@ -19,8 +19,8 @@ def tiny_recipe(monkeypatch, tmp_path):
     monkeypatch.setitem(prior.PRIOR, config.PRETRAINED, tiny)
     kind = prior.PRIOR_KIND
     train, val, _ = prior.prior_splits(tiny)
-    kind.train(tiny, train, tmp_path / "run", torch.device("cpu"), val_images=val.images[:4], progress=False)
-    return kind, tmp_path / "run", train, val.images[:4]
+    kind.train(tiny, train, tmp_path / "run", torch.device("cpu"), val=val[:4], progress=False)
+    return kind, tmp_path / "run", train, val[:4]
 
 
 def test_ship_then_load_round_trips_with_a_manifest(tiny_recipe, tmp_path):
@@ -89,7 +89,7 @@ def test_every_shipped_checkpoint_reproduces_its_validation_score(kind):
     train, val, _ = (kind.splits or data.load_splits)(cfg, seed=0)
     if pretrained.fingerprint(train) != manifest["training_digits"]["fingerprint"]:
         pytest.skip(f"this MNIST is not the digits the shipped {kind.name} was trained and validated on")
-    score, fig = kind.validate(model, cfg, val.images[: manifest["validation"]["digits"]])
+    score, fig = kind.validate(model, cfg, val[: manifest["validation"]["digits"]])
     if fig is not None:
         plt.close(fig)
     assert score == pytest.approx(manifest["validation"][f"score_{manifest['dtype']}"], abs=0.02)

@@ -139,7 +139,7 @@ def test_prior_trains_resumes_loads_and_fine_tunes(tmp_path):
     digits = data.DigitSet(torch.rand(40, 1, 32, 32) * 2 - 1, torch.arange(40) % 10)
     cfg = prior.PRIOR_KIND.config("ci", steps=4, save_every=2, batch_size=4)
     whole = prior.PRIOR_KIND.train(cfg, digits, tmp_path / "a", torch.device("cpu"), seed=1, progress=False,
-                              val_images=digits.images[:4])
+                              val=digits[:4])
     prior.PRIOR_KIND.train(cfg, digits, tmp_path / "b", torch.device("cpu"), seed=1, progress=False, until=2)
     resumed = prior.PRIOR_KIND.train(cfg, digits, tmp_path / "b", torch.device("cpu"), seed=1, progress=False,
                                 resume=True)
