@@ -64,6 +64,10 @@ CENTER_HOLE: dict[str, CenterHoleConfig] = {
         profile="full", base_channels=32, batch_size=128, steps=1600, val_size=2000, save_every=400,
         eval_size=1000, ablation_steps=1600, ablation_batch=128,
     ),
+    # the course's shipped checkpoint (and notebook 06's MMSE regressor, which copies these): the cpu network and
+    # sampler at 3.3 times its steps, the evaluation and ablation settings of cpu
+    "pretrained": CenterHoleConfig(profile="pretrained", steps=6000, warmup=200, save_every=1000, ablation_steps=150,
+                                   ablation_batch=32),
 }
 
 

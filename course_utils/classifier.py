@@ -49,7 +49,8 @@ CLASSIFIERS: dict[str, ClassifierConfig] = {
                            save_every=30, train_size=512, val_size=64),
     "cpu": ClassifierConfig(profile="cpu"),
     "full": ClassifierConfig(profile="full", widths=(32, 64, 128), steps=2000, warmup=200, save_every=500),
-    "pretrained": ClassifierConfig(profile="pretrained", steps=2000, warmup=200, save_every=500),
+    "pretrained": ClassifierConfig(profile="pretrained", widths=(32, 64, 128), steps=3000, warmup=300,
+                                   save_every=500),
 }
 
 

@@ -1,26 +1,10 @@
-"""Command line: parses arguments and calls the library (run the course, train / sample / evaluate, badges).
-
-    python -m course_utils run [--profile ci|cpu|full] [NOTEBOOK ...]   execute notebooks (course_utils.runner)
-    python -m course_utils train [--model KIND] --profile P --out DIR [--steps N] [--seed S] [--resume]
-    python -m course_utils train --model finetune --from PRIOR_CHECKPOINT --profile P --out DIR [--lora-rank R]
-    python -m course_utils train --model KIND --profile pretrained --out RUN     a shipped checkpoint's recipe
-    python -m course_utils ship --model KIND --run RUN       pretrained/KIND.pt and its manifest (course_utils.pretrained)
-    python -m course_utils sample --checkpoint PATH --out PNG [--steps 50] [--eta 0] [--dc-repeats 1] [--n 16] ...
-    python -m course_utils eval --checkpoint PATH --data-dir DIR [--task SPEC] [--n 500] [--k 8] [--json PATH] ...
-                                (PATH: a last.pt train wrote, or pretrained:KIND, the course's shipped checkpoint)
-    python -m course_utils eval --checkpoint PRIOR --task SPEC --sampler {replace,repaint,ddnm}
-                                [--jump-length J] [--resamplings R] ...   a prior's training-free samplers (notebook 05)
-    python -m course_utils eval --method NAME --task SPEC --data-dir DIR [--n 500] [--json PATH] ...
-    python -m course_utils bench --data-dir DIR --profile P [--n N] [--k K] [--tasks ...] [--methods ...] --json PATH
-                                 [--train-missing]                   every method on the same digits (notebook 06)
-    python -m course_utils badges                                      rewrite Colab badges (course_utils.publishing)
-    python -m course_utils runtimes --summary JSON --out MD            a run's notebook and section times
-    python -m course_utils site --out DIR [--profile cpu]              the course as a static HTML site (course_utils.site)
+"""Command line: parses arguments and calls the library (run the course, train / ship / sample / evaluate /
+benchmark models, badges, runtimes, site); every command and flag is listed in docs/commands.md and by ``--help``.
 
 (the installed ``course`` command is the same program.) ``train``, ``sample`` and ``eval`` are taught in
-03_ddim_center_hole_data_consistency; each takes ``--help``. ``eval`` runs :func:`course_utils.evaluation.evaluate`
-on a model kind of :mod:`course_utils.kinds` or a baseline of :mod:`course_utils.baselines`, on a task of
-:mod:`course_utils.tasks`; ``bench`` (taught in 06_benchmark) runs :mod:`course_utils.benchmark`.
+03_ddim_center_hole_data_consistency. ``eval`` runs :func:`course_utils.evaluation.evaluate` on a model kind of
+:mod:`course_utils.kinds` or a baseline of :mod:`course_utils.baselines`, on a task of :mod:`course_utils.tasks`;
+``bench`` (taught in 06_benchmark) runs :mod:`course_utils.benchmark`.
 """
 
 from __future__ import annotations
@@ -218,6 +202,30 @@ def _mnist_root(data_dir: str) -> Path:
                      "(train/t10k images and labels), as torchvision.datasets.MNIST stores them")
 
 
+def _read_mnist(root: Path):
+    """(training digits, test digits) of the MNIST under ``root``, or one line saying why not."""
+    try:
+        return load_mnist("train", root, download=False), load_mnist("test", root, download=False)
+    except Exception as why:
+        raise UsageError(f"cannot read MNIST from {root}: {str(why).splitlines()[0]}")
+
+
+def _classifier(profile: str, root: Path, device):
+    """The course classifier of ``profile`` (:func:`~course_utils.classifier.course_classifier`), said in one line;
+    (model, what a results file records of it)."""
+    clf, info = course_classifier(profile, root=root, device=device)
+    print(f"course classifier ({profile} profile): {info['status']} {info['path']}, validation accuracy "
+          f"{100 * info['val_accuracy']:.1f}%", flush=True)
+    return clf, {k: info[k] for k in ("config", "path", "val_accuracy")}
+
+
+def _write_json(path: str | Path, results: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2))
+    print(f"wrote {path}")
+
+
 def command_eval(args) -> int:
     """``eval``: score a trained model (``--checkpoint``) or a classical baseline (``--method``) on a task; a
     prior's checkpoint with one of its training-free samplers (``--sampler``, notebook 05).
@@ -263,33 +271,24 @@ def command_eval(args) -> int:
             fitting = ", ".join(baselines_for(task))
             raise UsageError(f"--method {args.method} does not fit task {task.spec}; for {task.spec} use: {fitting}")
         method, model_config = None, None
-    try:
-        library = load_mnist("train", root, download=False)
-        digits = load_mnist(args.split, root, download=False) if args.split == "test" else library
-    except Exception as why:
-        raise UsageError(f"cannot read MNIST from {root}: {str(why).splitlines()[0]}")
+    library, test = _read_mnist(root)
+    digits = test if args.split == "test" else library
     if method is None:
         method = baseline_method(args.method, library.images)
     digits = digits[: args.n]
     if args.split == "train":
         print("note: scoring training images; the model, the classifier and the nearest-neighbour library have seen them")
-    clf, clf_info = course_classifier(args.profile, root=root, device=device)
-    print(f"course classifier ({args.profile} profile): {clf_info['status']} "
-          f"{clf_info['path']}, validation accuracy {100 * clf_info['val_accuracy']:.1f}%", flush=True)
+    clf, clf_info = _classifier(args.profile, root, device)
     what = args.checkpoint or f"the {args.method} baseline"
     sampler = f", {_settings(method)}, K={args.k}" if method.stochastic else ""
     print(f"evaluating {what} on {len(digits)} {args.split} digits of {root}: task {task.spec}{sampler}", flush=True)
     results, _, _ = evaluate(method, digits.images, digits.labels, task, args.k, args.seed, clf, library.images)
     results["config"].update({"checkpoint": str(args.checkpoint) if args.checkpoint else None,
                               "data_dir": str(root), "split": args.split, "model": model_config,
-                              "device": str(device), "classifier": {k: clf_info[k] for k in
-                                                                    ("config", "path", "val_accuracy")}})
+                              "device": str(device), "classifier": clf_info})
     print(format_results(results))
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(results, indent=2))
-        print(f"wrote {path}")
+        _write_json(args.json, results)
     return 0
 
 
@@ -331,11 +330,7 @@ def command_bench(args) -> int:
         raise UsageError(f"unknown --methods {', '.join(unknown)}; choose from {', '.join(benchmark.METHODS)}")
     root = _mnist_root(args.data_dir)
     device = get_device()
-    try:
-        library = load_mnist("train", root, download=False)
-        test = load_mnist("test", root, download=False)
-    except Exception as why:
-        raise UsageError(f"cannot read MNIST from {root}: {str(why).splitlines()[0]}")
+    library, test = _read_mnist(root)
     if cfg.n > len(test):
         raise UsageError(f"--n {cfg.n} is more than the {len(test)} test digits in {root}")
     try:
@@ -346,24 +341,19 @@ def command_bench(args) -> int:
     for key, info in models.items():
         took = f", {info['train_seconds'] / 60:.1f} min of training" if info["train_seconds"] is not None else ""
         print(f"{key:<20} {info['status']} {info['checkpoint']}{took}")
-    clf, clf_info = course_classifier(cfg.profile, root=root, device=device)
-    print(f"course classifier ({cfg.profile} profile): {clf_info['status']} "
-          f"{clf_info['path']}, validation accuracy {100 * clf_info['val_accuracy']:.1f}%", flush=True)
+    clf, clf_info = _classifier(cfg.profile, root, device)
     digits = test[: cfg.n]
     print(f"benchmark: {len(methods)} methods x {len(tasks)} tasks on the first {cfg.n} test digits of {root}, "
           f"K = {cfg.k}, seed {cfg.seed}, on {device}", flush=True)
     result = benchmark.run_benchmark(methods, digits.images, digits.labels, tasks, cfg.k, cfg.seed, clf,
                                      library.images, profile=cfg.profile, data_dir=str(root),
                                      hardware=hardware(device), models=models,
-                                     course_classifier={k: clf_info[k] for k in ("config", "path", "val_accuracy")})
+                                     course_classifier=clf_info)
     print(f"\nPSNR over the missing pixels (mask tasks) or the image (measurements), one sample:\n"
           f"{benchmark.markdown_table(result)}")
     if cfg.k > 1:
         print(f"\nthe same, mean of {cfg.k} samples:\n{benchmark.markdown_table(result, which='mean_k')}")
-    path = Path(args.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2))
-    print(f"wrote {path}")
+    _write_json(args.json, result)
     return 0
 
 
@@ -380,6 +370,29 @@ def _add_sampler_options(p, steps: int | None = 50, n: int = 16) -> None:
     p.add_argument("--hole", type=int, default=None,
                    help="side of a centre hole in pixels: short for --task center:N (default: the model's task)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampling noise (default 0)")
+
+
+def command_run(args) -> int:
+    """``run``: execute the notebooks of a profile (:func:`~course_utils.runner.run_notebooks`)."""
+    run_notebooks(get_profile(args.profile).name, args.notebooks)
+    return 0
+
+
+def command_badges(args) -> int:
+    """``badges``: rewrite every Colab badge and setup cell (:func:`~course_utils.publishing.write_badges`)."""
+    for path in write_badges():
+        print(f"updated {path}")
+    return 0
+
+
+def command_site(args) -> int:
+    """``site``: the course as a static HTML site (:func:`~course_utils.site.build_site`)."""
+    try:
+        print(f"the site's front page: {build_site(args.out, args.profile)}")
+    except RuntimeError as why:  # sphinx printed its warnings above
+        print(f"error: {why}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def command_runtimes(args) -> int:
@@ -436,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--data-dir", required=True, help="a folder in torchvision's MNIST layout (DIR/MNIST/raw)")
     evaluate.add_argument("--profile", choices=PROFILE_NAMES, default="cpu",
                           help="which course classifier judges class preservation and the Frechet distance "
-                               "(trained and cached under the outputs folder the first time; default cpu)")
+                               "(cpu, full: the course's shipped one; ci: trained once into outputs/; default cpu)")
     evaluate.add_argument("--split", choices=("test", "train"), default="test", help="images to score (default test)")
     evaluate.add_argument("--k", type=int, default=8, help="samples per image for the posterior mean (default 8)")
     evaluate.add_argument("--json", default=None, help="also write the results to this JSON file")
@@ -465,30 +478,10 @@ def main(argv: list[str] | None = None) -> int:
         for option in kind.options:
             {"train": train, "eval": evaluate}[option.command].add_argument(*option.flags, **option.keywords)
     args = parser.parse_args(argv)
-    if args.command == "train":
-        return command_train(args)
-    if args.command == "sample":
-        return command_sample(args)
-    if args.command == "eval":
-        return command_eval(args)
-    if args.command == "bench":
-        return command_bench(args)
-    if args.command == "ship":
-        return command_ship(args)
-    if args.command == "run":
-        run_notebooks(get_profile(args.profile).name, args.notebooks)
-    elif args.command == "runtimes":
-        return command_runtimes(args)
-    elif args.command == "site":
-        try:
-            print(f"the site's front page: {build_site(args.out, args.profile)}")
-        except RuntimeError as why:  # sphinx printed its warnings above
-            print(f"error: {why}", file=sys.stderr)
-            return 1
-    else:
-        for path in write_badges():
-            print(f"updated {path}")
-    return 0
+    commands = {"train": command_train, "sample": command_sample, "eval": command_eval, "bench": command_bench,
+                "ship": command_ship, "runtimes": command_runtimes, "site": command_site, "run": command_run,
+                "badges": command_badges}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":

@@ -33,10 +33,7 @@ PRETRAINED = "pretrained"
 
 @dataclass(frozen=True)
 class Profile:
-    """Every size a notebook needs, fixed for one profile (frozen: a notebook reads, never edits).
-
-    Used in every notebook's first code cell (notebook 01 first).
-    """
+    """Every size a notebook needs, fixed for one profile (frozen: a notebook reads, never edits)."""
 
     name: str
     train_size: int  # training images taken from MNIST's train split (capped by what is there)
@@ -70,7 +67,7 @@ PROFILES: dict[str, Profile] = {
 
 
 def default_profile_name() -> str:
-    """``full`` when CUDA is available, else ``cpu``. Used in every notebook's first code cell (notebook 01 first)."""
+    """``full`` when CUDA is available, else ``cpu``."""
     return "full" if torch.cuda.is_available() else "cpu"
 
 
@@ -143,19 +140,13 @@ def seed_everything(seed: int) -> int:
 
 
 def repo_root() -> Path | None:
-    """The course checkout that holds this package, or None when installed without one.
-
-    Used in every notebook's first code cell (notebook 01 first).
-    """
+    """The course checkout that holds this package, or None when installed without one."""
     root = Path(__file__).resolve().parents[1]
     return root if (root / "pyproject.toml").is_file() and (root / "notebooks").is_dir() else None
 
 
 def data_dir() -> Path:
-    """Where MNIST lives: ``$COURSE_DATA_DIR``, else the checkout's ``data/``, else ``./data``.
-
-    Used in every notebook's first code cell (notebook 01 first).
-    """
+    """Where MNIST lives: ``$COURSE_DATA_DIR``, else the checkout's ``data/``, else ``./data``."""
     env = os.environ.get("COURSE_DATA_DIR", "").strip()
     if env:
         return Path(env).expanduser()

@@ -28,12 +28,12 @@ IMAGE_SIZE = 32
 
 
 class MNISTNotFoundError(FileNotFoundError):
-    """MNIST is neither on disk nor downloadable. Used in every notebook (notebook 01 first)."""
+    """MNIST is neither on disk nor downloadable."""
 
 
 @dataclass(frozen=True)
 class DigitSet:
-    """Images N x 1 x 32 x 32 in [-1, 1] and their labels N, on the CPU. Used in every notebook (notebook 01 first)."""
+    """Images N x 1 x 32 x 32 in [-1, 1] and their labels N, on the CPU."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -47,10 +47,7 @@ class DigitSet:
 
 
 def check_images(x: torch.Tensor, name: str = "images", atol: float = 1e-4) -> torch.Tensor:
-    """Raise ``ValueError`` unless ``x`` is a float batch N x C x H x W with values in [-1, 1].
-
-    Used in every notebook (notebook 01 first).
-    """
+    """Raise ``ValueError`` unless ``x`` is a float batch N x C x H x W with values in [-1, 1]."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.ndim != 4:
@@ -66,23 +63,17 @@ def check_images(x: torch.Tensor, name: str = "images", atol: float = 1e-4) -> t
 
 
 def to_model_range(x01: torch.Tensor) -> torch.Tensor:
-    """[0, 1] -> [-1, 1]: x = 2 u - 1. Used in every notebook (notebook 01 first)."""
+    """[0, 1] -> [-1, 1]: x = 2 u - 1."""
     return x01 * 2 - 1
 
 
 def to_unit_range(x: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] -> [0, 1]: u = (x + 1) / 2 (the range metrics and plots use).
-
-    Used in every notebook (notebook 01 first).
-    """
+    """[-1, 1] -> [0, 1]: u = (x + 1) / 2 (the range metrics and plots use)."""
     return (x + 1) / 2
 
 
 def prepare_digits(raw: torch.Tensor) -> torch.Tensor:
-    """uint8 N x 28 x 28 -> float N x 1 x 32 x 32 in [-1, 1], padded with background (-1).
-
-    Used in every notebook (notebook 01 first).
-    """
+    """uint8 N x 28 x 28 -> float N x 1 x 32 x 32 in [-1, 1], padded with background (-1)."""
     if raw.ndim != 3 or raw.dtype != torch.uint8:
         raise ValueError(f"expected uint8 images N x H x W, got {raw.dtype} {tuple(raw.shape)}")
     x = to_model_range(raw.float().div(255.0)).unsqueeze(1)
@@ -130,10 +121,7 @@ def load_mnist(split: str = "train", root: str | Path | None = None, download: b
 
 
 def train_val_split(digits: DigitSet, val_size: int, seed: int = 0) -> tuple[DigitSet, DigitSet]:
-    """Shuffle with ``seed`` and carve ``val_size`` validation images off; the rest is for training.
-
-    Used in every notebook (notebook 01 first).
-    """
+    """Shuffle with ``seed`` and carve ``val_size`` validation images off; the rest is for training."""
     if not 0 < val_size < len(digits):
         raise ValueError(f"val_size must be between 1 and {len(digits) - 1}, got {val_size}")
     perm = torch.randperm(len(digits), generator=torch.Generator().manual_seed(seed))

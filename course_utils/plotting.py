@@ -33,17 +33,18 @@ def save_figure(fig: plt.Figure, name: str) -> str:
     return str(path)
 
 
-def _finish(fig: plt.Figure, save: str | None) -> plt.Figure:
+def _finish(fig: plt.Figure, save: str | None, title: str | None = None) -> plt.Figure:
+    """Title, tight layout, and the figure saved as ``save`` (a name) when given."""
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
     if save:
         save_figure(fig, save)
     return fig
 
 
 def to_display(x: torch.Tensor, mask: torch.Tensor | None = None) -> np.ndarray:
-    """One image 1 x H x W in [-1, 1] -> an H x W x 3 array in [0, 1]; missing pixels (m = 0) drawn in red.
-
-    Used in every notebook (notebook 01 first).
-    """
+    """One image 1 x H x W in [-1, 1] -> an H x W x 3 array in [0, 1]; missing pixels (m = 0) drawn in red."""
     img = to_unit_range(x.detach().float().cpu()).clamp(0, 1)[0].numpy()
     rgb = np.repeat(img[:, :, None], 3, axis=2)
     if mask is not None:
@@ -71,10 +72,7 @@ def show_images(
             ax.imshow(to_display(x[i], None if mask is None else mask[i]), interpolation="nearest")
             if labels is not None:
                 ax.set_title(labels[i], fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return _finish(fig, save)
+    return _finish(fig, save, title)
 
 
 def show_rows(
@@ -97,10 +95,7 @@ def show_rows(
             ax.set_yticks([])
             if c == 0:
                 ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return _finish(fig, save)
+    return _finish(fig, save, title)
 
 
 def plot_schedules(schedules: Sequence, save: str | None = None) -> plt.Figure:
@@ -118,7 +113,6 @@ def plot_schedules(schedules: Sequence, save: str | None = None) -> plt.Figure:
         ax.grid(alpha=0.3)
         ax.legend()
     axes[0].set_yscale("log")
-    fig.tight_layout()
     return _finish(fig, save)
 
 
@@ -140,7 +134,6 @@ def plot_loss(losses: Sequence[float], window: int = 50, title: str = "training 
     """The loss of every step (faint) and its moving average over ``window`` steps, log scale. Taught in notebook 02."""
     fig, ax = plt.subplots(figsize=(6.5, 3.4))
     _loss_panel(ax, losses, window, r"$\|\epsilon - \epsilon_\theta\|^2$", title)
-    fig.tight_layout()
     return _finish(fig, save)
 
 
@@ -154,7 +147,6 @@ def plot_training(losses: Sequence[float], history: Sequence[tuple[int, float, f
     ax2.plot([h[1] / 60 for h in history], [h[2] for h in history], "o-")
     ax2.set(xlabel="minutes of training", ylabel=score_label, title=score_title)
     ax2.grid(alpha=0.3)
-    fig.tight_layout()
     return _finish(fig, save)
 
 
@@ -183,10 +175,7 @@ def show_strip(
                 ax.set_title(label, fontsize=8)
             if c == 0 and row_names is not None:
                 ax.set_ylabel(row_names[r], rotation=0, ha="right", va="center", fontsize=9)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return _finish(fig, save)
+    return _finish(fig, save, title)
 
 
 def bar_compare(results: dict[str, dict[str, float]], metric: str, title: str | None = None,
@@ -200,7 +189,6 @@ def bar_compare(results: dict[str, dict[str, float]], metric: str, title: str | 
     ax.set_ylabel(metric + (" (higher is better)" if higher_is_better else " (lower is better)"))
     ax.set_title(title or metric)
     ax.tick_params(axis="x", rotation=20)
-    fig.tight_layout()
     return _finish(fig, save)
 
 
@@ -218,9 +206,7 @@ def show_noised(
         ax.set_title(f"{sch.name}\n" + r"$\bar\alpha_t$" + f"={ab:.3f}", fontsize=9)
     for ax in axes:
         ax.axis("off")
-    fig.suptitle(f"t = {t}")
-    fig.tight_layout()
-    return _finish(fig, save)
+    return _finish(fig, save, f"t = {t}")
 
 
 def show_posterior(
@@ -258,7 +244,4 @@ def show_posterior(
             if r == 0:
                 ax.set_title(heads[c], fontsize=8)
         axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return _finish(fig, save)
+    return _finish(fig, save, title)

@@ -23,10 +23,7 @@ def _root() -> Path:
 
 
 def repo_url(root: Path | None = None) -> str:
-    """The course's public address: ``[project.urls] Repository`` in pyproject.toml (its only home).
-
-    Behind every notebook's Colab badge and setup cell (notebook 01 first).
-    """
+    """The course's public address: ``[project.urls] Repository`` in pyproject.toml (its only home)."""
     text = ((root or _root()) / "pyproject.toml").read_text()
     match = re.search(r'^Repository\s*=\s*"([^"]+)"', text, flags=re.MULTILINE)
     if not match:
@@ -38,18 +35,12 @@ def repo_url(root: Path | None = None) -> str:
 
 
 def colab_url(notebook: str, url: str) -> str:
-    """Open-in-Colab link of ``notebooks/<notebook>`` on the main branch of the GitHub repository ``url``.
-
-    Behind every notebook's Colab badge and setup cell (notebook 01 first).
-    """
+    """Open-in-Colab link of ``notebooks/<notebook>`` on the main branch of the GitHub repository ``url``."""
     return url.replace("https://github.com/", "https://colab.research.google.com/github/") + f"/blob/main/notebooks/{notebook}"
 
 
 def colab_badge(notebook: str, url: str) -> str:
-    """Markdown of the Open-in-Colab badge for ``notebooks/<notebook>``.
-
-    Behind every notebook's Colab badge and setup cell (notebook 01 first).
-    """
+    """Markdown of the Open-in-Colab badge for ``notebooks/<notebook>``."""
     return f"[![Open In Colab]({BADGE_SVG})]({colab_url(notebook, url)})"
 
 
@@ -60,28 +51,19 @@ _CLONE_RE = re.compile(r"git clone (?:--depth 1 )?https://\S+? course\b")
 
 def rewrite_links(text: str, url: str) -> str:
     """Point every Colab badge, every ``REPO_URL = "..."`` line and every ``git clone URL course`` in ``text`` at
-    ``url``.
-
-    Behind every notebook's Colab badge and setup cell (notebook 01 first).
-    """
+    ``url``."""
     text = _BADGE_RE.sub(lambda m: colab_badge(m.group(1), url), text)
     text = _CLONE_RE.sub(lambda m: m.group(0).split(" https://")[0] + f" {url} course", text)
     return _REPO_LINE_RE.sub(f'REPO_URL = "{url}"', text)
 
 
 def notebook_sources(root: Path | None = None) -> list[Path]:
-    """The notebooks' py:percent sources, in course order.
-
-    Behind every notebook's Colab badge and setup cell (notebook 01 first).
-    """
+    """The notebooks' py:percent sources, in course order."""
     return sorted((root or _root()).joinpath("notebooks").glob("[0-9][0-9]_*.py"))
 
 
 def write_badges(root: Path | None = None) -> list[Path]:
-    """Rewrite badges and setup cells in every notebook source, its paired .ipynb, and the README.
-
-    Behind every notebook's Colab badge and setup cell (notebook 01 first).
-    """
+    """Rewrite badges and setup cells in every notebook source, its paired .ipynb, and the README."""
     import jupytext
 
     root = root or _root()

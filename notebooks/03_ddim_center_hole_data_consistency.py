@@ -21,7 +21,7 @@
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/diffusion-course/mnist-diffusion-inpainting/blob/main/notebooks/03_ddim_center_hole_data_consistency.ipynb)
 #
 # Notebook 02 sampled with 50 to 250 ancestral steps and trained for as long as it liked. Here the budget is the
-# enemy: a 12x12 hole in the middle of every digit, about ten minutes of training on a laptop CPU, and a sampler
+# enemy: a 12x12 hole in the middle of every digit, a model small enough to train on a laptop CPU, and a sampler
 # that should take a few dozen network calls. We derive DDIM (Song et al. 2021), which takes large deterministic
 # (or partly random) steps, keep the known pixels right with data consistency, and then go through the training
 # improvements people use (EMA weights, self-conditioning, coord-conv, P2 weighting, a hole-weighted loss, and
@@ -42,8 +42,8 @@
 # ## What you need
 #
 # - Notebooks 01 (schedules, $q(x_t \mid x_0)$) and 02 (the U-Net, the DDPM posterior, hole metrics).
-# - Runtime: the README's table (`ci` seconds, `cpu` about ten minutes on 2 CPU cores, most of it training the
-#   main model, which a second run reuses; the cell that trains prints its time).
+# - Runtime: the README's table (`ci` seconds; in `cpu` the course's shipped model is used and the minutes go to the
+#   ablations; `TRAIN_YOUR_OWN = True` adds the training of your own, whose cell prints its time).
 
 # %% [markdown]
 # ## Setup
@@ -81,18 +81,27 @@ import torch
 from IPython.display import Image, display
 
 from course_utils import (baselines, center_hole, classifier, cli, config, data, diffusion, evaluation, masks,
-                          metrics, models, plotting, schedules, training)
+                          metrics, models, plotting, pretrained, schedules, training)
 
 profile = config.get_profile()
-cfg = center_hole.KIND.config(profile)  # e.g. center_hole.KIND.config(profile, schedule="linear", hole=10)
+# The course ships this notebook's model, trained once with the `pretrained` recipe (pretrained/center_hole.json
+# says how); in the cpu and full profiles the notebook uses it. TRAIN_YOUR_OWN = True trains this profile's own
+# model here instead (and lets you change its settings, e.g. center_hole.KIND.config(profile, schedule="linear")).
+# The ci profile always trains a tiny one.
+TRAIN_YOUR_OWN = False
+own = center_hole.KIND.config(profile)  # this profile's settings: its own recipe, evaluation sizes, ablation budget
+cfg = own if TRAIN_YOUR_OWN else center_hole.KIND.default_config(profile)  # the model's settings
 device = config.get_device()
 # This notebook checks its own code against course_utils on a GPU too. GPUs multiply float32 matrices in TF32
 # (10-bit mantissa) by default, which turns 1-ulp differences into visible ones (notebook 02): full float32 here.
 torch.backends.cudnn.allow_tf32 = False
 torch.backends.cuda.matmul.allow_tf32 = False
 SEED = config.seed_everything(0)
-print(f"profile {profile.name}: this notebook's settings (center_hole.KIND.config)")
+print(f"profile {profile.name}: the model's settings "
+      f"({'the shipped recipe' if cfg.profile == 'pretrained' else 'this profile'})")
 print(config.profile_table(cfg))
+print(f"this profile's evaluation: {own.eval_size} test digits, K = {own.n_samples}; ablation rows: "
+      f"{own.ablation_steps} steps of {own.ablation_batch} digits")
 print("device:", device, "| seed:", SEED)
 
 # %% [markdown]
@@ -104,7 +113,7 @@ print("device:", device, "| seed:", SEED)
 # from MNIST's training split, for every choice made below) and test digits (only for the reported numbers):
 
 # %%
-train, val, test = data.load_splits(cfg, seed=SEED)
+train, val, test = data.load_splits(dataclasses.replace(cfg, eval_size=own.eval_size), seed=SEED)
 print(f"train {len(train)} | validation {len(val)} | test {len(test)} digits")
 hole = masks.center_hole(8, cfg.hole)
 x_show = val.images[:8]
@@ -376,12 +385,19 @@ plt.show()
 # `outputs/03_center_hole/<profile>-<hash of the config>/`, so an interrupted run resumes exactly where it stopped,
 # and a panel of validation digits reconstructed by the EMA model. A finished run of the same configuration is
 # reused; a run of another profile or setting lives in another folder and is never touched. The same run from a
-# terminal: `python -m course_utils train --profile cpu --out DIR` (add `--resume` to continue).
+# terminal: `python -m course_utils train --profile cpu --out DIR` (add `--resume` to continue). For the
+# `pretrained` recipe `obtain` returns the course's shipped model instead, after checking its sha256 and config:
+# the same loop ran it once, longer, and its manifest keeps the losses and validation scores plotted below.
 
 # %%
-trained = center_hole.KIND.obtain(cfg, device)  # reuse a finished run, resume an unfinished one, or train
-run_dir, checkpoint, model = trained.path.parent, trained.path, trained.model
+trained = center_hole.KIND.obtain(cfg, device)  # the shipped model, or reuse / resume / train this profile's own
+checkpoint, model = trained.path, trained.model
+# where this notebook writes its results: the run's folder, or outputs/03_center_hole/ for the shipped model
+run_dir = config.output_dir("03_center_hole") if trained.status == "shipped" else trained.path.parent
 losses, history, train_seconds = trained.extra["losses"], trained.extra["history"], trained.extra["seconds"]
+if trained.status == "shipped":  # its manifest says how it was made
+    print(pretrained.provenance(trained.extra["manifest"], train, "the validation digits may hold digits it has "
+                                "seen (the test digits, MNIST's test split, cannot)"))
 cfg_dict = json.loads(json.dumps(dataclasses.asdict(cfg)))  # the settings as plain JSON, for the metrics file
 print(f"{trained.status} {checkpoint}: {len(losses)} steps, {train_seconds / 60:.1f} min of training")
 
@@ -413,19 +429,19 @@ if panels:
 # known pixels are closest.
 #
 # PSNR cannot tell a blurry average from a sharp wrong digit, so the harness also asks a small MNIST classifier
-# that the course trains itself (`course_utils.classifier`; the course ships one, and `ci` trains a tiny one): **class
-# preservation** is the share of reconstructions it assigns the digit's true label, and the **Frechet distance**
-# compares its penultimate-layer features of single samples with those of the clean digits (0: the two sets look
-# alike to the classifier; the FID recipe, with the course's network instead of Inception).
+# that the course trained itself with the same loop as every model (`course_utils.classifier`; `ci` trains a
+# tiny one): **class preservation** is the share of reconstructions it assigns the digit's true label, and the
+# **Frechet distance** compares its penultimate-layer features of single samples with those of the clean digits
+# (0: the two sets look alike to the classifier; the FID recipe, with the course's network instead of Inception).
 
 # %%
 clf, clf_info = classifier.course_classifier(profile.name, device=device)
 print(f"course classifier: {clf_info['status']} ({clf_info['seconds']:.0f} s of training), "
       f"validation accuracy {100 * clf_info['val_accuracy']:.1f}%")
 task = f"center:{cfg.hole}"
-x_test, y_labels = test.images[: cfg.eval_size], test.labels[: cfg.eval_size]
+x_test, y_labels = test.images[: own.eval_size], test.labels[: own.eval_size]
 method = center_hole.center_hole_method(model, cfg, evaluation.SamplerOptions(steps=cfg.sample_steps))
-results, per_image, samples = evaluation.evaluate(method, x_test, y_labels, task, k=cfg.n_samples, seed=SEED,
+results, per_image, samples = evaluation.evaluate(method, x_test, y_labels, task, k=own.n_samples, seed=SEED,
                                                   classifier=clf, library=train.images)
 results["config"].update({"notebook": "03", "profile": profile.name, "model": cfg_dict, "device": str(device),
                           "train_images": len(train), "train_steps": len(losses), "train_minutes": train_seconds / 60})
@@ -442,12 +458,12 @@ assert results["known_pixels_max_abs_error"] == 0.0, "data consistency must keep
 if profile.name in ("cpu", "full"):
     assert mean_psnr >= nn_psnr + 1.0, f"the mean of K should beat nearest neighbour by 1 dB: {mean_psnr:.2f} vs {nn_psnr:.2f}"
     assert single_psnr > results["baselines"]["zero_fill"]["psnr"]
-    print(f"key result: hole PSNR, mean of {cfg.n_samples}: {mean_psnr:.2f} dB, {mean_psnr - nn_psnr:+.2f} dB over "
+    print(f"key result: hole PSNR, mean of {own.n_samples}: {mean_psnr:.2f} dB, {mean_psnr - nn_psnr:+.2f} dB over "
           "nearest neighbour")
 else:
     print(f"key result: ci profile, not judged (mean of K {mean_psnr:.2f} dB, nearest neighbour {nn_psnr:.2f} dB)")
 best_class = max(results["baselines"], key=lambda b: results["baselines"][b]["class_acc"])
-print(f"class preservation: one sample {m['class_acc']['single']:.3f}, mean of {cfg.n_samples} "
+print(f"class preservation: one sample {m['class_acc']['single']:.3f}, mean of {own.n_samples} "
       f"{m['class_acc']['mean_k']:.3f}, best baseline ({best_class}) {results['baselines'][best_class]['class_acc']:.3f}; "
       f"the classifier recognises {results['classifier_test_accuracy']:.3f} of the clean digits")
 print(f"Frechet distance of single samples {m['frechet']['single']:.2f}, nearest neighbour "
@@ -482,12 +498,12 @@ pooled = lambda pred: 10 * math.log10(1 / metrics.hole_mse(pred, x_test, hole_ma
 pooled_gap = pooled(samples.mean(0)) - pooled(samples[0])
 print(f"measured gap: {gap:.2f} dB averaging PSNR per image, {pooled_gap:.2f} dB from the pooled squared error "
       f"(an exact posterior sampler: 3.01 dB minus 10 log10(1 + 1/K) = "
-      f"{10 * math.log10(2) - 10 * math.log10(1 + 1 / cfg.n_samples):.2f} dB for K = {cfg.n_samples}, pooled)")
+      f"{10 * math.log10(2) - 10 * math.log10(1 + 1 / own.n_samples):.2f} dB for K = {own.n_samples}, pooled)")
 pick = torch.arange(8)
 mask8 = masks.center_hole(8, cfg.hole)
 nn_fill = baselines.nearest_neighbour_fill(mask8 * x_test[pick], mask8, train.images)
 fig = plotting.show_rows({"ground truth": x_test[pick], "masked": mask8 * x_test[pick], "nearest neighbour": nn_fill,
-                          "1 sample": samples[0, pick], f"mean of {cfg.n_samples}": samples[:, pick].mean(0)},
+                          "1 sample": samples[0, pick], f"mean of {own.n_samples}": samples[:, pick].mean(0)},
                          masks={"masked": mask8}, n=8,
                          title=f"Unseen test digits ({profile.name} profile, DDIM {cfg.sample_steps} steps, eta 0)")
 fig.savefig(run_dir / "panel_final.png", dpi=110, bbox_inches="tight")
@@ -499,7 +515,7 @@ plt.show()
 # in the hole, on strokes that could go more than one way.
 
 # %%
-k_show = min(cfg.n_samples, 6)
+k_show = min(own.n_samples, 6)
 rows = {"masked": mask8[:4] * x_test[:4]}
 for j in range(k_show):
     rows[f"sample {j + 1}"] = samples[j, :4]
@@ -557,8 +573,8 @@ plt.show()
 #
 # Each row trains a fresh model with one switch flipped from the defaults, and samples it the default way. The
 # cost of a row is a whole training run, so the budget depends on the profile: in `full` every row gets the
-# notebook's budget; in `cpu` and `ci` the rows are **short equal-budget runs** (`cfg.ablation_steps` steps of
-# `cfg.ablation_batch` digits), much shorter than the main model above, so they rank the switches early in
+# notebook's budget; in `cpu` and `ci` the rows are **short equal-budget runs** (`own.ablation_steps` steps of
+# `own.ablation_batch` digits), much shorter than the main model above, so they rank the switches early in
 # training and say nothing about where each would end. The training minutes show what a switch costs. One row
 # needs no run of its own: EMA does not change what is trained (section 5), so "EMA off" samples the default
 # row's trained weights where the default row samples their average.
@@ -566,14 +582,14 @@ plt.show()
 # %%
 flips = {
     "defaults": {},
-    ("EMA off" if cfg.ema_decay else "EMA on (0.999)"): {"ema_decay": 0.0} if cfg.ema_decay else {"ema_decay": 0.999},
-    "self-conditioning " + ("off" if cfg.self_condition else "on"): {"self_condition": not cfg.self_condition},
-    "coord-conv " + ("off" if cfg.coord_conv else "on"): {"coord_conv": not cfg.coord_conv},
-    "P2 " + ("off" if cfg.p2_gamma else "on (gamma 1)"): {"p2_gamma": 0.0 if cfg.p2_gamma else 1.0},
-    "hole weight " + ("1 (off)" if cfg.hole_weight != 1 else "4"): {"hole_weight": 1.0 if cfg.hole_weight != 1 else 4.0},
-    "predict eps instead of " + cfg.prediction: {"prediction": "eps"},
+    ("EMA off" if own.ema_decay else "EMA on (0.999)"): {"ema_decay": 0.0} if own.ema_decay else {"ema_decay": 0.999},
+    "self-conditioning " + ("off" if own.self_condition else "on"): {"self_condition": not own.self_condition},
+    "coord-conv " + ("off" if own.coord_conv else "on"): {"coord_conv": not own.coord_conv},
+    "P2 " + ("off" if own.p2_gamma else "on (gamma 1)"): {"p2_gamma": 0.0 if own.p2_gamma else 1.0},
+    "hole weight " + ("1 (off)" if own.hole_weight != 1 else "4"): {"hole_weight": 1.0 if own.hole_weight != 1 else 4.0},
+    "predict eps instead of " + own.prediction: {"prediction": "eps"},
 }
-if cfg.prediction == "eps":
+if own.prediction == "eps":
     flips.pop("predict eps instead of eps")
     flips["predict x0 instead of eps"] = {"prediction": "x0"}
 
@@ -591,14 +607,14 @@ def eps_output_x0_loss(model, x0, mask, schedule, generator, prediction, p2_k, p
 
 CONTROL = "eps output, loss on its x0"
 losses_of = {}
-if cfg.prediction == "x0" and not cfg.self_condition:  # the control is only defined against an x0 model
+if own.prediction == "x0" and not own.self_condition:  # the control is only defined against an x0 model
     flips[CONTROL] = {"prediction": "eps"}
     losses_of[CONTROL] = eps_output_x0_loss
-budget = dict(steps=cfg.ablation_steps, batch_size=cfg.ablation_batch, save_every=cfg.ablation_steps,
-              warmup=min(cfg.warmup, cfg.ablation_steps // 10 + 1))
+budget = dict(steps=own.ablation_steps, batch_size=own.ablation_batch, save_every=own.ablation_steps,
+              warmup=min(own.warmup, own.ablation_steps // 10 + 1))
 switch_rows, runs = {}, {}
 for name, change in flips.items():
-    row_cfg = dataclasses.replace(cfg, **budget, **change)
+    row_cfg = dataclasses.replace(own, **budget, **change)
     if change == {"ema_decay": 0.0}:
         # EMA only reads the weights (section 5), so a run without it trains the very weights the default run
         # trained (tests/test_center_hole_training.py checks it bit for bit): sample those instead of training again
@@ -619,7 +635,7 @@ for name, change in flips.items():
           f"{res['metrics']['psnr']['single']:.2f}, mean of {k_abl} {res['metrics']['psnr']['mean_k']:.2f} dB")
 
 # %%
-print(f"Training switches, {cfg.ablation_steps} steps of {cfg.ablation_batch} digits per row "
+print(f"Training switches, {own.ablation_steps} steps of {own.ablation_batch} digits per row "
       f"({'the notebook budget' if profile.name == 'full' else 'a short equal-budget run, not the main model'}); "
       f"{len(x_abl)} validation digits, K = {k_abl}, DDIM {cfg.sample_steps}")
 base = switch_rows["defaults"]["metrics"]["psnr"]["mean_k"]
@@ -628,7 +644,7 @@ for name, r in switch_rows.items():
     print(f"{name:<32} {r['metrics']['psnr']['single']:>7.2f} {r['metrics']['psnr']['mean_k']:>7.2f} "
           f"{r['metrics']['psnr']['mean_k'] - base:>+10.2f} {r['train_minutes']:>9.2f}")
 plotting.bar_compare({name: {"hole_psnr": r["metrics"]["psnr"]["mean_k"]} for name, r in switch_rows.items()}, "hole_psnr",
-                     title=f"Training switches ({profile.name}: {cfg.ablation_steps} steps each), "
+                     title=f"Training switches ({profile.name}: {own.ablation_steps} steps each), "
                            f"hole PSNR of the mean of {k_abl}", save="03_switch_ablation")
 plt.show()
 if CONTROL in switch_rows:
@@ -642,7 +658,7 @@ if CONTROL in switch_rows:
 (run_dir / f"ablations_{profile.name}.json").write_text(json.dumps(
     {"sampler": {f"steps={s},eta={e:g},dc={d}": r for (s, e, d), r in sampler_rows.items()},
      "switches": switch_rows, "n_images": len(x_abl), "k": k_abl,
-     "switch_budget": {"steps": cfg.ablation_steps, "batch_size": cfg.ablation_batch}}, indent=2))
+     "switch_budget": {"steps": own.ablation_steps, "batch_size": own.ablation_batch}}, indent=2))
 
 # %% [markdown]
 # How to read the rows: each is this run's own measurement at its own short budget, so a few tenths of a dB are
@@ -673,7 +689,8 @@ module = diffusion.ddim_inpaint(denoiser, y8, mask8.to(device), cfg.sample_steps
                                 torch.Generator().manual_seed(5))
 assert torch.allclose(ours, module, atol=1e-4), (ours - module).abs().max()
 print("trained model: notebook sampler == diffusion.ddim_inpaint")
-assert cli.main(["sample", "--checkpoint", str(checkpoint), "--steps", str(cfg.sample_steps), "--n", "8",
+checkpoint_arg = "pretrained:center_hole" if trained.status == "shipped" else str(checkpoint)
+assert cli.main(["sample", "--checkpoint", checkpoint_arg, "--steps", str(cfg.sample_steps), "--n", "8",
                  "--out", str(run_dir / "cli_sample.png")]) == 0
 
 # %% [markdown]

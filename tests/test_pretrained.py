@@ -159,8 +159,8 @@ def test_obtain_takes_the_shipped_file_only_for_the_exact_recipe(tiny_recipe, tm
 
 
 def test_train_and_ship_refuse_a_kind_without_a_pretrained_recipe(tmp_path):
-    for argv in (["train", "--model", "center_hole", "--profile", "pretrained", "--out", str(tmp_path / "x")],
-                 ["ship", "--model", "center_hole", "--run", str(tmp_path / "x")]):
+    for argv in (["train", "--model", "ddpm", "--profile", "pretrained", "--out", str(tmp_path / "x")],
+                 ["ship", "--model", "ddpm", "--run", str(tmp_path / "x")]):
         with pytest.raises(SystemExit, match="no pretrained recipe yet .*prior"):
             cli.main(argv)
 
