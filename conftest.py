@@ -14,6 +14,8 @@ _offline = Path(__file__).resolve().parent.parent / "shared" / "data" / "mnist-o
 if "COURSE_DATA_DIR" not in os.environ and (_offline / "MNIST" / "raw").is_dir():
     os.environ["COURSE_DATA_DIR"] = str(_offline)
 os.environ.setdefault("COURSE_OUTPUT_DIR", tempfile.mkdtemp(prefix="course-test-outputs-"))
+if os.environ.get("PYTEST_XDIST_WORKER"):  # each test worker its own outputs: two never race on one checkpoint
+    os.environ["COURSE_OUTPUT_DIR"] = str(Path(os.environ["COURSE_OUTPUT_DIR"]) / os.environ["PYTEST_XDIST_WORKER"])
 # nbval runs each notebook's kernel in notebooks/: make a relative data or output folder absolute first
 for _name in ("COURSE_DATA_DIR", "COURSE_OUTPUT_DIR"):
     if os.environ.get(_name, "").strip():

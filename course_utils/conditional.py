@@ -36,10 +36,8 @@ from .training import noised_batch, p2_weight
 # The conditions of notebook 04, as task specs: sparse pixels (5 to 20 percent kept), additive noise (sigma 0.3 to
 # 1.0), low resolution (x4), large occlusions (rectangles and the centre hole) and undersampled k-space.
 TRAINING_TASKS = ("sparse:0.05-0.2", "noise:0.3-1.0", "lowres:4", "rect", "center:12", "kspace:0.25")
-# How often each is drawn: the sparse pixels and the centre hole leave the most to the model. Chosen on 300
-# validation digits at the cpu budget (K = 8): twice the share of the others for the centre hole, and four times for
-# the sparse pixels, which raised one sample's class preservation on sparse:0.1 from 0.733 (twice) to 0.777 and its
-# PSNR by 0.3 dB, while k-space lost 0.5 dB of PSNR, still 5 dB ahead of its baseline.
+# How often each is drawn: the sparse pixels and the centre hole leave the most to the model, so they get four and
+# two times the others' share (chosen on validation digits at the cpu budget; docs/results.md has the runs).
 TASK_WEIGHTS = (4.0, 1.0, 1.0, 1.0, 2.0, 1.0)
 ARCHITECTURES = ("control_cross", "cross", "concat")
 # Where the conditional U-Net attends (see ConditionalUNet): linear self-attention at 32x32 and 16x16,
@@ -71,9 +69,7 @@ CONDITIONAL: dict[str, ConditionalConfig] = {
     "ci": ConditionalConfig(profile="ci", base_channels=8, channel_mults=(1, 2, 2), batch_size=16, steps=30,
                             warmup=5, train_size=512, val_size=64, save_every=15, sample_steps=5, ddpm_steps=8,
                             n_samples=2, eval_size=16, ablation_steps=6, ablation_batch=8, ablation_size=8),
-    # cpu: 1,500 steps of 64 digits, 2.7 times the digits of the first runs' 1,100 steps of 32: on 300 validation
-    # digits it raised one sample's class preservation on sparse:0.1 from 0.68 to 0.73 and every task's PSNR, in
-    # 6.4 to 8.6 minutes of training on the 2-core machines we measured (notebook 04 allows 10)
+    # cpu: 1,500 steps of 64 digits, a budget chosen on validation digits (docs/results.md)
     "cpu": ConditionalConfig(profile="cpu", batch_size=64, steps=1500, warmup=100, save_every=300, sample_steps=10),
     "full": ConditionalConfig(profile="full", base_channels=32, batch_size=128, steps=3000, val_size=2000,
                               save_every=500, eval_size=1000),
@@ -106,11 +102,8 @@ class ConditionalUNet(nn.Module):
     many, and cross-attention to them cost more than the rest of the U-Net). Middle: residual block, ``cross8``
     (cross-attention at 8x8), residual block. Up: a residual block per level with the skip concatenated.
 
-    The layout was set by the step-time target (at most 1.5 times notebook 03's U-Net of the same width, on
-    2 CPU cores). A first layout with cross-attention also after the 8x8 down block and after the 16x16 up block,
-    and a control encoder with an extra 3x3 convolution at 32x32, measured 1.42 on a slow 2-core machine but
-    1.52 to 1.81 on a faster one; dropping those three cost 0.06 to 0.44 dB of PSNR (mean of 8) on validation
-    digits at the ``cpu`` budget and brought the ratio to 1.38 to 1.51 there. Notebook 04 measures it on yours.
+    The layout was set by a step-time target: at most 1.5 times notebook 03's U-Net of the same width on 2 CPU
+    cores (docs/results.md has the layouts measured); notebook 04 measures the ratio on yours.
     """
 
     def __init__(self, base_channels: int = 16, channel_mults: tuple[int, ...] = (1, 2, 4), heads: int = 2,

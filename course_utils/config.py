@@ -95,9 +95,8 @@ def profile_table(profile) -> str:
     return "\n".join(f"{k:<{width}} : {v}" for k, v in fields.items())
 
 
-# With a GPU, the CPU only prepares small batches (masks, noise); on many cores PyTorch's thread pool then
-# spends more time synchronising than working (measured on a 16-core H100 host: 110 ms per training step with
-# 16 threads, 35 ms with 4). get_device() caps the CPU threads at this many when it picks an accelerator.
+# With a GPU the CPU only prepares small batches, and on many cores PyTorch's thread pool then spends more time
+# synchronising than working (docs/design.md): get_device() caps the CPU threads at this many for an accelerator.
 GPU_HOST_THREADS = 4
 
 

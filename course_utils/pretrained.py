@@ -1,7 +1,8 @@
 """The course's shipped checkpoints: each model kind trained once with its ``pretrained`` recipe, by the course's own
 ``train`` command, and kept in the repository's ``pretrained/`` folder with a manifest.
 
-Taught in: 05_unconditional_prior_adaptation (the shipped prior is where its adaptation starts); ``eval``, ``sample``
+Taught in: 05_unconditional_prior_adaptation (the shipped prior is where its adaptation starts); used in notebooks 03
+to 06 (their shipped models); ``eval``, ``sample``
 and ``bench`` take a shipped model as ``--checkpoint pretrained:KIND``.
 
 A shipped file (``pretrained/KIND.pt``) holds what sampling needs: the kind, its config and the EMA weights, in
@@ -30,7 +31,7 @@ from .config import PRETRAINED, hardware
 from .data import DigitSet
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
-FLOAT16_TOLERANCE = 0.05  # largest validation loss (in the kind's score, dB) that float16 weights may cost
+FLOAT16_TOLERANCE = 0.05  # largest validation loss (in the kind's score: dB, or % for the classifier) float16 may cost
 
 
 class ShippedCheckpointError(CheckpointMismatchError):
@@ -96,7 +97,7 @@ def provenance(manifest: dict, train: DigitSet, may_overlap: str) -> str:
     """What a notebook prints about a shipped checkpoint it uses: the file, its dtype and sha256, the command that
     made it, on how many training digits and where; and, when ``train`` is not the digits it was trained on (another
     MNIST folder), that ``may_overlap`` (which of the notebook's splits may hold digits the model has seen).
-    Notebooks 04 and 05 print it."""
+    Notebooks 03 to 05 print it."""
     lines = [f"the course's shipped {manifest['kind']} model {manifest['file']} ({manifest['dtype']}, sha256 "
              f"{manifest['sha256'][:12]}...), made by", f"  {manifest['command']}",
              f"on {manifest['training_digits']['count']} training digits; {manifest['hardware']}"]
@@ -107,9 +108,10 @@ def provenance(manifest: dict, train: DigitSet, may_overlap: str) -> str:
 
 
 def _commit() -> str:
+    """The checkout's commit, with ``-dirty`` when it has uncommitted changes (commit before shipping)."""
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).parent).stdout.strip()
+        return subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=40"], capture_output=True,
+                              text=True, check=True, cwd=Path(__file__).parent).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 

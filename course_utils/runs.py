@@ -134,13 +134,13 @@ class ModelKind:
     def default_config(self, profile: str | Profile | None = None):
         """The config notebooks and ``bench`` use in ``profile``: the course's shipped ``pretrained`` recipe in the
         cpu and full profiles when it ships this kind (:func:`~course_utils.pretrained.is_shipped`), else the
-        profile's own (ci keeps its tiny models). Used in notebook 05 (and by ``bench``)."""
+        profile's own (ci keeps its tiny models). Used in notebooks 03 to 06 (and by ``bench``)."""
         name = profile.name if isinstance(profile, Profile) else get_profile(profile).name
         return self.config(PRETRAINED if name in ("cpu", "full") and is_shipped(self) else name)
 
     def run_dir(self, cfg) -> Path:
         """``outputs/<folder>/<profile>-<hash of the config>``: the run folder of one configuration, so runs of
-        other profiles or settings never share (or overwrite) a checkpoint. Used in notebooks 03 and 04."""
+        other profiles or settings never share (or overwrite) a checkpoint."""
         return output_dir(self.folder, run_name(cfg.profile, config_dict(cfg)))
 
     def train(self, cfg, digits: DigitSet, out_dir: str | Path, device: torch.device, seed: int = 0,

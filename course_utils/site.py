@@ -10,7 +10,6 @@ every warning an error, so a broken link or a missing image stops the build.
 
 from __future__ import annotations
 
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -78,16 +77,3 @@ def build_site(out: str | Path, profile: str = "cpu") -> Path:
     if status != 0:
         raise RuntimeError(f"the site did not build (sphinx exit status {status}); its warnings are above")
     return out / "index.html"
-
-
-def broken_links(site: str | Path) -> list[str]:
-    """Every ``href`` or ``src`` of the site's pages that points to a file of the site that is not there."""
-    site = Path(site)
-    missing = []
-    for page in site.rglob("*.html"):
-        for target in re.findall(r'(?:href|src)="([^"#?]+)', page.read_text(errors="replace")):
-            if re.match(r"[a-z]+:|//", target):  # a web address, mailto:, data:
-                continue
-            if not (page.parent / target).exists():
-                missing.append(f"{page.relative_to(site)} -> {target}")
-    return missing

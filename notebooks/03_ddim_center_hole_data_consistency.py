@@ -392,8 +392,10 @@ plt.show()
 # %%
 trained = center_hole.KIND.obtain(cfg, device)  # the shipped model, or reuse / resume / train this profile's own
 checkpoint, model = trained.path, trained.model
-# where this notebook writes its results: the run's folder, or outputs/03_center_hole/ for the shipped model
-run_dir = config.output_dir("03_center_hole") if trained.status == "shipped" else trained.path.parent
+# where this notebook writes its results: the run's folder, or outputs/03_center_hole/shipped-<profile>/ for the
+# shipped model
+run_dir = (config.output_dir("03_center_hole", f"shipped-{profile.name}") if trained.status == "shipped"
+           else trained.path.parent)
 losses, history, train_seconds = trained.extra["losses"], trained.extra["history"], trained.extra["seconds"]
 if trained.status == "shipped":  # its manifest says how it was made
     print(pretrained.provenance(trained.extra["manifest"], train, "the validation digits may hold digits it has "
@@ -413,7 +415,7 @@ assert sum(losses[-(len(losses) // 10):]) < sum(losses[: len(losses) // 10]), "t
 # The last panel written during training (ground truth / masked / EMA reconstruction):
 
 # %%
-panels = sorted(run_dir.glob("panel_*.png"))
+panels = sorted(run_dir.glob("panel_[0-9]*.png"))
 print(f"{len(panels)} panels in {run_dir}")
 if panels:
     display(Image(filename=str(panels[-1]), width=700))
@@ -537,10 +539,11 @@ plt.show()
 # %%
 n_abl = {"ci": 8, "cpu": 32, "full": 500}[profile.name]
 k_abl = {"ci": 2, "cpu": 4, "full": 8}[profile.name]
-x_abl = val.images[64 : 64 + n_abl] if len(val) >= 64 + n_abl else val.images[:n_abl]
+n_abl = min(n_abl, len(val) - 64)  # validation digits after the 64 that training validated on
+x_abl = val.images[64 : 64 + n_abl]
 settings = [(steps, 0.0, 1) for steps in (10, 25, 50, 100)]
 settings += [(cfg.sample_steps, 1.0, 1), (cfg.sample_steps, 0.0, 2), (cfg.sample_steps, 0.0, 4)]
-labels_abl = val.labels[64 : 64 + n_abl] if len(val) >= 64 + n_abl else val.labels[:n_abl]
+labels_abl = val.labels[64 : 64 + n_abl]
 
 
 def score_on_validation(net, row_cfg, steps, eta=0.0, dc=1):
@@ -572,8 +575,8 @@ plt.show()
 # ## 9. Ablation 2: the training switches
 #
 # Each row trains a fresh model with one switch flipped from the defaults, and samples it the default way. The
-# cost of a row is a whole training run, so the budget depends on the profile: in `full` every row gets the
-# notebook's budget; in `cpu` and `ci` the rows are **short equal-budget runs** (`own.ablation_steps` steps of
+# cost of a row is a whole training run, so the budget depends on the profile: in `full` every row gets that
+# profile's own training budget; in `cpu` and `ci` the rows are **short equal-budget runs** (`own.ablation_steps` steps of
 # `own.ablation_batch` digits), much shorter than the main model above, so they rank the switches early in
 # training and say nothing about where each would end. The training minutes show what a switch costs. One row
 # needs no run of its own: EMA does not change what is trained (section 5), so "EMA off" samples the default
@@ -629,15 +632,15 @@ for name, change in flips.items():
             row_cfg, train, row_dir, device, seed=SEED, progress=False,
             loss=None if control is None else center_hole.batch_loss(row_cfg, train, device, control))
         net, how = row["ema"], f"trained in {row['seconds'] / 60:4.1f} min"
-    res = score_on_validation(net, row_cfg, cfg.sample_steps)
+    res = score_on_validation(net, row_cfg, own.sample_steps)
     switch_rows[name] = dict(res, train_minutes=row["seconds"] / 60)
     print(f"{name:<32} {how}: hole PSNR 1 sample "
           f"{res['metrics']['psnr']['single']:.2f}, mean of {k_abl} {res['metrics']['psnr']['mean_k']:.2f} dB")
 
 # %%
 print(f"Training switches, {own.ablation_steps} steps of {own.ablation_batch} digits per row "
-      f"({'the notebook budget' if profile.name == 'full' else 'a short equal-budget run, not the main model'}); "
-      f"{len(x_abl)} validation digits, K = {k_abl}, DDIM {cfg.sample_steps}")
+      f"({'the full profile recipe' if profile.name == 'full' else 'a short equal-budget run, not the main model'}); "
+      f"{len(x_abl)} validation digits, K = {k_abl}, DDIM {own.sample_steps}")
 base = switch_rows["defaults"]["metrics"]["psnr"]["mean_k"]
 print(f"{'row':<32} {'PSNR 1':>7} {'PSNR K':>7} {'vs default':>10} {'train min':>9}")
 for name, r in switch_rows.items():

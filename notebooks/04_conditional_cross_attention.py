@@ -331,8 +331,10 @@ for arch in conditional.ARCHITECTURES:
 # %%
 trained = conditional.KIND.obtain(cfg, device)  # the shipped model, or reuse / resume / train this profile's own
 checkpoint, model = trained.path, trained.model
-# where this notebook writes its results: the run's folder, or outputs/04_conditional/ for the shipped model
-run_dir = config.output_dir("04_conditional") if trained.status == "shipped" else trained.path.parent
+# where this notebook writes its results: the run's folder, or outputs/04_conditional/shipped-<profile>/ for the
+# shipped model
+run_dir = (config.output_dir("04_conditional", f"shipped-{profile.name}") if trained.status == "shipped"
+           else trained.path.parent)
 losses, history, train_seconds = trained.extra["losses"], trained.extra["history"], trained.extra["seconds"]
 if trained.status == "shipped":  # its manifest says how it was made
     print(pretrained.provenance(trained.extra["manifest"], train, "this notebook's validation digits may hold "
@@ -764,7 +766,7 @@ for arch in conditional.ARCHITECTURES:
                                   save_every=own.ablation_steps, warmup=min(own.warmup, own.ablation_steps // 10 + 1))
     row = conditional.KIND.obtain(row_cfg, device, progress=False)
     row_model, row_seconds = row.model, row.extra["seconds"]
-    row_method = conditional.conditional_method(row_model, row_cfg, evaluation.SamplerOptions(cfg.sample_steps))
+    row_method = conditional.conditional_method(row_model, row_cfg, evaluation.SamplerOptions(own.sample_steps))
     ablation[arch] = {"train_seconds_per_step": row_seconds / row_cfg.steps, "params": n_params(row_model)}
     for spec in RESULT_TASKS:
         r, _, _ = evaluation.evaluate(row_method, x_abl, y_abl, spec, k=1, seed=SEED, classifier=clf,

@@ -151,14 +151,14 @@ def mmse_loss(net, x0, m):
     return (missing * (net(m * x0, t0, m, m * x0) - x0) ** 2).sum() / missing.sum()
 
 
-mcfg = mmse.KIND.config(profile)
+mcfg = mmse.KIND.default_config(profile)  # the benchmark's regressor: the shipped recipe in cpu and full
 net_check = mmse.build_mmse_model(mcfg)
 hole_obs = tasks.parse_task(f"center:{mcfg.hole}").observe(x[:4], obs_seed)
 with torch.no_grad():
     assert torch.allclose(regress(net_check, hole_obs.y, hole_obs.mask), mmse.regress(net_check, hole_obs.y, hole_obs.mask))
     assert torch.allclose(mmse_loss(net_check, x[:4], hole_obs.mask), mmse.mmse_loss(net_check, x[:4], hole_obs.mask))
-print(f"regress and its loss: notebook == course_utils.mmse ({mcfg.steps} steps of {mcfg.batch_size}, "
-      f"centre holes of {mcfg.hole} pixels, like notebook 03's model)")
+print(f"regress and its loss: notebook == course_utils.mmse (the benchmark's regressor: {mcfg.steps} steps of "
+      f"{mcfg.batch_size}, centre holes of {mcfg.hole} pixels, the budget of notebook 03's model)")
 
 # %% [markdown]
 # ## 3. The contestants

@@ -1,6 +1,7 @@
 """The course classifier: the network, its training and cache, class preservation and the Frechet distance."""
 
 import math
+import os
 
 import pytest
 import torch
@@ -11,16 +12,9 @@ from course_utils import checkpoints, classifier, data, tasks
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """The ci classifier, trained once into a throw-away outputs folder."""
-    import os
-
-    old = os.environ.get("COURSE_OUTPUT_DIR")
-    os.environ["COURSE_OUTPUT_DIR"] = str(tmp_path_factory.mktemp("outputs"))
-    try:
-        model, info = classifier.course_classifier("ci", progress=False)
-        yield model, info
-    finally:
-        if old is not None:
-            os.environ["COURSE_OUTPUT_DIR"] = old
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("COURSE_OUTPUT_DIR", str(tmp_path_factory.mktemp("outputs")))
+        yield classifier.course_classifier("ci", progress=False)
 
 
 def test_shapes_at_several_batch_sizes():
@@ -119,3 +113,17 @@ def test_frechet_is_about_zero_between_halves_and_rises_with_noise_or_blur(train
     with pytest.raises(ValueError, match="feature sets"):
         classifier.frechet_distance(f1, f1[:, :3])
     assert math.isfinite(halves)
+
+
+def test_train_command_makes_a_classifier_that_eval_and_sample_refuse_in_one_line(tmp_path, capsys):
+    from course_utils import cli
+    out = tmp_path / "clf"
+    assert cli.main(["train", "--model", "classifier", "--profile", "ci", "--out", str(out), "--steps", "4"]) == 0
+    assert "% classified right" in capsys.readouterr().out
+    cfg, model, extra = classifier.KIND.load(out / "last.pt")
+    assert cfg.steps == 4 and extra["step"] == 4 and isinstance(model, classifier.DigitClassifier)
+    for argv in (["sample", "--checkpoint", str(out / "last.pt"), "--out", str(tmp_path / "x.png")],
+                 ["eval", "--checkpoint", str(out / "last.pt"), "--task", "center:12", "--data-dir",
+                  os.environ["COURSE_DATA_DIR"]]):
+        with pytest.raises(SystemExit, match="reconstructs nothing"):
+            cli.main(argv)

@@ -66,7 +66,7 @@ def test_ship_refuses_an_unfinished_or_other_profile_run(tmp_path):
     train, _, _ = prior.prior_splits(cfg)
     kind.train(cfg, train, tmp_path / "ci", torch.device("cpu"), progress=False)
     with pytest.raises(pretrained.ShippedCheckpointError, match="no finished run of the code.s pretrained recipe"):
-        pretrained.ship(kind, tmp_path / "ci", train, train.images[:2], folder=tmp_path / "shipped")
+        pretrained.ship(kind, tmp_path / "ci", train, train[:2], folder=tmp_path / "shipped")
 
 
 SHIPPED = [kind for kind in kinds.KINDS.values() if pretrained.is_shipped(kind)]
