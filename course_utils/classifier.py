@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoints import config_dict
+from .pretrained import fingerprint
 from .data import Batches, DigitSet, check_images, load_mnist, take_subset, train_val_split
 from .runs import ModelKind, RunConfig
 
@@ -134,14 +135,20 @@ def course_classifier(profile: str | None = None, root=None, device="cpu", progr
     kind's :meth:`~course_utils.runs.ModelKind.obtain` of its :meth:`~course_utils.runs.ModelKind.default_config`
     (the shipped classifier in cpu and full, else a run trained once into ``outputs/classifier/`` and reused).
     Returns (model on ``device``, info) where info holds the config, the path, what happened (``status``: shipped,
-    reused, resumed or trained), the training seconds and the accuracy on the validation digits of this MNIST.
+    reused, resumed or trained), the training seconds, the accuracy on the validation digits of this MNIST and a
+    ``note`` (else None) when the classifier was trained on other digits than this MNIST's training split.
 
     Taught in notebook 03.
     """
     got = KIND.obtain(KIND.default_config(profile), device, root=root, progress=progress)
-    _, val, _ = classifier_splits(got.cfg, root=root)
+    train, val, _ = classifier_splits(got.cfg, root=root)
+    seen = (got.extra["manifest"]["training_digits"]["fingerprint"] if got.status == "shipped"
+            else got.extra.get("training_digits"))
+    note = None if seen == fingerprint(train) else (
+        "the classifier was trained on other digits than this MNIST's training split, so its validation digits "
+        "here may include digits it has seen (test digits cannot)")
     info = {"config": config_dict(got.cfg), "path": str(got.path), "status": got.status,
-            "seconds": got.extra["seconds"], "val_accuracy": accuracy(got.model, val.images, val.labels)}
+            "seconds": got.extra["seconds"], "val_accuracy": accuracy(got.model, val.images, val.labels), "note": note}
     return got.model, info
 
 

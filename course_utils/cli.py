@@ -215,7 +215,7 @@ def _classifier(profile: str, root: Path, device):
     (model, what a results file records of it)."""
     clf, info = course_classifier(profile, root=root, device=device)
     print(f"course classifier ({profile} profile): {info['status']} {info['path']}, validation accuracy "
-          f"{100 * info['val_accuracy']:.1f}%", flush=True)
+          f"{100 * info['val_accuracy']:.1f}%" + (f"\nnote: {info['note']}" if info["note"] else ""), flush=True)
     return clf, {k: info[k] for k in ("config", "path", "val_accuracy")}
 
 

@@ -31,7 +31,7 @@ from torch import nn
 from .checkpoints import CheckpointMismatchError, config_dict, read_checkpoint
 from .config import PRETRAINED, Profile, get_profile, output_dir, run_name
 from .data import DigitSet, load_splits
-from .pretrained import SHIPPED_DIR, is_shipped, load_shipped
+from .pretrained import SHIPPED_DIR, fingerprint, is_shipped, load_shipped
 from .training import Checkpointing, LossFn, fast_layout, fit
 
 Validate = Callable[[nn.Module, object, DigitSet], tuple[float, object]]
@@ -176,6 +176,7 @@ class ModelKind:
 
         loss_fn = loss or self.loss(cfg, digits, device)
         state = {"history": history, "seed": seed, "validation_digits": 0 if val is None else len(val),
+                 "training_digits": fingerprint(digits),
                  **getattr(loss_fn, "state", {})}  # a loss may keep a batch order
         saving = Checkpointing(out_dir / "last.pt", config_dict(cfg), cfg.save_every, kind=self.name, state=state,
                                on_save=on_save, resume=resume)

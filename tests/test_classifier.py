@@ -127,3 +127,13 @@ def test_train_command_makes_a_classifier_that_eval_and_sample_refuse_in_one_lin
                   os.environ["COURSE_DATA_DIR"]]):
         with pytest.raises(SystemExit, match="reconstructs nothing"):
             cli.main(argv)
+
+
+def test_a_classifier_trained_on_other_digits_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_OUTPUT_DIR", str(tmp_path))
+    monkeypatch.setitem(classifier.CLASSIFIERS, "ci", classifier.KIND.config("ci", steps=2, save_every=2))
+    _, first = classifier.course_classifier("ci", progress=False)
+    assert first["note"] is None
+    monkeypatch.setattr(classifier, "fingerprint", lambda digits: "another MNIST")  # as if --data-dir changed
+    _, again = classifier.course_classifier("ci", progress=False)
+    assert again["status"] == "reused" and "other digits" in again["note"]
