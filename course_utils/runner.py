@@ -247,7 +247,8 @@ def run_notebooks(profile: str, names: list[str] | None = None, timeout: int = 3
 
 def runtimes_page(summary: dict) -> str:
     """A markdown page of a run's times, from the ``run_summary_<profile>.json`` that :func:`run_notebooks` wrote:
-    one table of the notebooks and, per notebook, the minutes of each section. ``python -m course_utils runtimes``
+    one table of the notebooks (minutes and the key result each printed) and, per notebook, the seconds of each
+    section. ``python -m course_utils runtimes``
     writes it (the teacher's guide, docs/teaching.md, reads its section times there)."""
     if not summary.get("notebooks"):
         raise ValueError("this run summary lists no notebooks (write one with `python -m course_utils run`)")
@@ -260,11 +261,13 @@ def runtimes_page(summary: dict) -> str:
              f"section's; models already in `outputs/` are reused, and a notebook that trains one says so in its "
              f"output.",
              "",
-             "| notebook | minutes |",
-             "| --- | ---: |"]
-    lines += [f"| {name} | {entry['seconds'] / 60:.1f} |" for name, entry in summary["notebooks"].items()]
+             "| notebook | minutes | key result it printed |",
+             "| --- | ---: | --- |"]
+    lines += [f"| {name} | {entry['seconds'] / 60:.1f} | "
+              f"{(entry.get('key_result') or '').removeprefix('key result: ').replace('|', '/')} |"
+              for name, entry in summary["notebooks"].items()]
     total = sum(entry["seconds"] for entry in summary["notebooks"].values())
-    lines += [f"| all | {total / 60:.1f} |"]
+    lines += [f"| all | {total / 60:.1f} | |"]
     for name, entry in summary["notebooks"].items():
         sections = entry.get("seconds_per_section") or {}
         lines += ["", f"## {name}", "", "| section | seconds |", "| --- | ---: |"]
