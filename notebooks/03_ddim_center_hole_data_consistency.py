@@ -241,7 +241,8 @@ print("DDIM timesteps for 10 steps:", diffusion.timesteps(cfg.T, 10, "trailing")
 # and the output keeps them exactly: $\hat x = m \odot y + (1 - m) \odot x$. The hole and the freshly noised known
 # pixels may not fit together perfectly. One remedy is to *repeat* the step: re-noise the merged $x_s$ back to $t$
 # with the forward process, $x_t = \sqrt{\bar\alpha_t/\bar\alpha_s}\,x_s + \sqrt{1-\bar\alpha_t/\bar\alpha_s}\,z$,
-# and denoise again; `dc_repeats` = r does this r times per step (r = 1: no repeat), costing r network calls per step.
+# and denoise again; `dc_repeats` = r denoises r times per step (r - 1 re-noisings; r = 1: no repeat), costing r
+# network calls per step.
 # This is RePaint's resampling (Lugmayr et al. 2022) with a jump of a single step, which the RePaint paper found too
 # short to harmonise the image (it jumps back 10 steps); section 8 measures what repeats do for this model, and
 # notebook 05 builds RePaint's longer jumps. Here is the whole sampler, written out:
@@ -311,9 +312,9 @@ print("EMA decay at steps 0, 10, 100, 1000:", [round(training.ema_decay_at(k, cf
 
 # %% [markdown]
 # **Self-conditioning** (Chen et al. 2022). While sampling, the previous step's $\hat x_0$ is a good hint; feed it
-# to the network as one more channel. In training, half of the batches first run the network once without
-# gradients to get that $\hat x_0$, then train on the second pass; the other half get zeros. The price is that
-# extra forward pass.
+# to the network as one more channel. In training, every batch first runs the network once without gradients to
+# get that $\hat x_0$; half of the images (a coin per image) are given it on the second, trained pass, the other
+# half zeros. The price is that extra forward pass at every step.
 #
 # **Coord-conv** (Liu et al. 2018). Convolutions are translation-equivariant: a filter does not know whether it is
 # at the edge or in the middle. Two constant channels with each pixel's $(x, y)$ in $[-1, 1]$ tell it.
@@ -344,7 +345,8 @@ print("input channels of this notebook's U-Net:",
 # weigh even more. So "predict $x_0$" changes two things at once: what the network outputs, and how the loss
 # weighs the timesteps. Section 9's control row separates them.
 #
-# **Hole-weighted loss.** The known pixels are given; only the hole is scored. Pixels in the hole get weight
+# **Hole-weighted loss.** The known pixels are given, and the evaluation scores only the hole; the loss scores every
+# pixel, and this switch makes the hole count more. Pixels in the hole get weight
 # `hole_weight` relative to known ones: $\mathcal L = \sum_p w_p \lambda_t (\text{target}_p - \text{output}_p)^2 / \sum_p w_p$.
 
 # %%
@@ -379,15 +381,17 @@ plt.show()
 # %% [markdown]
 # ## 6. Training, with checkpoints like a real run
 #
-# `center_hole.KIND.obtain(cfg)` runs `training.fit`, notebook 02's loop grown up: AdamW, warm-up then cosine
-# learning rate, gradient clipping, EMA. Every `cfg.save_every` steps it writes `last.pt` atomically (model, EMA,
-# optimiser, generator state, step, losses, config) into this configuration's own folder,
+# `center_hole.KIND.obtain(cfg)` gives the trained model. In the `cpu` and `full` profiles that is the course's
+# shipped model (`pretrained/center_hole.pt`, checked against its sha256 and config), made once by the loop below
+# with the `pretrained` recipe (`python -m course_utils train --profile pretrained --out DIR`, 6,000 steps); its
+# manifest keeps the losses and validation scores plotted below. With `TRAIN_YOUR_OWN = True` (and in `ci`) it
+# trains here, with `training.fit`, notebook 02's loop grown up: AdamW, warm-up then cosine learning rate, gradient
+# clipping, EMA. Every `cfg.save_every` steps it writes `last.pt` atomically (model, EMA, optimiser, generator
+# state, step, losses, config) into this configuration's own folder,
 # `outputs/03_center_hole/<profile>-<hash of the config>/`, so an interrupted run resumes exactly where it stopped,
 # and a panel of validation digits reconstructed by the EMA model. A finished run of the same configuration is
-# reused; a run of another profile or setting lives in another folder and is never touched. The same run from a
-# terminal: `python -m course_utils train --profile cpu --out DIR` (add `--resume` to continue). For the
-# `pretrained` recipe `obtain` returns the course's shipped model instead, after checking its sha256 and config:
-# the same loop ran it once, longer, and its manifest keeps the losses and validation scores plotted below.
+# reused; a run of another profile or setting lives in another folder and is never touched. From a terminal:
+# `python -m course_utils train --profile cpu --out DIR` (add `--resume` to continue).
 
 # %%
 trained = center_hole.KIND.obtain(cfg, device)  # the shipped model, or reuse / resume / train this profile's own
@@ -400,6 +404,7 @@ losses, history, train_seconds = trained.extra["losses"], trained.extra["history
 if trained.status == "shipped":  # its manifest says how it was made
     print(pretrained.provenance(trained.extra["manifest"], train, "the validation digits may hold digits it has "
                                 "seen (the test digits, MNIST's test split, cannot)"))
+    print("how it ran:", trained.extra["manifest"]["note"])
 cfg_dict = json.loads(json.dumps(dataclasses.asdict(cfg)))  # the settings as plain JSON, for the metrics file
 print(f"{trained.status} {checkpoint}: {len(losses)} steps, {train_seconds / 60:.1f} min of training")
 
@@ -412,7 +417,8 @@ for step, seconds, psnr in history:
 assert sum(losses[-(len(losses) // 10):]) < sum(losses[: len(losses) // 10]), "the loss should go down"
 
 # %% [markdown]
-# The last panel written during training (ground truth / masked / EMA reconstruction):
+# The last panel written during training (ground truth / masked / EMA reconstruction; a run trained here writes
+# them, the shipped model's are not shipped):
 
 # %%
 panels = sorted(run_dir.glob("panel_[0-9]*.png"))
@@ -439,7 +445,7 @@ if panels:
 # %%
 clf, clf_info = classifier.course_classifier(profile.name, device=device)
 print(f"course classifier: {clf_info['status']} ({clf_info['seconds']:.0f} s of training), "
-      f"validation accuracy {100 * clf_info['val_accuracy']:.1f}%")
+      f"validation accuracy {100 * clf_info['val_accuracy']:.1f}%" + (f"; note: {clf_info['note']}" if clf_info["note"] else ""))
 task = f"center:{cfg.hole}"
 x_test, y_labels = test.images[: own.eval_size], test.labels[: own.eval_size]
 method = center_hole.center_hole_method(model, cfg, evaluation.SamplerOptions(steps=cfg.sample_steps))
@@ -474,8 +480,8 @@ print(f"Frechet distance of single samples {m['frechet']['single']:.2f}, nearest
 # %% [markdown]
 # What the two classifier numbers add: PSNR rewards being close on average, so a blurry fill can score well while
 # no longer reading as the right digit. Class preservation asks whether the digit survived the hole, and the
-# Frechet distance asks whether the reconstructions, as a set, look like real digits; compare the smooth harmonic
-# fill (a grey smear across the hole) with the sampled digits above.
+# Frechet distance asks whether the reconstructions, as a set, look like real digits; compare the harmonic fill's
+# numbers (a smooth grey smear across the hole) with the samples' in the lines above.
 
 # %% [markdown]
 # **Why one sample scores below the mean of K.** A sample $\tilde x$ from the posterior $p(x_0 \mid y)$
@@ -575,10 +581,12 @@ plt.show()
 # ## 9. Ablation 2: the training switches
 #
 # Each row trains a fresh model with one switch flipped from the defaults, and samples it the default way. The
-# cost of a row is a whole training run, so the budget depends on the profile: in `full` every row gets that
-# profile's own training budget; in `cpu` and `ci` the rows are **short equal-budget runs** (`own.ablation_steps` steps of
-# `own.ablation_batch` digits), much shorter than the main model above, so they rank the switches early in
-# training and say nothing about where each would end. The training minutes show what a switch costs. One row
+# cost of a row is a whole training run, so the rows start from this profile's own recipe (`own`, not the shipped
+# one) and their budget depends on the profile: in `full` every row gets that profile's own training budget (a
+# wider network than the shipped model's, so its default row is not the main model); in `cpu` and `ci` the rows are
+# **short equal-budget runs** (`own.ablation_steps` steps of `own.ablation_batch` digits), much shorter than the
+# main model above, so they rank the switches early in training and say nothing about where each would end. They
+# are trained afresh on every run, in class too. The training minutes show what a switch costs. One row
 # needs no run of its own: EMA does not change what is trained (section 5), so "EMA off" samples the default
 # row's trained weights where the default row samples their average.
 
@@ -682,7 +690,7 @@ if CONTROL in switch_rows:
 # ## 10. Into the module
 #
 # The sampler written in section 4 and `diffusion.ddim_inpaint` give the same reconstructions on the trained model
-# too, and `python -m course_utils sample` draws the same picture from the checkpoint.
+# too, and `python -m course_utils sample` samples the same model from the command line (its own digits and seed).
 
 # %%
 y8 = (mask8 * x_test[pick]).to(device)
