@@ -91,4 +91,4 @@ def ddpm_method(model: nn.Module, cfg: DDPMConfig, options: SamplerOptions = Sam
 KIND = ModelKind(
     name="ddpm", description="notebook 02: DDPM on [x_t, m, y] with mixed masks, ancestral sampling with replacement",
     notebook="02_ddpm_from_scratch_masked_mnist", folder="02_ddpm", presets=DDPM, build=build_ddpm, loss=batch_loss,
-    method=ddpm_method, tasks=lambda cfg: (), default_task=lambda cfg: "center:12")
+    method=ddpm_method, default_task=lambda cfg: "center:12")

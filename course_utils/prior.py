@@ -158,7 +158,7 @@ PRIOR_KIND = ModelKind(
     name="prior", notebook="05_unconditional_prior_adaptation", folder="05_prior",
     description="notebook 05: an unconditional DDPM prior (U-Net on x_t with self-attention at 8x8), "
                 "inpainting with RePaint",
-    presets=PRIOR, build=build_prior, loss=prior_batch_loss, method=prior_method, tasks=lambda cfg: (),
+    presets=PRIOR, build=build_prior, loss=prior_batch_loss, method=prior_method,
     default_task=lambda cfg: "procedural:0.05-0.6", validate=_validate_prior, validation_digits=32, check=check_prior,
     splits=prior_splits,
     options=(Option("eval", "--sampler", type=lambda name: {"replace": "replacement"}.get(name, name),

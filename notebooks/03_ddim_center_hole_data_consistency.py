@@ -383,7 +383,7 @@ plt.show()
 #
 # `center_hole.KIND.obtain(cfg)` gives the trained model. In the `cpu` and `full` profiles that is the course's
 # shipped model (`pretrained/center_hole.pt`, checked against its sha256 and config), made once by the loop below
-# with the `pretrained` recipe (`python -m course_utils train --profile pretrained --out DIR`, 6,000 steps); its
+# with the `pretrained` recipe (`python -m course_utils train --profile pretrained --out DIR`, longer); its
 # manifest keeps the losses and validation scores plotted below. With `TRAIN_YOUR_OWN = True` (and in `ci`) it
 # trains here, with `training.fit`, notebook 02's loop grown up: AdamW, warm-up then cosine learning rate, gradient
 # clipping, EMA. Every `cfg.save_every` steps it writes `last.pt` atomically (model, EMA, optimiser, generator
