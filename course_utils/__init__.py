@@ -31,7 +31,8 @@ One module per concern, in the order the course teaches them:
 * ``plotting``   image grids, panels and curves every notebook uses
 * ``widgets``    ipywidgets controls (each paired with a static figure)
 * ``publishing`` the course's one public address and the Colab badges
-* ``runner``     executing the notebooks with progress (``./run_course.sh``), their runtimes page
+* ``runner``     executing the notebooks with progress (``./run_course.sh``)
+* ``reports``    the pages of docs/ that a run's JSON writes: section times and results
 * ``site``       the course as a static HTML site
 * ``cli``        ``python -m course_utils run | train | ship | sample | eval | bench | ...``: parsing only
 

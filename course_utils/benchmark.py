@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from . import prior
 from .config import Profile, get_profile
-from .evaluation import Method, SamplerOptions, baseline_method, evaluate
+from .evaluation import Method, SamplerOptions, baseline_method, evaluate, summaries_markdown
 from .inpainting import SAMPLERS
 from .kinds import KINDS
 from .runs import MissingModelError, ModelKind
@@ -243,24 +243,8 @@ def markdown_table(result: dict, metric: str = "psnr", which: str = "single", di
 
 
 def task_table(result: dict, task: str) -> str:
-    """Every method of a :func:`run_benchmark` result on one task as a markdown table: PSNR and L1 of one sample and
-    of the mean of K, SSIM, class preservation, Frechet distance, seconds and network calls per image and sample
-    (methods that cannot do the task are left out; notebook 06 and ``bench``)."""
+    """Every method of a :func:`run_benchmark` result on one task as a markdown table
+    (:func:`~course_utils.evaluation.summaries_markdown`; methods that cannot do the task are left out; notebook 06
+    and ``bench``)."""
     spec = parse_task(task).spec
-    lines = ["| method | PSNR, 1 sample | PSNR, mean of K | L1, 1 sample | SSIM | class | Frechet | ms / image "
-             "| calls / image |", "| --- |" + " ---: |" * 8]
-
-    def cell(value, fmt):
-        return "" if value is None else f"{value:{fmt}}"
-
-    for name, row in result["methods"].items():
-        s = row.get(spec)
-        if s is None:
-            continue
-        m = s["metrics"]
-        mean_k = cell(m["psnr"]["mean_k"], ".2f") + (f" (K={s['k']})" if s["k"] > 1 else " (K=1)")
-        lines.append(f"| {name} | {m['psnr']['single']:.2f} | {mean_k} | {m['l1']['single']:.4f} | "
-                     f"{m['ssim']['single']:.3f} | {cell(m['class_acc']['single'], '.3f')} | "
-                     f"{cell(m['frechet']['single'], '.1f')} | {1000 * s['seconds_per_image']:.1f} | "
-                     f"{s['network_calls_per_image']:g} |")
-    return "\n".join(lines)
+    return summaries_markdown({name: row[spec] for name, row in result["methods"].items() if row.get(spec)})

@@ -21,7 +21,7 @@ from . import benchmark
 from .baselines import BASELINES, baselines_for
 from .checkpoints import CheckpointMismatchError, read_checkpoint
 from .classifier import course_classifier
-from .config import PRETRAINED, PROFILE_NAMES, get_device, get_profile, hardware, seed_everything
+from .config import PRETRAINED, PROFILE_NAMES, get_device, get_profile, hardware, output_dir, seed_everything
 from .data import MNIST_RAW_FILES, MNISTNotFoundError, load_mnist, load_splits
 from .evaluation import SamplerOptions, baseline_method, evaluate, format_results
 from .kinds import KINDS, kind_of_checkpoint
@@ -29,7 +29,8 @@ from .runs import ModelKind
 from .plotting import show_rows
 from .pretrained import load_shipped, ship
 from .publishing import write_badges
-from .runner import run_notebooks, write_runtimes_page
+from .reports import write_results_page, write_runtimes_page
+from .runner import run_notebooks
 from .site import build_site
 from .tasks import TaskSpecError, parse_task
 from .training import fast_layout
@@ -396,12 +397,19 @@ def command_site(args) -> int:
 
 
 def command_runtimes(args) -> int:
-    """``runtimes``: the markdown page of a run summary's times (:func:`~course_utils.runner.runtimes_page`)."""
+    """``runtimes``: the markdown page of a run summary's times (:func:`~course_utils.reports.runtimes_page`)."""
     try:
         print(f"wrote {write_runtimes_page(args.summary, args.out)}")
     except (OSError, ValueError) as why:
         print(f"error: {args.summary}: {why}", file=sys.stderr)
         return 2
+    return 0
+
+
+def command_results(args) -> int:
+    """``results``: the markdown page of every notebook's results in an outputs folder
+    (:func:`~course_utils.reports.results_page`)."""
+    print(f"wrote {write_results_page(args.outputs or output_dir(), args.profile, args.out)}")
     return 0
 
 
@@ -421,6 +429,11 @@ def main(argv: list[str] | None = None) -> int:
     runtimes = sub.add_parser("runtimes", help="a markdown page of a run's notebook and section times")
     runtimes.add_argument("--summary", required=True, help="the outputs/run_summary_<profile>.json a run wrote")
     runtimes.add_argument("--out", required=True, help="the markdown file to write (docs/section_times.md)")
+    results = sub.add_parser("results", help="a markdown page of every notebook's results in a run's outputs folder")
+    results.add_argument("--profile", choices=PROFILE_NAMES, default="cpu", help="the run's profile (default cpu)")
+    results.add_argument("--outputs", default=None, help="the run's outputs folder (default: $COURSE_OUTPUT_DIR or "
+                         "outputs/)")
+    results.add_argument("--out", required=True, help="the markdown file to write (docs/results.md)")
     train = sub.add_parser("train", help="train a model kind (notebook 03's by default), checkpointing DIR/last.pt")
     train.add_argument("--model", choices=tuple(KINDS), default="center_hole",
                        help="which model: " + "; ".join(f"{k.name} = {k.description}" for k in KINDS.values()))
@@ -479,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
             {"train": train, "eval": evaluate}[option.command].add_argument(*option.flags, **option.keywords)
     args = parser.parse_args(argv)
     commands = {"train": command_train, "sample": command_sample, "eval": command_eval, "bench": command_bench,
-                "ship": command_ship, "runtimes": command_runtimes, "site": command_site, "run": command_run,
+                "ship": command_ship, "runtimes": command_runtimes, "results": command_results, "site": command_site, "run": command_run,
                 "badges": command_badges}
     return commands[args.command](args)
 

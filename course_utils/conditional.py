@@ -37,7 +37,7 @@ from .training import noised_batch, p2_weight
 # 1.0), low resolution (x4), large occlusions (rectangles and the centre hole) and undersampled k-space.
 TRAINING_TASKS = ("sparse:0.05-0.2", "noise:0.3-1.0", "lowres:4", "rect", "center:12", "kspace:0.25")
 # How often each is drawn: the sparse pixels and the centre hole leave the most to the model, so they get four and
-# two times the others' share (chosen on validation digits at the cpu budget; docs/results.md has the runs).
+# two times the others' share (chosen on validation digits at the cpu budget; docs/history.md has the runs).
 TASK_WEIGHTS = (4.0, 1.0, 1.0, 1.0, 2.0, 1.0)
 ARCHITECTURES = ("control_cross", "cross", "concat")
 # Where the conditional U-Net attends (see ConditionalUNet): linear self-attention at 32x32 and 16x16,
@@ -69,7 +69,7 @@ CONDITIONAL: dict[str, ConditionalConfig] = {
     "ci": ConditionalConfig(profile="ci", base_channels=8, channel_mults=(1, 2, 2), batch_size=16, steps=30,
                             warmup=5, train_size=512, val_size=64, save_every=15, sample_steps=5, ddpm_steps=8,
                             n_samples=2, eval_size=16, ablation_steps=6, ablation_batch=8, ablation_size=8),
-    # cpu: 1,500 steps of 64 digits, a budget chosen on validation digits (docs/results.md)
+    # cpu: 1,500 steps of 64 digits, a budget chosen on validation digits (docs/history.md)
     "cpu": ConditionalConfig(profile="cpu", batch_size=64, steps=1500, warmup=100, save_every=300, sample_steps=10),
     "full": ConditionalConfig(profile="full", base_channels=32, batch_size=128, steps=3000, val_size=2000,
                               save_every=500, eval_size=1000),
@@ -103,7 +103,7 @@ class ConditionalUNet(nn.Module):
     (cross-attention at 8x8), residual block. Up: a residual block per level with the skip concatenated.
 
     The layout was set by a step-time target: at most 1.5 times notebook 03's U-Net of the same width on 2 CPU
-    cores (docs/results.md has the layouts measured); notebook 04 measures the ratio on yours.
+    cores (docs/history.md has the layouts measured); notebook 04 measures the ratio on yours.
     """
 
     def __init__(self, base_channels: int = 16, channel_mults: tuple[int, ...] = (1, 2, 4), heads: int = 2,

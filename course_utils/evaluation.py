@@ -240,12 +240,10 @@ def evaluate(
     return summary, per_image, samples
 
 
-def format_results(summary: dict) -> str:
-    """An eval summary as a readable table: each baseline, then the method's single sample and mean of K.
-
-    Taught in notebook 03.
-    """
-    region = "hole" if summary["region"] == "missing" else "image"
+def result_rows(summary: dict) -> list[tuple[str, dict]]:
+    """An eval summary's rows, (name, {psnr, l1, ssim, class_acc, frechet}): each baseline, then the method's single
+    sample and its mean of K (no Frechet distance: the mean is not a sample). :func:`format_results` prints them,
+    :func:`~course_utils.reports.results_page` writes them as markdown."""
     m, k = summary["metrics"], summary["k"]
     rows = [(name, r) for name, r in summary["baselines"].items()]
     one = {name: m[name]["single"] for name in ("psnr", "l1", "ssim", "class_acc")}
@@ -255,6 +253,17 @@ def format_results(summary: dict) -> str:
     if k > 1:
         rows.append((f"{summary['method']}, mean of {k}",
                      {**{name: m[name]["mean_k"] for name in ("psnr", "l1", "ssim", "class_acc")}, "frechet": None}))
+    return rows
+
+
+def format_results(summary: dict) -> str:
+    """An eval summary as a readable table: each baseline, then the method's single sample and mean of K.
+
+    Taught in notebook 03.
+    """
+    region = "hole" if summary["region"] == "missing" else "image"
+    m, k = summary["metrics"], summary["k"]
+    rows = result_rows(summary)
 
     def cell(value, fmt):
         return f"{value:{fmt}}" if value is not None else f"{'-':>{int(fmt.split('.')[0])}}"
@@ -276,5 +285,24 @@ def format_results(summary: dict) -> str:
         + "per image and sample"
         + (f"; the classifier recognises {100 * acc:.1f}% of the clean digits" if acc is not None else "")
     )
+    return "\n".join(lines)
+
+
+def summaries_markdown(summaries: dict[str, dict]) -> str:
+    """Eval summaries, one per named method, as a markdown table: PSNR of one sample and of the mean of K, L1 of one
+    sample, SSIM, class preservation, Frechet distance, ms and network calls per image and sample (``bench``,
+    notebook 06 and docs/results.md)."""
+    lines = ["| method | PSNR, 1 sample | PSNR, mean of K | L1, 1 sample | SSIM | class | Frechet | ms / image "
+             "| calls / image |", "| --- |" + " ---: |" * 8]
+
+    def cell(value, fmt):
+        return "" if value is None else f"{value:{fmt}}"
+
+    for name, s in summaries.items():
+        m = s["metrics"]
+        lines.append(f"| {name} | {m['psnr']['single']:.2f} | {cell(m['psnr']['mean_k'], '.2f')} (K={s['k']}) | "
+                     f"{m['l1']['single']:.4f} | {m['ssim']['single']:.3f} | {cell(m['class_acc']['single'], '.3f')} | "
+                     f"{cell(m['frechet']['single'], '.1f')} | {1000 * s['seconds_per_image']:.1f} | "
+                     f"{s['network_calls_per_image']:g} |")
     return "\n".join(lines)
 

@@ -676,7 +676,7 @@ if CONTROL in switch_rows:
 # about what a different seed moves. Look for the switch that stands out. When we tuned the recipe on the
 # validation split, that was **what the network predicts** (predicting $\epsilon$ leaves $\hat x_0$ poor at the noisy
 # steps, section 2); self-conditioning did not pay on a CPU, because its extra forward pass costs steps
-# (`docs/results.md` has the numbers of that tuning).
+# (`docs/history.md` has the numbers of that tuning).
 #
 # The row *eps output, loss on its x0* is the control section 5 asked for: an $\epsilon$-output network trained on
 # the error of the $\hat x_0$ it implies, with the same weights over $t$ as the default $x_0$ model (the identity

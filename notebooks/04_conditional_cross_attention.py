@@ -387,7 +387,7 @@ ratio = step_seconds["notebook 04 model"] / step_seconds["notebook 03 U-Net"]
 print(f"a step of this model takes {ratio:.2f} times as long")
 
 # %% [markdown]
-# That ratio is what the attention blocks and the control encoder cost per step (`docs/results.md` records how the
+# That ratio is what the attention blocks and the control encoder cost per step (`docs/history.md` records how the
 # layout was chosen to keep it small).
 #
 # ## 4. Sampling with DDPM and with DDIM
@@ -605,7 +605,7 @@ print(f"the model, trained on all {len(train)}: one sample keeps the class "
 # budget takes the same optimiser steps whatever the number of digits. With the full MNIST (60,000 training digits)
 # the baseline gets several doublings stronger. It can also be stronger on validation digits than on test digits:
 # MNIST's test digits were written by other people, so a validation digit may have a training digit by the same
-# hand to copy (`docs/results.md` has our measurement). Tune on validation digits, report on test digits.
+# hand to copy (`docs/history.md` has our measurement). Tune on validation digits, report on test digits.
 #
 # One sample per observation, for every task:
 

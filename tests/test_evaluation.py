@@ -1,5 +1,7 @@
 """The evaluation harness: any method on any task, scored the same way, with honest costs."""
 
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -181,3 +183,25 @@ def test_the_harness_reproduces_notebook_03s_former_evaluation_exactly(digits):
     assert torch.equal(samples, former)
     assert summary["metrics"]["psnr"]["mean_k"] == metrics.psnr_on_mask(former.mean(0), images, mask).mean().item()
     assert summary["metrics"]["psnr"]["single"] == metrics.psnr_on_mask(former[0], images, mask).mean().item()
+
+
+def test_the_results_page_shows_what_the_runs_json_holds_and_names_what_is_missing(digits, library, tmp_path):
+    from course_utils import cli, reports
+
+    images, labels = digits
+    summary, _, _ = evaluation.evaluate(noisy_method(), images, labels, "center:12", k=2, library=library,
+                                        progress=False)
+    folder = tmp_path / "03_center_hole" / "shipped-cpu"
+    folder.mkdir(parents=True)
+    (folder / "metrics_cpu.json").write_text(json.dumps(summary))
+    assert cli.main(["results", "--outputs", str(tmp_path), "--profile", "cpu", "--out", str(tmp_path / "r.md")]) == 0
+    page = (tmp_path / "r.md").read_text()
+    psnr = summary["metrics"]["psnr"]
+    assert f"| noisy, 1 sample | {psnr['single']:.2f} |" in page and f"| noisy, mean of 2 | {psnr['mean_k']:.2f} |" in page
+    nn_psnr = summary["baselines"]["nearest_neighbour"]["psnr"]
+    assert f"| nearest_neighbour | {nn_psnr:.2f} |" in page
+    assert "### With the shipped model" in page and "From `outputs/03_center_hole/shipped-cpu/metrics_cpu.json`" in page
+    for missing in ("metrics/02_ddpm_cpu.json", "05_prior/results_cpu.json", "benchmark_cpu.json",
+                    "04_conditional/shipped-cpu/metrics_cpu.json"):
+        assert f"Not in this run: `outputs/{missing}` is missing" in page
+    assert reports.results_page(tmp_path, "cpu") == page
