@@ -133,6 +133,7 @@ def ship(kind, run: str | Path, train_digits: DigitSet, val: DigitSet, note: str
     if config_dict(cfg) != config_dict(kind.config(PRETRAINED)) or extra["step"] < cfg.steps:
         raise ShippedCheckpointError(f"{run} holds no finished run of the code's {PRETRAINED} recipe of {kind.name} "
                                      f"(profile {cfg.profile}, step {extra['step']} of {cfg.steps})")
+    commit = _commit()  # before the file below is written: replacing a shipped file would make the tree dirty
     full = rounded = None
     if kind.validate is not None:  # a kind without a validation score ships float32
         full = _score(kind, model, cfg, val)
@@ -149,7 +150,7 @@ def ship(kind, run: str | Path, train_digits: DigitSet, val: DigitSet, note: str
         "command": f"python -m course_utils train --model {kind.name} --profile {PRETRAINED} --out {run} "
                    f"--seed {extra.get('seed', 0)}",
         "seed": extra.get("seed", 0), "steps": extra["step"], "training_minutes": round(extra["seconds"] / 60, 1),
-        "hardware": hardware("cpu"), "note": note, "code_commit": _commit(),
+        "hardware": hardware("cpu"), "note": note, "code_commit": commit,
         "shipped": datetime.date.today().isoformat(),
         "training_digits": {"count": len(train_digits), "fingerprint": fingerprint(train_digits)},
         "validation": {"digits": len(val), "score_float32": full and round(full, 3),
