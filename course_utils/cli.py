@@ -1,5 +1,5 @@
 """Command line: parses arguments and calls the library (run the course, train / ship / sample / evaluate /
-benchmark models, badges, runtimes, site); every command and flag is listed in docs/commands.md and by ``--help``.
+benchmark models, badges, runtimes, results, site); every command and flag is listed in docs/commands.md and by ``--help``.
 
 (the installed ``course`` command is the same program.) ``train``, ``sample`` and ``eval`` are taught in
 03_ddim_center_hole_data_consistency. ``eval`` runs :func:`course_utils.evaluation.evaluate` on a model kind of
@@ -409,7 +409,12 @@ def command_runtimes(args) -> int:
 def command_results(args) -> int:
     """``results``: the markdown page of every notebook's results in an outputs folder
     (:func:`~course_utils.reports.results_page`)."""
-    print(f"wrote {write_results_page(args.outputs or output_dir(), args.profile, args.out)}")
+    try:
+        print(f"wrote {write_results_page(args.outputs or output_dir(), args.profile, args.out)}")
+    except (OSError, ValueError, KeyError, TypeError) as why:  # json's decode error is a ValueError
+        print(f"error: a results file of the {args.profile} run could not be read ({type(why).__name__}: {why}); "
+              "run its notebook again to rewrite it", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -14,16 +14,17 @@ ancestral sampling) and asserts that they equal the course's; :data:`KIND` is th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
-from .config import PROFILES
+from .config import PRETRAINED, PROFILES
 from .data import Batches, DigitSet
 from .diffusion import Denoiser, ddpm_sample
 from .evaluation import Method, SamplerOptions
 from .masks import mixed_masks
+from .metrics import psnr_on_mask
 from .models import UNet
 from .runs import ModelKind, RunConfig
 from .schedules import make_schedule
@@ -53,6 +54,9 @@ DDPM: dict[str, DDPMConfig] = {
                      eval_size=p.eval_size, save_every=max(1, p.train_steps // 4), sample_steps=p.sample_steps)
     for name, p in PROFILES.items()
 }
+# the course's shipped DDPM (notebook 02 shows it beside the one it trains): the cpu network and batch at three
+# times its steps, sampled with EMA weights (docs/design.md has how it was chosen)
+DDPM[PRETRAINED] = replace(DDPM["cpu"], profile=PRETRAINED, steps=6000, warmup=100, ema_decay=0.999, save_every=1000)
 
 
 def build_ddpm(cfg: DDPMConfig) -> nn.Module:
@@ -77,6 +81,18 @@ def batch_loss(cfg: DDPMConfig, train: DigitSet, device: torch.device):
     return loss_fn
 
 
+@torch.no_grad()
+def validate_ddpm(model: nn.Module, cfg: DDPMConfig, val: DigitSet, seed: int = 0):
+    """(hole PSNR of one ancestral sample with replacement, ``cfg.sample_steps`` steps, on masks of the training mix
+    drawn with ``seed``, None): the score a run records at every save, on validation digits (notebook 02's test
+    metric)."""
+    generator = torch.Generator().manual_seed(seed)
+    mask = mixed_masks(val.images.shape[0], seed=generator).to(val.images.device)
+    y = mask * val.images
+    denoiser = Denoiser(model, make_schedule(cfg.schedule, cfg.T), "eps", (mask, y))
+    return psnr_on_mask(ddpm_sample(denoiser, y, mask, cfg.sample_steps, True, generator), val.images, mask).mean().item(), None
+
+
 def ddpm_method(model: nn.Module, cfg: DDPMConfig, options: SamplerOptions = SamplerOptions()) -> Method:
     """Notebook 02's inpainting: ancestral DDPM over ``options.steps`` (default ``cfg.sample_steps``) linspace
     timesteps, the known pixels replaced after each step (:func:`~course_utils.diffusion.ddpm_sample`)."""
@@ -91,4 +107,4 @@ def ddpm_method(model: nn.Module, cfg: DDPMConfig, options: SamplerOptions = Sam
 KIND = ModelKind(
     name="ddpm", description="notebook 02: DDPM on [x_t, m, y] with mixed masks, ancestral sampling with replacement",
     notebook="02_ddpm_from_scratch_masked_mnist", folder="02_ddpm", presets=DDPM, build=build_ddpm, loss=batch_loss,
-    method=ddpm_method, default_task=lambda cfg: "center:12")
+    method=ddpm_method, default_task=lambda cfg: "center:12", validate=validate_ddpm, validation_digits=200)

@@ -1,9 +1,8 @@
 """The course's shipped checkpoints: each model kind trained once with its ``pretrained`` recipe, by the course's own
 ``train`` command, and kept in the repository's ``pretrained/`` folder with a manifest.
 
-Taught in: 05_unconditional_prior_adaptation (the shipped prior is where its adaptation starts); used in notebooks 03
-to 06 (their shipped models); ``eval``, ``sample``
-and ``bench`` take a shipped model as ``--checkpoint pretrained:KIND``.
+Taught in: 05_unconditional_prior_adaptation (the shipped prior is where its adaptation starts); used in notebooks 02
+to 06 (their shipped models); ``eval``, ``sample`` and ``bench`` take a shipped model as ``--checkpoint pretrained:KIND``.
 
 A shipped file (``pretrained/KIND.pt``) holds what sampling needs: the kind, its config and the EMA weights, in
 float16 when validation showed no loss, read with ``weights_only=True``. Its manifest (``pretrained/KIND.json``) says
@@ -97,7 +96,7 @@ def provenance(manifest: dict, train: DigitSet, may_overlap: str) -> str:
     """What a notebook prints about a shipped checkpoint it uses: the file, its dtype and sha256, the command that
     made it, on how many training digits and where; and, when ``train`` is not the digits it was trained on (another
     MNIST folder), that ``may_overlap`` (which of the notebook's splits may hold digits the model has seen).
-    Notebooks 03 to 05 print it."""
+    Notebooks 02 to 05 print it."""
     lines = [f"the course's shipped {manifest['kind']} model {manifest['file']} ({manifest['dtype']}, sha256 "
              f"{manifest['sha256'][:12]}...), made by", f"  {manifest['command']}",
              f"on {manifest['training_digits']['count']} training digits; {manifest['hardware']}"]

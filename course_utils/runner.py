@@ -176,10 +176,9 @@ def key_result(nb) -> str | None:
 
 
 def run_notebooks(profile: str, names: list[str] | None = None, timeout: int = 3600) -> dict:
-    """Execute the notebooks (all, or those whose name starts with one of ``names``) in ``profile``.
-
-    Runs notebooks 01 to 03 for `./run_course.sh` (the README's main job).
-    """
+    """Execute the notebooks (all, or those whose name starts with one of ``names``) in ``profile``; ``./run_course.sh``
+    (the README's main job) runs them all. The run summary keeps the entries of notebooks a partial run left out
+    from the last summary of the profile, each with the time it ran."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
@@ -212,6 +211,9 @@ def run_notebooks(profile: str, names: list[str] | None = None, timeout: int = 3
     executed = output_dir("executed", profile)  # one folder per profile: a ci run never replaces a cpu run's
     summary = {"profile": profile, "python": platform.python_version(), "machine": platform.machine(),
                "hardware": hardware(get_device()), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "notebooks": {}}
+    path = output_dir() / f"run_summary_{profile}.json"
+    if names and path.is_file():  # a partial run: the other notebooks' entries stay (sorted in course order below)
+        summary["notebooks"] = json.loads(path.read_text()).get("notebooks", {})
     for py in sources:
         ipynb = py.with_suffix(".ipynb")
         nb = nbformat.read(ipynb, as_version=4)
@@ -233,13 +235,15 @@ def run_notebooks(profile: str, names: list[str] | None = None, timeout: int = 3
         nbformat.write(nb, executed / ipynb.name)
         result = key_result(nb)
         summary["notebooks"][py.stem] = {"seconds": round(seconds, 1), "executed": str(executed / ipynb.name),
-                                         "key_result": result,
+                                         "key_result": result, "ran": time.strftime("%Y-%m-%d %H:%M"),
                                          "seconds_per_section": {name: round(sec, 1) for name, sec
                                                                  in progress.seconds_per_section.items()}}
         print(f"[{profile}] {ipynb.name} done in {seconds / 60:.1f} min -> {executed / ipynb.name}", flush=True)
         if result:
             print(f"[{profile}] {result}", flush=True)
-    path = output_dir() / f"run_summary_{profile}.json"
+    order = [p.stem for p in notebook_sources(root)]
+    summary["notebooks"] = dict(sorted(summary["notebooks"].items(),
+                                        key=lambda item: order.index(item[0]) if item[0] in order else len(order)))
     path.write_text(json.dumps(summary, indent=2))
     print(f"summary: {path}\nfigures: {output_dir('figures', profile)}")
     return summary

@@ -151,8 +151,8 @@ def test_runtimes_page_from_a_run_summary(tmp_path):
     (tmp_path / "run.json").write_text(json.dumps(summary))
     assert cli.main(["runtimes", "--summary", str(tmp_path / "run.json"), "--out", str(tmp_path / "t.md")]) == 0
     page = (tmp_path / "t.md").read_text()
-    assert "| 02_ddpm | 7.5 |  |" in page and "| all | 7.7 | |" in page and "| 6. Training | 360 |" in page
-    assert "| 01_forward_process | 0.1 | the same mean / and variance |" in page
+    assert "| 02_ddpm |  | 7.5 |  |" in page and "| all | | 7.7 | |" in page and "| 6. Training | 360 |" in page
+    assert "| 01_forward_process |  | 0.1 | the same mean / and variance |" in page
     assert "a 2-core CPU" in page and "2026-12-03 12:00:00" in page
     (tmp_path / "empty.json").write_text(json.dumps({"profile": "cpu", "notebooks": {}}))
     assert cli.main(["runtimes", "--summary", str(tmp_path / "empty.json"), "--out", str(tmp_path / "e.md")]) == 2

@@ -65,6 +65,25 @@ def test_ddpm_kind_draws_notebook_02s_batches_and_resumes_them_exactly(tmp_path)
     assert resumed["losses"] == whole["losses"]
 
 
+def test_ddpm_validation_is_one_seeded_replacement_sample_scored_on_the_hole():
+    """validate_ddpm draws masks of the training mix and one ancestral sample with replacement from one seed: the
+    same score twice, another with another seed, and exactly the hole PSNR of diffusion.ddpm_sample's output."""
+    from course_utils import diffusion, metrics
+
+    net, digits, _ = tiny_setup()
+    cfg = ddpm.KIND.config("ci", base_channels=8, channel_mults=(1, 2), sample_steps=4)
+    net.eval()
+    score, fig = ddpm.validate_ddpm(net, cfg, digits)
+    assert fig is None and score == ddpm.validate_ddpm(net, cfg, digits)[0] != ddpm.validate_ddpm(net, cfg, digits, 1)[0]
+    g = torch.Generator().manual_seed(0)
+    mask = masks.mixed_masks(len(digits), seed=g)
+    y = mask * digits.images
+    denoiser = diffusion.Denoiser(net, schedules.make_schedule(cfg.schedule, cfg.T), "eps", (mask, y))
+    with torch.no_grad():
+        out = diffusion.ddpm_sample(denoiser, y, mask, cfg.sample_steps, True, g)
+    assert score == pytest.approx(metrics.psnr_on_mask(out, digits.images, mask).mean().item())
+
+
 def test_checkpoint_round_trip(tmp_path):
     net, _, _ = tiny_setup()
     cfg = {"base_channels": 8, "channel_mults": (1, 2), "T": 100}
