@@ -584,6 +584,54 @@ assert all(math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-6) for a, b in zip(losses
 print("training loop: notebook == course_utils", [f"{v:.4f}" for v in losses_a])
 
 # %% [markdown]
+# ## 11. The course's shipped DDPM
+#
+# The model above trained for a few minutes. The course also ships a DDPM it trained once, with `cpu`'s network for
+# longer and sampled with an exponential moving average (EMA) of its weights, which notebook 03 explains:
+# `pretrained/ddpm.pt`, made by `python -m course_utils train --model ddpm --profile pretrained` on MNIST training
+# digits only and checked here against its manifest (sha256 and config). Below it fills the same test digits with
+# the same masks, with the sampler you wrote in section 7 and replacement. In the `cpu` profile the two models have
+# the same network, so the table answers: how much do longer training and EMA buy? (In `ci` and `full` the widths
+# differ too; the first lines print both recipes.)
+
+# %%
+from course_utils import pretrained
+
+shipped_cfg, shipped, manifest = pretrained.load_shipped(ddpm.KIND, map_location=device)
+shipped = shipped.to(device)
+assert (shipped_cfg.schedule, shipped_cfg.T) == (profile.schedule, T), "the sampler above assumes the same schedule"
+print(pretrained.provenance(manifest, data.load_splits(shipped_cfg, seed=SEED)[0], "the test digits below are "
+                            "still ones it never saw (it trained on training digits only)"))
+print(f"shipped: widths {shipped_cfg.base_channels} x {shipped_cfg.channel_mults}, {manifest['steps']} steps of "
+      f"{shipped_cfg.batch_size} digits, {manifest['training_minutes']} min of training, EMA decay "
+      f"{shipped_cfg.ema_decay}\nthis notebook's: widths {run_cfg.base_channels} x {run_cfg.channel_mults}, "
+      f"{run_cfg.steps} steps of {run_cfg.batch_size}, no EMA")
+start = time.perf_counter()
+shipped_runs = torch.stack([sample(shipped, y_eval, m_eval, profile.sample_steps, True,
+                                   torch.Generator().manual_seed(100 + k))
+                            for k in tqdm(range(profile.n_samples), desc="shipped DDPM")])
+print(f"{profile.n_samples} x {n_eval} samples in {time.perf_counter() - start:.0f} s")
+results["shipped DDPM replacement, 1 sample"] = {k: v.mean().item() for k, v in evaluate(shipped_runs[0]).items()}
+results[f"shipped DDPM replacement, mean of {profile.n_samples}"] = {
+    k: v.mean().item() for k, v in evaluate(shipped_runs.mean(0)).items()}
+print(f"{'method':<44} {'hole PSNR (dB)':>15} {'hole L1':>9}")
+for name in ("nearest known pixel", "DDPM replacement, 1 sample", f"DDPM replacement, mean of {profile.n_samples}",
+             "shipped DDPM replacement, 1 sample", f"shipped DDPM replacement, mean of {profile.n_samples}"):
+    print(f"{name:<44} {results[name]['hole_psnr']:>15.2f} {results[name]['hole_l1']:>9.4f}")
+metrics_file.write_text(json.dumps({"profile": profile.name, "n_test": n_eval, "sample_steps": profile.sample_steps,
+                                    "k": profile.n_samples, "results": results}, indent=2))
+plotting.show_rows({"observed": y_eval[pick], "this notebook's model": samples["DDPM replacement"][0][pick],
+                    "shipped model": shipped_runs[0][pick], "ground truth": x_eval[pick]},
+                   masks={"observed": m_eval[pick]}, n=len(pick),
+                   title="One sample each, the same masks and seeds", save="02_shipped_panel")
+plt.show()
+
+# %% [markdown]
+# Same masks, same seeds, same sampler: in `cpu` whatever separates the two rows is training (its length and EMA).
+# Notebook 03 measures what EMA alone is worth, and why a model predicting $x_0$ instead of $\epsilon$ does better
+# on large holes.
+
+# %% [markdown]
 # ## Summary
 #
 # - A DDPM needs four pieces: a forward process (notebook 01), a network $\epsilon_\theta(x_t, t, \cdot)$ with a time

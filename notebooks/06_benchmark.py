@@ -41,10 +41,11 @@
 #
 # ## What you need
 #
-# - Notebooks 02 to 05 (their models are reused from `outputs/` when a run of the same configuration is there, and
-#   trained here otherwise) and notebook 03's evaluation harness.
-# - Runtime: the README's table (with the shipped models and notebooks 02 to 05's in `outputs/`; a model that is
-#   missing is trained first, and its cell prints how long that took).
+# - Notebooks 02 to 05, whose models it compares: in `cpu` and `full` the course's shipped ones (`pretrained/`) and
+#   notebook 05's fine-tunes, reused from `outputs/` when notebook 05 has run and trained here otherwise; in `ci`
+#   each notebook's tiny model. And notebook 03's evaluation harness.
+# - Runtime: the README's table (with notebook 05's fine-tunes in `outputs/`; a model that is missing is trained
+#   first, and its cell prints how long that took).
 
 # %% [markdown]
 # ## Setup
