@@ -83,11 +83,12 @@ def summary_table(summary: dict) -> list[str]:
     return lines
 
 
-def _read(path: Path, outputs: Path) -> tuple[dict | None, str]:
-    """(the JSON at ``path`` or None, a line naming it and the day it was written, or saying it is missing)."""
+def _read(path: Path, outputs: Path, missing: str = "run the notebook to write it") -> tuple[dict | None, str]:
+    """(the JSON at ``path`` or None, a line naming it and the day it was written, or saying it is missing and what
+    writes it)."""
     name = path.relative_to(outputs).as_posix()
     if not path.is_file():
-        return None, f"Not in this run: `outputs/{name}` is missing (run the notebook to write it)."
+        return None, f"Not in this run: `outputs/{name}` is missing ({missing})."
     day = datetime.date.fromtimestamp(path.stat().st_mtime).isoformat()
     return json.loads(path.read_text()), f"From `outputs/{name}` (written {day})."
 
@@ -98,7 +99,7 @@ def _folders(kind, outputs: Path, profile: str) -> list[Path]:
     own = kind.config(profile)
     folders = [outputs / kind.folder / f"shipped-{profile}", outputs / kind.folder / run_name(own.profile, config_dict(own))]
     found = [f for f in folders if any(f.glob(f"*_{profile}.json"))]
-    return found or folders[:1]
+    return found or (folders[:1] if profile in ("cpu", "full") else folders[1:])  # where that profile writes
 
 
 def _label(folder: Path) -> str:
@@ -177,13 +178,17 @@ def _notebook_05(outputs: Path, profile: str) -> list[str]:
     return lines
 
 
-def _notebook_06(outputs: Path, profile: str) -> list[str]:
-    data, source = _read(outputs / f"benchmark_{profile}.json", outputs)
-    lines = ["## Notebook 06: every method on every task", "", source]
+def _benchmark(outputs: Path, name: str, title: str, missing: str) -> list[str]:
+    """A benchmark result (:func:`~course_utils.benchmark.run_benchmark`'s JSON, notebook 06's or ``bench``'s):
+    PSNR (of the mean of K when K > 1) and one sample's class preservation per method and task, every method on
+    ``center:12``, and notebook 06's mean-of-K lesson where the file has it."""
+    data, source = _read(outputs / name, outputs, missing)
+    lines = [title, "", source]
     if not data:
         return lines
-    lines += ["", f"{data['n']} test digits, K = {data['k']}, {data.get('hardware', '')}. PSNR of one sample (dB):",
-              "", markdown_table(data, "psnr", "single"), "", "Class preservation of one sample:", "",
+    which, label = ("mean_k", f"the mean of {data['k']}") if data["k"] > 1 else ("single", "one sample")
+    lines += ["", f"{data['n']} test digits, K = {data['k']}, {data.get('hardware', '')}. PSNR of {label} (dB):", "",
+              markdown_table(data, "psnr", which), "", "Class preservation of one sample:", "",
               markdown_table(data, "class_acc", "single", 3), "", "`center:12`, every method:", "",
               task_table(data, "center:12")]
     lesson = data.get("lesson")
@@ -196,7 +201,7 @@ def _notebook_06(outputs: Path, profile: str) -> list[str]:
         mmse = lesson["mmse"]
         lines += [f"| MMSE regressor | {mmse['psnr']:.2f} | {mmse['mse']:.4f} | {mmse['class_acc']:.3f} | "
                   f"{mmse['frechet']:.1f} |", ""]
-        lines += [f"- {'met' if ok else 'not met'}: {check}" for check, ok in lesson.get("checks", {}).items()]
+        lines += [f"- {'yes' if ok else 'no'}: {check}" for check, ok in lesson.get("checks", {}).items()]
     return lines
 
 
@@ -218,8 +223,13 @@ def results_page(outputs: str | Path, profile: str) -> str:
         lines += ["", f"{data['n_test']} test digits, {data['sample_steps']} sampling steps, K = {data['k']}:", "",
                   "| method | hole PSNR (dB) | hole L1 |", "| --- | ---: | ---: |"]
         lines += [f"| {name} | {r['hole_psnr']:.2f} | {r['hole_l1']:.4f} |" for name, r in data["results"].items()]
-    for section in (_notebook_03, _notebook_04, _notebook_05, _notebook_06):
+    for section in (_notebook_03, _notebook_04, _notebook_05):
         lines += [""] + section(outputs, profile)
+    lines += [""] + _benchmark(outputs, f"benchmark_{profile}.json", "## Notebook 06: every method on every task",
+                               "run the notebook to write it")
+    lines += [""] + _benchmark(outputs, f"bench_{profile}.json", "## The `bench` command, on more digits",
+                               f"`python -m course_utils bench --profile {profile} --json outputs/bench_{profile}.json`"
+                               " writes it")
     return "\n".join(lines) + "\n"
 
 

@@ -213,12 +213,14 @@ def run_notebooks(profile: str, names: list[str] | None = None, timeout: int = 3
                "hardware": hardware(get_device()), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "notebooks": {}}
     path = output_dir() / f"run_summary_{profile}.json"
     if names and path.is_file():  # a partial run: the other notebooks' entries stay (sorted in course order below)
-        summary["notebooks"] = json.loads(path.read_text()).get("notebooks", {})
+        last = json.loads(path.read_text())
+        summary["notebooks"] = {name: {"ran": last.get("started", "")[:16], **entry}
+                                for name, entry in last.get("notebooks", {}).items()}
     for py in sources:
         ipynb = py.with_suffix(".ipynb")
         nb = nbformat.read(ipynb, as_version=4)
         print(f"[{profile}] running {ipynb.name} ({len(nb.cells)} cells) ...", flush=True)
-        start = time.perf_counter()
+        start, ran = time.perf_counter(), time.strftime("%Y-%m-%d %H:%M")
         client = StreamingClient(nb, timeout=timeout, km=_kernel_manager(),
                                  resources={"metadata": {"path": str(py.parent)}})
         try:
@@ -235,7 +237,7 @@ def run_notebooks(profile: str, names: list[str] | None = None, timeout: int = 3
         nbformat.write(nb, executed / ipynb.name)
         result = key_result(nb)
         summary["notebooks"][py.stem] = {"seconds": round(seconds, 1), "executed": str(executed / ipynb.name),
-                                         "key_result": result, "ran": time.strftime("%Y-%m-%d %H:%M"),
+                                         "key_result": result, "ran": ran,
                                          "seconds_per_section": {name: round(sec, 1) for name, sec
                                                                  in progress.seconds_per_section.items()}}
         print(f"[{profile}] {ipynb.name} done in {seconds / 60:.1f} min -> {executed / ipynb.name}", flush=True)
