@@ -41,8 +41,8 @@
 # ## What you need
 #
 # - Notebook 01 (the forward process, schedules, masks). PyTorch's `nn.Module`, optimisers and autograd.
-# - Runtime: the README's table (`cpu` about eight minutes on 2 CPU cores, most of it training the model, which a
-#   second run reuses; the training cell prints its time).
+# - Runtime: the README's table (in `cpu` most of it trains the model, which a second run reuses; the training cell
+#   prints its time).
 
 # %% [markdown]
 # ## Setup
