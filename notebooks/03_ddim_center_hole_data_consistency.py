@@ -108,7 +108,7 @@ print("device:", device, "| seed:", SEED)
 # ## 1. The task: a 12x12 hole in the middle
 #
 # The mask is the same for every image: a square of side `cfg.hole` centred on the 32x32 canvas (1 = known,
-# 0 = missing). It hides the middle of the digit, where a 3 and an 8, or a 1 and a 7, differ, so the known
+# 0 = missing). It hides the middle of the digit, where a 3 and an 8, or a 0 and an 8, differ, so the known
 # pixels often leave more than one answer. The observation is $y = m \odot x_0$. Train, validation (carved
 # from MNIST's training split, for every choice made below) and test digits (only for the reported numbers):
 
@@ -170,8 +170,9 @@ print("to_x0_eps == diffusion.x0_and_eps for eps, x0 and v")
 # %% [markdown]
 # Why this matters here: with $\epsilon$-prediction, $\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\hat\epsilon)/\sqrt{\bar\alpha_t}$
 # multiplies the network's error by $\sqrt{(1-\bar\alpha_t)/\bar\alpha_t} = 1/\sqrt{\mathrm{SNR}_t}$ (the cell below prints
-# it). At the noisy end of the cosine schedule that factor is huge, and that is exactly where the content of a large
-# hole is decided (the known pixels fix everything else). Predicting $x_0$ (or $v$) keeps the error of $\hat x_0$ at
+# it, times 0.1). It is large only at the noisy end of the cosine schedule and falls below 1 about halfway down,
+# but the noisy end is exactly where the content of a large hole is decided (the known pixels fix everything else);
+# clipping $\hat x_0$ to [-1, 1] caps the damage there but cannot make it right. Predicting $x_0$ (or $v$) keeps the error of $\hat x_0$ at
 # the size of the network's error. That is one explanation; section 5 shows a second one hidden in the loss, and
 # section 9 measures which of the two carries the difference.
 
@@ -290,7 +291,9 @@ print("inpaint == diffusion.ddim_inpaint (eta 0 and 1, with and without repeats)
 #
 # **EMA.** Sample with an exponential moving average of the weights, $\theta_{\text{EMA}} \leftarrow d\,\theta_{\text{EMA}} + (1-d)\,\theta$,
 # which smooths out the noise of the last optimiser steps. With few steps a fixed $d = 0.999$ would still remember
-# the random initialisation, so the decay warms up: $d_k = \min(d, (1+k)/(10+k))$ at step $k$. The average only
+# the random initialisation, so the decay warms up: $d_k = \min(d, (1+k)/(10+k))$ at step $k$, which stays below
+# $d = 0.999$ until step 8,990: the average spans roughly the last $(10+k)/9$ steps, a few hundred for a run of a
+# few thousand steps and under twenty for a 150-step ablation row. The average only
 # reads the weights and never feeds back into training, so a run with EMA and one without train exactly the same
 # weights; switching EMA off is a choice of which weights to sample with, and costs no training run of its own.
 
@@ -335,7 +338,7 @@ print("input channels of this notebook's U-Net:",
 # **P2 on an $x_0$ target is not the paper's P2.** Choi et al. weight the $\epsilon$ loss. This notebook's network
 # predicts $x_0$ and the weight multiplies the $x_0$ error. Both pairs explain the same $x_t$,
 # $\sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon = \sqrt{\bar\alpha_t}\,\hat x_0 + \sqrt{1-\bar\alpha_t}\,\hat\epsilon$, so
-# $x_0 - \hat x_0 = -(\hat\epsilon - \epsilon)\,\sqrt{1-\bar\alpha_t}/\sqrt{\bar\alpha_t}$ and
+# $x_0 - \hat x_0 = (\hat\epsilon - \epsilon)\,\sqrt{1-\bar\alpha_t}/\sqrt{\bar\alpha_t}$ and
 #
 # $$\|x_0 - \hat x_0\|^2 = \frac{\|\epsilon - \hat\epsilon\|^2}{\mathrm{SNR}(t)}, \qquad
 # \lambda_t\,\|x_0 - \hat x_0\|^2 = \frac{1}{\mathrm{SNR}(t)\,(1 + \mathrm{SNR}(t))}\,\|\epsilon - \hat\epsilon\|^2
@@ -478,10 +481,12 @@ print(f"Frechet distance of single samples {m['frechet']['single']:.2f}, nearest
       f"{results['baselines']['nearest_neighbour']['frechet']:.2f}, harmonic {results['baselines']['harmonic']['frechet']:.2f}")
 
 # %% [markdown]
-# What the two classifier numbers add: PSNR rewards being close on average, so a blurry fill can score well while
-# no longer reading as the right digit. Class preservation asks whether the digit survived the hole, and the
-# Frechet distance asks whether the reconstructions, as a set, look like real digits; compare the harmonic fill's
-# numbers (a smooth grey smear across the hole) with the samples' in the lines above.
+# What the two classifier numbers add: PSNR rewards being close on average, and says nothing about whether the fill
+# still reads as the right digit or looks like a real one. Class preservation asks whether the digit survived the
+# hole; read it against zero fill's line, which shows how often the known pixels alone already give the class away.
+# The Frechet distance asks whether the reconstructions, as a set, look like real digits: compare the smooth fills
+# (harmonic, zero fill: a grey smear or a grey square) with the sharp ones (nearest neighbour, one sample) in the
+# lines above.
 
 # %% [markdown]
 # **Why one sample scores below the mean of K.** A sample $\tilde x$ from the posterior $p(x_0 \mid y)$
@@ -494,8 +499,12 @@ print(f"Frechet distance of single samples {m['frechet']['single']:.2f}, nearest
 # $10 \log_{10}(2 / (1 + 1/K))$: 2.5 dB for K = 8, 1.25 dB for K = 2. The mean of K wins PSNR by construction while looking blurry
 # where the digit is ambiguous, and a single sample is sharp and plausible, which PSNR punishes. Report both.
 #
-# A measured gap below that ideal says the samples vary less than the true posterior would: a sampler that
-# always returned the posterior mean would show no gap at all (and a blurry "sample"). The ideal gap is a statement
+# A measured gap below that ideal is not, by itself, proof that the samples vary too little. Let the samples spread
+# by $V$ around their own mean, and let that mean miss $\mu$ by $B$ (both per image, in squared error). Then one
+# sample has error $\mathrm{MMSE} + B + V$ and the mean of K has $\mathrm{MMSE} + B + V/K$; the ideal gap needs
+# $V = \mathrm{MMSE}$ and $B = 0$, and a smaller one only says $V < \mathrm{MMSE} + B$: too little spread, a
+# biased mean, or both (notebook 06 measures $V$ and $B$). A sampler that always returned the posterior mean would
+# show no gap at all (and a blurry "sample"). The ideal gap is a statement
 # about the squared error pooled over all images; the harness averages PSNR per image, which weighs the images
 # differently, so the cell below prints the gap both ways.
 
@@ -672,11 +681,13 @@ if CONTROL in switch_rows:
      "switch_budget": {"steps": own.ablation_steps, "batch_size": own.ablation_batch}}, indent=2))
 
 # %% [markdown]
-# How to read the rows: each is this run's own measurement at its own short budget, so a few tenths of a dB are
-# about what a different seed moves. Look for the switch that stands out. When we tuned the recipe on the
-# validation split, that was **what the network predicts** (predicting $\epsilon$ leaves $\hat x_0$ poor at the noisy
-# steps, section 2); self-conditioning did not pay on a CPU, because its extra forward pass costs steps
-# (`docs/history.md` has the numbers of that tuning).
+# How to read the rows: each is one seed of a short run scored on few validation digits, so differences of a few
+# tenths of a dB may be noise (train one row again with another seed to see how much it moves). Look for
+# the switch that stands out, on one sample and on the mean of K alike. When we tuned the recipe on the validation
+# split, that was **what the network predicts** (predicting $\epsilon$ leaves $\hat x_0$ poor at the noisy steps,
+# section 2); self-conditioning did not pay there either, at equal steps or at equal time (its extra forward pass
+# makes a step slower; `docs/history.md` has the numbers of that tuning). A row that differs from the defaults by
+# about half a dB is worth a longer run before it changes the recipe.
 #
 # The row *eps output, loss on its x0* is the control section 5 asked for: an $\epsilon$-output network trained on
 # the error of the $\hat x_0$ it implies, with the same weights over $t$ as the default $x_0$ model (the identity
@@ -684,8 +695,10 @@ if CONTROL in switch_rows:
 # printed under the table splits "predict $x_0$ instead of $\epsilon$" in two: the default row against the
 # control is what the network outputs, at equal loss weights; the control against the $\epsilon$ row is how the
 # loss weighs the timesteps, at equal output. The rows are short and scored on few validation digits, so read
-# tenths of a dB as noise. Where the output's share dominates, the reason is section 2's: an $x_0$ network does not
-# divide its error by $\sqrt{\bar\alpha_t}$ at the noisy steps, where the hole is decided.
+# tenths of a dB as noise, and trust a share only where one sample and the mean of K agree on its sign. Where the
+# output's share dominates, the reason is how the output is parameterised: an $\epsilon$ output reaches $\hat x_0$
+# only through section 2's factor $1/\sqrt{\mathrm{SNR}_t}$, so to be as right in $x_0$ at the noisy steps it must be
+# that factor more precise, and those steps' weights in its loss dominate the gradient, which is clipped to norm 1.
 #
 # ## 10. Into the module
 #
@@ -784,7 +797,8 @@ assert cli.main(["sample", "--checkpoint", checkpoint_arg, "--steps", str(cfg.sa
 # distribution (both are a posterior draw minus the posterior mean) and are independent, so the cross term vanishes
 # and $\mathbb E\|\tilde x - x_0\|^2 = \mathrm{MMSE} + \mathrm{MMSE}$. The mean of K samples is
 # $\hat x + \frac1K\sum_k(\tilde x_k - \hat x)$; its error is $\frac1K \sum_k(\tilde x_k - \hat x) - (x_0 - \hat x)$, with
-# variance $\mathrm{MMSE}/K + \mathrm{MMSE}$. PSNR is $-10\log_{10}$ of the MSE plus a constant, so the mean of K beats
+# variance $\mathrm{MMSE}/K + \mathrm{MMSE}$ when the K samples are independent of each other and of $x_0$ given
+# $y$. PSNR is $-10\log_{10}$ of the MSE plus a constant, so the mean of K beats
 # one sample by $10\log_{10}\big(2 / (1 + 1/K)\big)$ dB on pooled squared error: 2.5 dB for $K = 8$, 3 dB in the limit.
 # Averaging PSNR per image, as the tables do, gives a different number, which is why the notebook prints both.
 # </details>
