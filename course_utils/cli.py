@@ -101,7 +101,7 @@ def _kind_values(args, command: str, kind: ModelKind | None, what: str) -> dict:
 def _has_recipe(kind: ModelKind, profile: str) -> None:
     if profile == PRETRAINED and PRETRAINED not in kind.presets:
         having = ", ".join(k.name for k in KINDS.values() if PRETRAINED in k.presets)
-        raise UsageError(f"--model {kind.name} has no {PRETRAINED} recipe yet (the kinds with one: {having})")
+        raise UsageError(f"--model {kind.name} has no {PRETRAINED} recipe (the kinds with one: {having})")
 
 
 def command_train(args) -> int:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from course_utils import center_hole, checkpoints, classifier, data, evaluation, kinds, metrics, models, runs, tasks
+from course_utils import center_hole, checkpoints, classifier, config, data, evaluation, kinds, metrics, models, runs, tasks
 
 KEYS = {"task", "region", "n_images", "k", "method", "metrics", "baselines", "classifier_test_accuracy",
         "known_pixels_max_abs_error", "seconds_per_image", "network_calls_per_image", "config"}
@@ -205,3 +205,9 @@ def test_the_results_page_shows_what_the_runs_json_holds_and_names_what_is_missi
                     "04_conditional/shipped-cpu/metrics_cpu.json"):
         assert f"Not in this run: `outputs/{missing}` is missing" in page
     assert reports.results_page(tmp_path, "cpu") == page
+    own = center_hole.KIND.config("cpu")  # the profile's own run is shown too, a run of an older config is not
+    for name in (config.run_name("cpu", checkpoints.config_dict(own)), "cpu-00000000"):
+        (tmp_path / "03_center_hole" / name).mkdir()
+        (tmp_path / "03_center_hole" / name / "metrics_cpu.json").write_text(json.dumps(summary))
+    page = reports.results_page(tmp_path, "cpu")
+    assert "### With the profile's own model" in page and "cpu-00000000" not in page

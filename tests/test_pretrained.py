@@ -159,9 +159,11 @@ def test_obtain_takes_the_shipped_file_only_for_the_exact_recipe(tiny_recipe, tm
 
 
 def test_train_and_ship_refuse_a_kind_without_a_pretrained_recipe(tmp_path):
-    for argv in (["train", "--model", "ddpm", "--profile", "pretrained", "--out", str(tmp_path / "x")],
-                 ["ship", "--model", "ddpm", "--run", str(tmp_path / "x")]):
-        with pytest.raises(SystemExit, match="no pretrained recipe yet .*prior"):
+    """Notebook 05's fine-tunes train live from the shipped prior (their lesson), so they ship no recipe."""
+    assert "pretrained" not in kinds.KINDS["finetune"].presets
+    for argv in (["train", "--model", "finetune", "--profile", "pretrained", "--out", str(tmp_path / "x")],
+                 ["ship", "--model", "finetune", "--run", str(tmp_path / "x")]):
+        with pytest.raises(SystemExit, match="no pretrained recipe .*ddpm.*prior"):
             cli.main(argv)
 
 
