@@ -497,8 +497,15 @@ for name, r in per_image.items():
     print(f"{name:<38}" + "".join(f"{r['hole_l1'][kind_of == j].mean().item():>12.4f}" for j in range(len(kinds))))
 
 metrics_file = config.output_dir("metrics") / f"02_ddpm_{profile.name}.json"
-metrics_file.write_text(json.dumps({"profile": profile.name, "n_test": n_eval, "sample_steps": profile.sample_steps,
-                                    "k": profile.n_samples, "results": results}, indent=2))
+
+
+def save_results():
+    """Write the results table (section 11 adds the shipped model's rows) for docs/results.md."""
+    metrics_file.write_text(json.dumps({"profile": profile.name, "n_test": n_eval, "sample_steps": profile.sample_steps,
+                                        "k": profile.n_samples, "results": results}, indent=2))
+
+
+save_results()
 print("saved", metrics_file)
 
 # %% [markdown]
@@ -618,8 +625,7 @@ print(f"{'method':<44} {'hole PSNR (dB)':>15} {'hole L1':>9}")
 for name in ("nearest known pixel", "DDPM replacement, 1 sample", f"DDPM replacement, mean of {profile.n_samples}",
              "shipped DDPM replacement, 1 sample", f"shipped DDPM replacement, mean of {profile.n_samples}"):
     print(f"{name:<44} {results[name]['hole_psnr']:>15.2f} {results[name]['hole_l1']:>9.4f}")
-metrics_file.write_text(json.dumps({"profile": profile.name, "n_test": n_eval, "sample_steps": profile.sample_steps,
-                                    "k": profile.n_samples, "results": results}, indent=2))
+save_results()
 plotting.show_rows({"observed": y_eval[pick], "this notebook's model": samples["DDPM replacement"][0][pick],
                     "shipped model": shipped_runs[0][pick], "ground truth": x_eval[pick]},
                    masks={"observed": m_eval[pick]}, n=len(pick),
