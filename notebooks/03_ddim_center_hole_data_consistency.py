@@ -114,7 +114,8 @@ print("device:", device, "| seed:", SEED)
 
 # %%
 train, val, test = data.load_splits(dataclasses.replace(cfg, eval_size=own.eval_size), seed=SEED)
-print(f"train {len(train)} | validation {len(val)} | test {len(test)} digits")
+print(f"train {len(train)} | validation {len(val)} | test {len(test)} digits (train_size {cfg.train_size} above is "
+      "a cap: the training split of this MNIST, up to that many)")
 hole = masks.center_hole(8, cfg.hole)
 x_show = val.images[:8]
 assert masks.missing_fraction(hole[:1]).item() == cfg.hole**2 / 32**2
@@ -201,7 +202,9 @@ for t in (999, 900, 700, 400, 100):
 # (For plain sampling the only randomness is then the starting noise; the inpainting sampler of section 4 adds
 # fresh noise to the known pixels at every step, so its samples still vary beyond the starting noise.) The steps
 # need not be $t \to t-1$: DDIM walks an evenly spaced sub-sequence $T-1, T-1-T/n, \dots, T/n-1$ and then jumps
-# to the clean image.
+# to the clean image. This grid is called *trailing* (diffusers' name; Lin et al. 2024 compare it with a `leading`
+# grid, which starts below $T-1$ and so never from pure noise). Notebook 02's `linspace` grid also starts at $T-1$
+# but ends at step 0, with rounded gaps.
 
 # %%
 def ddim_update(x0_hat, eps_hat, alpha_bar_t, alpha_bar_s, eta, z):
@@ -556,24 +559,37 @@ n_abl = {"ci": 8, "cpu": 32, "full": 500}[profile.name]
 k_abl = {"ci": 2, "cpu": 4, "full": 8}[profile.name]
 start = 64 if len(val) >= 64 + 2 else 0  # after the 64 validation digits training scored (ci has too few)
 x_abl = val.images[start : start + n_abl]
-settings = [(steps, 0.0, 1) for steps in (10, 25, 50, 100)]
+settings = [(steps, 0.0, 1) for steps in sorted({10, 25, 50, 100, cfg.sample_steps})]  # with the default
 settings += [(cfg.sample_steps, 1.0, 1), (cfg.sample_steps, 0.0, 2), (cfg.sample_steps, 0.0, 4)]
 labels_abl = val.labels[start : start + n_abl]
 
 
 def score_on_validation(net, row_cfg, steps, eta=0.0, dc=1):
-    """One sampler setting of a model on the ablation digits (validation, never test), without baselines."""
+    """One sampler setting of a model on the ablation digits (validation, never test), without baselines: the
+    harness's summary, plus each digit's hole PSNR of the mean of K (``psnr_mean_k_each``)."""
     method = center_hole.center_hole_method(net, row_cfg, evaluation.SamplerOptions(steps, eta, dc))
-    return evaluation.evaluate(method, x_abl, labels_abl, task, k=k_abl, seed=SEED, baselines=False,
-                               progress=False)[0]
+    summary, each, _ = evaluation.evaluate(method, x_abl, labels_abl, task, k=k_abl, seed=SEED, baselines=False,
+                                           progress=False)
+    return dict(summary, psnr_mean_k_each=each["psnr_mean_k"].tolist())
+
+
+def paired_difference(row, base):
+    """Mean and standard error over the digits of a row's PSNR (mean of K) minus the base row's on the same digits."""
+    d = torch.tensor(row["psnr_mean_k_each"]) - torch.tensor(base["psnr_mean_k_each"])
+    return d.mean().item(), (d.std() / math.sqrt(len(d))).item()
 
 
 sampler_rows = {(steps, eta, dc): score_on_validation(model, cfg, steps, eta, dc) for steps, eta, dc in settings}
-print(f"{len(x_abl)} validation digits, K = {k_abl}")
-print(f"{'steps':>5} {'eta':>4} {'dc':>3} {'PSNR 1':>7} {'PSNR K':>7} {'L1 K':>7} {'calls':>6} {'ms/img':>7}")
+default_row = sampler_rows[(cfg.sample_steps, 0.0, 1)]
+print(f"{len(x_abl)} validation digits, K = {k_abl}; 'vs default' is the mean of K's PSNR minus the default "
+      f"setting's ({cfg.sample_steps} steps, eta 0, dc 1) on the same digits, +- its standard error")
+print(f"{'steps':>5} {'eta':>4} {'dc':>3} {'PSNR 1':>7} {'PSNR K':>7} {'vs default':>14} {'L1 K':>7} {'calls':>6} "
+      f"{'ms/img':>7}")
 for (steps, eta, dc), r in sampler_rows.items():
+    diff, se = paired_difference(r, default_row)
     print(f"{steps:>5} {eta:>4g} {dc:>3} {r['metrics']['psnr']['single']:>7.2f} {r['metrics']['psnr']['mean_k']:>7.2f} "
-          f"{r['metrics']['l1']['mean_k']:>7.4f} {r['network_calls_per_image']:>6g} {1000 * r['seconds_per_image']:>7.1f}")
+          f"{diff:>+7.2f} +- {se:4.2f} {r['metrics']['l1']['mean_k']:>7.4f} {r['network_calls_per_image']:>6g} "
+          f"{1000 * r['seconds_per_image']:>7.1f}")
 
 # %%
 fig, ax = plt.subplots(figsize=(6.5, 3.8))
@@ -585,6 +601,16 @@ ax.set(xscale="log", xlabel="ms per image and sample (log)", ylabel=f"hole PSNR,
        title="Sampler settings: quality against cost (validation digits)")
 plotting.save_figure(fig, "03_sampler_ablation")
 plt.show()
+
+# %% [markdown]
+# How to read the table: every row samples the same model on the same digits, so compare rows through their
+# difference from the default, not through the raw PSNRs. A difference smaller than about twice its standard error
+# could be the draw of digits and noise rather than the setting. The rows with $\eta = 0$ and dc 1 ask what more
+# DDIM steps buy, at a cost proportional to the steps (section 3: the update keeps the right marginal for any gap
+# between steps, were $\hat x_0$ exact, so what fewer steps lose is the network's error); $\eta = 1$ asks whether
+# fresh noise at every step helps the spread of the K samples; the repeat rows ask what section 4's repeated data
+# consistency buys for its extra network calls. Choose a setting on rows like these, then report it once on test
+# digits, as section 7 did.
 
 # %% [markdown]
 # ## 9. Ablation 2: the training switches
@@ -658,11 +684,11 @@ for name, change in flips.items():
 print(f"Training switches, {own.ablation_steps} steps of {own.ablation_batch} digits per row "
       f"({'the full profile recipe' if profile.name == 'full' else 'a short equal-budget run, not the main model'}); "
       f"{len(x_abl)} validation digits, K = {k_abl}, DDIM {own.sample_steps}")
-base = switch_rows["defaults"]["metrics"]["psnr"]["mean_k"]
-print(f"{'row':<32} {'PSNR 1':>7} {'PSNR K':>7} {'vs default':>10} {'train min':>9}")
+print(f"{'row':<32} {'PSNR 1':>7} {'PSNR K':>7} {'vs default':>14} {'train min':>9}")
 for name, r in switch_rows.items():
+    diff, se = paired_difference(r, switch_rows["defaults"])
     print(f"{name:<32} {r['metrics']['psnr']['single']:>7.2f} {r['metrics']['psnr']['mean_k']:>7.2f} "
-          f"{r['metrics']['psnr']['mean_k'] - base:>+10.2f} {r['train_minutes']:>9.2f}")
+          f"{diff:>+7.2f} +- {se:4.2f} {r['train_minutes']:>9.2f}")
 plotting.bar_compare({name: {"hole_psnr": r["metrics"]["psnr"]["mean_k"]} for name, r in switch_rows.items()}, "hole_psnr",
                      title=f"Training switches ({profile.name}: {own.ablation_steps} steps each), "
                            f"hole PSNR of the mean of {k_abl}", save="03_switch_ablation")
@@ -670,11 +696,12 @@ plt.show()
 if CONTROL in switch_rows:
     # the x0 row (defaults) and the control share the loss weighting over t and differ in what the network outputs;
     # the control and the eps row share the output and differ in the weighting
-    single = {name: switch_rows[name]["metrics"]["psnr"]["single"] for name in ("defaults", CONTROL, "predict eps instead of x0")}
-    print(f"predict x0 vs eps: {single['defaults'] - single['predict eps instead of x0']:+.2f} dB (1 sample) = "
-          f"{single['defaults'] - single[CONTROL]:+.2f} from what the network outputs (same loss weights) "
-          f"+ {single[CONTROL] - single['predict eps instead of x0']:+.2f} from how the loss weighs the timesteps "
-          "(same output)")
+    for which, label in (("single", "1 sample"), ("mean_k", f"mean of {k_abl}")):
+        psnr = {name: switch_rows[name]["metrics"]["psnr"][which] for name in ("defaults", CONTROL, "predict eps instead of x0")}
+        print(f"predict x0 vs eps, {label}: {psnr['defaults'] - psnr['predict eps instead of x0']:+.2f} dB = "
+              f"{psnr['defaults'] - psnr[CONTROL]:+.2f} from what the network outputs (same loss weights) "
+              f"+ {psnr[CONTROL] - psnr['predict eps instead of x0']:+.2f} from how the loss weighs the timesteps "
+              "(same output)")
 (run_dir / f"ablations_{profile.name}.json").write_text(json.dumps(
     {"sampler": {f"steps={s},eta={e:g},dc={d}": r for (s, e, d), r in sampler_rows.items()},
      "switches": switch_rows, "n_images": len(x_abl), "k": k_abl,
@@ -682,7 +709,8 @@ if CONTROL in switch_rows:
 
 # %% [markdown]
 # How to read the rows: each is one seed of a short run scored on few validation digits, so differences of a few
-# tenths of a dB may be noise (train one row again with another seed to see how much it moves). Look for
+# tenths of a dB may be noise. The $\pm$ column is the standard error over the digits only; how far a row moves
+# with another training seed comes on top (train one row again with another seed to see it). Look for
 # the switch that stands out, on one sample and on the mean of K alike. When we tuned the recipe on the validation
 # split, that was **what the network predicts** (predicting $\epsilon$ leaves $\hat x_0$ poor at the noisy steps,
 # section 2); self-conditioning did not pay there either, at equal steps or at equal time (its extra forward pass
@@ -691,14 +719,15 @@ if CONTROL in switch_rows:
 #
 # The row *eps output, loss on its x0* is the control section 5 asked for: an $\epsilon$-output network trained on
 # the error of the $\hat x_0$ it implies, with the same weights over $t$ as the default $x_0$ model (the identity
-# of section 5 makes that loss an $\epsilon$ loss weighted by $1/(\mathrm{SNR}(1+\mathrm{SNR}))$). The line
-# printed under the table splits "predict $x_0$ instead of $\epsilon$" in two: the default row against the
-# control is what the network outputs, at equal loss weights; the control against the $\epsilon$ row is how the
-# loss weighs the timesteps, at equal output. The rows are short and scored on few validation digits, so read
-# tenths of a dB as noise, and trust a share only where one sample and the mean of K agree on its sign. Where the
-# output's share dominates, the reason is how the output is parameterised: an $\epsilon$ output reaches $\hat x_0$
-# only through section 2's factor $1/\sqrt{\mathrm{SNR}_t}$, so to be as right in $x_0$ at the noisy steps it must be
-# that factor more precise, and those steps' weights in its loss dominate the gradient, which is clipped to norm 1.
+# of section 5 makes that loss an $\epsilon$ loss weighted by $1/(\mathrm{SNR}(1+\mathrm{SNR}))$). The two lines
+# printed under the table split "predict $x_0$ instead of $\epsilon$" in two, for one sample and for the mean of
+# K: the default row against the control is what the network outputs, at equal loss weights; the control against
+# the $\epsilon$ row is how the loss weighs the timesteps, at equal output. The rows are short and scored on few
+# validation digits, so read tenths of a dB as noise, and trust a share only where the two lines agree on its
+# sign. Where the output's share dominates, the reason is how the output is parameterised: an $\epsilon$ output
+# reaches $\hat x_0$ only through section 2's factor $1/\sqrt{\mathrm{SNR}_t}$, so to be as right in $x_0$ at the
+# noisy steps it must be that factor more precise, and those steps' weights in its loss dominate the gradient,
+# which is clipped to norm 1.
 #
 # ## 10. Into the module
 #
