@@ -561,8 +561,8 @@ for t_chk in (5, 500, 995):
     mean, var = posterior_mean_var(x_chk, eps_chk, t_chk, t_chk - 5)
     assert torch.allclose(mean, diffusion.posterior(x_chk, eps_chk, t_chk, t_chk - 5, sch)[0], atol=1e-5)
 
-module_model = models.UNet(profile.base_channels, profile.channel_mults).to(device)
-module_model.load_state_dict(model.state_dict())  # same architecture: the weights fit exactly
+module_model = training.fast_layout(models.UNet(profile.base_channels, profile.channel_mults), device)
+module_model.load_state_dict(model.state_dict())  # same architecture and memory layout: the weights fit exactly
 module_model.eval()
 with torch.no_grad():
     g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)

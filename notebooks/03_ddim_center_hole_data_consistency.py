@@ -203,7 +203,7 @@ for t in (999, 900, 700, 400, 100):
 # fresh noise to the known pixels at every step, so its samples still vary beyond the starting noise.) The steps
 # need not be $t \to t-1$: DDIM walks an evenly spaced sub-sequence $T-1, T-1-T/n, \dots, T/n-1$ and then jumps
 # to the clean image. This grid is called *trailing* (diffusers' name; Lin et al. 2024 compare it with a `leading`
-# grid, which starts below $T-1$ and so never from pure noise). Notebook 02's `linspace` grid also starts at $T-1$
+# grid, whose first step treats the pure-noise start as a less noisy level than it is). Notebook 02's `linspace` grid also starts at $T-1$
 # but ends at step 0, with rounded gaps.
 
 # %%
@@ -583,7 +583,7 @@ sampler_rows = {(steps, eta, dc): score_on_validation(model, cfg, steps, eta, dc
 default_row = sampler_rows[(cfg.sample_steps, 0.0, 1)]
 print(f"{len(x_abl)} validation digits, K = {k_abl}; 'vs default' is the mean of K's PSNR minus the default "
       f"setting's ({cfg.sample_steps} steps, eta 0, dc 1) on the same digits, +- its standard error")
-print(f"{'steps':>5} {'eta':>4} {'dc':>3} {'PSNR 1':>7} {'PSNR K':>7} {'vs default':>14} {'L1 K':>7} {'calls':>6} "
+print(f"{'steps':>5} {'eta':>4} {'dc':>3} {'PSNR 1':>7} {'PSNR K':>7} {'vs default':>15} {'L1 K':>7} {'calls':>6} "
       f"{'ms/img':>7}")
 for (steps, eta, dc), r in sampler_rows.items():
     diff, se = paired_difference(r, default_row)
@@ -684,7 +684,7 @@ for name, change in flips.items():
 print(f"Training switches, {own.ablation_steps} steps of {own.ablation_batch} digits per row "
       f"({'the full profile recipe' if profile.name == 'full' else 'a short equal-budget run, not the main model'}); "
       f"{len(x_abl)} validation digits, K = {k_abl}, DDIM {own.sample_steps}")
-print(f"{'row':<32} {'PSNR 1':>7} {'PSNR K':>7} {'vs default':>14} {'train min':>9}")
+print(f"{'row':<32} {'PSNR 1':>7} {'PSNR K':>7} {'vs default':>15} {'train min':>9}")
 for name, r in switch_rows.items():
     diff, se = paired_difference(r, switch_rows["defaults"])
     print(f"{name:<32} {r['metrics']['psnr']['single']:>7.2f} {r['metrics']['psnr']['mean_k']:>7.2f} "

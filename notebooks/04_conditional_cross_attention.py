@@ -542,11 +542,11 @@ else:
     print("key result: ci profile, not judged")
 
 # %% [markdown]
-# Class preservation has a ceiling. No method keeps the class more often than always, and a reconstruction can
-# hardly be recognised more often than the uncorrupted digit is (the last line above). Where the best baseline
-# already sits close to that ceiling, as on light noise or a quarter of the Fourier coefficients, the room above it
-# (printed per task) bounds any method's lead, and a lead of a few thousandths is all there is to win. The class
-# column separates methods on the hard tasks: few pixels, low resolution, the centre hole.
+# Class preservation has a ceiling. No method keeps the class more often than always, so the room above the best
+# baseline (printed per task) bounds any method's lead; and a reconstruction is rarely recognised more often than
+# the uncorrupted digit (the line "the classifier recognises ..." above). Where the best baseline already sits close
+# to that ceiling, as on light noise or a quarter of the Fourier coefficients, a few hundredths at most are left to
+# win. The class column separates methods on the hard tasks: few pixels, low resolution, the centre hole.
 #
 # **Is one sample's class a lottery?** Let $q$ be the distribution of the class of the model's samples for one
 # observation, $c^*$ the true class. One sample keeps the class with probability $q_{c^*}$; two samples agree with

@@ -769,7 +769,7 @@ print(f"notebook run time so far: {(time.perf_counter() - notebook_start) / 60:.
 #
 # The first pass walks the 50 levels down: 50 calls. Each of the 9 jumps goes back up 5 levels (5 re-noisings) and
 # walks them down again (5 calls), and a jump is walked 10 times in all, so it repeats 9 times:
-# $9 \times 9 \times 5 = 405$ re-noisings and 405 more calls, $50 + 405 = 455$ calls per image. In general, with $S$ levels, $J$ jumps of length
-# $j$ and $r$ walks, the calls are $S + (r-1)\,J\,j$; since the jumps tile the levels ($J j \approx S$) that is about
-# $r\,S$, so the cost grows with the number of walks and hardly with the jump length.
+# 9 jumps $\times$ 9 repeats $\times$ 5 levels $= 405$ re-noisings and 405 more calls, $50 + 405 = 455$ calls per
+# image. In general, with $S$ levels, $J$ jumps of length $j$ and $r$ walks, the calls are $S + (r-1)\,J\,j$;
+# since the jumps tile the levels ($J j \approx S$) that is about $r\,S$, so the cost grows with the number of walks and hardly with the jump length.
 # </details>
