@@ -128,3 +128,21 @@ def test_task_table_lists_the_methods_that_fit(digits):
     table = benchmark.task_table(result, "center:12").splitlines()
     assert len(table) == 3 and table[2].startswith("| zero_fill | ") and table[2].endswith("| 0 |")
     assert "(K=1)" in table[2]
+
+
+def test_the_results_page_shows_a_later_bench_of_some_methods_beside_the_full_one(digits, tmp_path):
+    from course_utils import reports
+
+    images, labels = digits
+    full = benchmark.run_benchmark({name: evaluation.baseline_method(name) for name in ("zero_fill", "bicubic")},
+                                   images, labels, ["center:12", "lowres:4"], k=1, progress=False)
+    later = benchmark.run_benchmark({"harmonic": evaluation.baseline_method("harmonic")}, images, labels,
+                                    ["rect"], k=1, progress=False)
+    (tmp_path / "bench_cpu.json").write_text(json.dumps(full))
+    (tmp_path / "bench_cpu_harmonic.json").write_text(json.dumps(later))
+    page = reports.results_page(tmp_path, "cpu")
+    assert "## The `bench` command, on more digits" in page and "## `bench` again: `bench_cpu_harmonic.json`" in page
+    psnr = later["methods"]["harmonic"]["rect"]["metrics"]["psnr"]["single"]
+    section = page[page.index("## `bench` again"):]
+    assert f"| harmonic | {psnr:.2f} |" in section and "zero_fill" not in section
+    assert "`center:12`, every method" not in section  # the later run has no centre hole
