@@ -8,7 +8,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -317,9 +317,8 @@ for arch in conditional.ARCHITECTURES:
 # %% [markdown]
 # ## 3. Training
 #
-# **What the network predicts.** Notebook 03 compared the targets at a tight CPU budget and found predicting $x_0$
-# clearly ahead of predicting $\epsilon$. We reuse that finding: the network outputs $\hat x_0$, with notebook 03's
-# P2 weights,
+# **What the network predicts.** Notebook 03 found predicting $x_0$ ahead of predicting $\epsilon$, so the network
+# outputs $\hat x_0$, with notebook 03's P2 weights,
 #
 # $$L = \mathbb E_{x_0, c, t, \epsilon}\Big[\lambda_t\,\big\| x_0 - f_\theta(\sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon,\ t,\ m,\ c) \big\|^2\Big], \qquad \lambda_t = \frac{1}{(1 + \mathrm{SNR}(t))^{\gamma}},$$
 #
@@ -542,11 +541,9 @@ else:
     print("key result: ci profile, not judged")
 
 # %% [markdown]
-# Class preservation has a ceiling. No method keeps the class more often than always, so the room above the best
-# baseline (printed per task) bounds any method's lead; and a reconstruction is rarely recognised more often than
-# the uncorrupted digit (the line "the classifier recognises ..." above). Where the best baseline already sits close
-# to that ceiling, as on light noise or a quarter of the Fourier coefficients, a few hundredths at most are left to
-# win. The class column separates methods on the hard tasks: few pixels, low resolution, the centre hole.
+# Class preservation has a ceiling: no method keeps the class more often than always, and few reconstructions are
+# recognised more often than the uncorrupted digit (printed above). Where the best baseline sits near it (light
+# noise, a quarter of k-space) little is left to win; the class column separates methods on the hard tasks.
 #
 # **Is one sample's class a lottery?** Let $q$ be the distribution of the class of the model's samples for one
 # observation, $c^*$ the true class. One sample keeps the class with probability $q_{c^*}$; two samples agree with
@@ -610,11 +607,11 @@ print(f"the model, trained on all {len(train)}: one sample keeps the class "
       + ", ".join(f"{table[spec]['one_sample_class']:.3f} ({spec})" for spec in ("sparse:0.1", "center:12")))
 
 # %% [markdown]
-# Every doubling of the library gives the nearest neighbour more digits to copy from; a model of a fixed training
-# budget takes the same optimiser steps whatever the number of digits. With the full MNIST (60,000 training digits)
-# the baseline gets several doublings stronger. It can also be stronger on validation digits than on test digits:
-# MNIST's test digits were written by other people, so a validation digit may have a training digit by the same
-# hand to copy (`docs/history.md` has our measurement). Tune on validation digits, report on test digits.
+# Every doubling of the library gives the nearest neighbour more digits to copy from, while a model of a fixed
+# training budget takes the same optimiser steps; with the full MNIST (60,000 digits) the baseline gets several
+# doublings stronger. It can also be stronger on validation digits than on test digits, which were written by other
+# people: a validation digit may have a training digit by the same hand to copy. Tune on validation digits, report on
+# test digits.
 #
 # One sample per observation, for every task:
 
@@ -637,10 +634,9 @@ plt.show()
 # posterior mean, their per-pixel standard deviation is an **uncertainty map**. Two questions, per task:
 #
 # - does the uncertainty point at the errors? (the correlation of a pixel's std with the error of the mean)
-# - does the range of the samples cover the truth? the share of true pixels inside $[\min_k, \max_k]$. If the
-#   truth were one more exact posterior sample of a continuous value, it would fall inside the range of K others
-#   with probability $(K-1)/(K+1)$ (exercise 4). On the background the truth and all samples often tie at the
-#   clip value $-1$, which counts as inside and pushes this coverage up.
+# - does the range of the samples cover the truth? the share of true pixels inside $[\min_k, \max_k]$. An exact
+#   sampler covers a continuous value with probability $(K-1)/(K+1)$ (exercise 4); background pixels, where the
+#   truth and all samples tie at $-1$, count as inside and push the share up.
 
 # %%
 def calibration(samples, truth, mask):
@@ -839,7 +835,7 @@ assert cli.main(["eval", "--checkpoint", named, "--task", "sparse:0.1", "--data-
 # ## Summary
 #
 # - One network learned $p(x_0 \mid c)$ for six degradations, told only $c$ and the mask; reconstruction is
-#   sampling, with DDPM or DDIM from `course_utils`.
+#   sampling.
 # - Linear attention regroups $\sum_j (\tilde q_i \cdot \tilde k_j) v_j$ as $(\sum_j v_j \tilde k_j^\top)\,\tilde q_i$:
 #   attention over all pixels at linear cost. Cross-attention lets every pixel read tokens of the condition; the
 #   control encoder adds the condition's features at every resolution through zero-initialised convolutions.
@@ -914,11 +910,9 @@ assert cli.main(["eval", "--checkpoint", named, "--task", "sparse:0.1", "--data-
 #
 # <details><summary>Solution 4</summary>
 #
-# By symmetry each of the $K+1$ draws is equally likely to be the smallest, and equally likely to be the largest
-# (ties have probability 0 for a continuous distribution). $X_0$ lies outside the others' range exactly when it is
-# the smallest or the largest of all $K+1$: probability $2/(K+1)$. So it lies inside with probability
-# $1 - 2/(K+1) = (K-1)/(K+1)$, $7/9$ for $K = 8$. With ties the symmetry breaks: if the truth and all samples equal
-# $-1$, the truth is inside with probability 1, so tied pixels cover more than $(K-1)/(K+1)$ even for an exact
-# sampler.
+# By symmetry each of the $K+1$ draws is equally likely to be the smallest or the largest (ties have probability 0).
+# $X_0$ lies outside the others' range exactly when it is one of these two: probability $2/(K+1)$. So it lies
+# inside with probability $1 - 2/(K+1) = (K-1)/(K+1)$, $7/9$ for $K = 8$. With ties the symmetry breaks: a pixel
+# where the truth and all samples equal $-1$ is covered with probability 1.
 # </details>
 
