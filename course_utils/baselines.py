@@ -32,8 +32,7 @@ from .tasks import Observation, Task, gaussian_blur, parse_task
 def zero_fill(y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The observation as it is: y = m * x0, so missing pixels read 0 (mid-grey on the [-1, 1] scale).
 
-    Taught in notebook 02.
-    """
+    Taught in notebook 02."""
     check_mask(mask, like=y)
     return mask * y
 
@@ -41,10 +40,7 @@ def zero_fill(y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def nearest_pixel_fill(y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Each missing pixel takes the value of the nearest known pixel (Euclidean distance; ties: lowest index).
 
-    An image with no known pixel is left as zero fill.
-
-    Taught in notebook 02.
-    """
+    An image with no known pixel is left as zero fill. Taught in notebook 02."""
     check_mask(mask, like=y)
     n, c, h, w = y.shape
     yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")

@@ -81,8 +81,7 @@ def check_config(cfg: CenterHoleConfig) -> None:
 def build_center_hole_model(cfg: CenterHoleConfig) -> nn.Module:
     """The notebook-03 U-Net for a :class:`CenterHoleConfig` (inputs x_t, m, y, and the optional extra channels).
 
-    Taught in notebook 03.
-    """
+    Taught in notebook 03."""
     return UNet(cfg.base_channels, cfg.channel_mults, self_condition=cfg.self_condition, coord_conv=cfg.coord_conv)
 
 
@@ -104,9 +103,7 @@ def inpaint_loss(
     and w_pix the hole weight (:func:`~course_utils.training.pixel_weights`). A self-conditioned model gets, for half
     of the images, its own x0_hat from a first pass without gradients, and zeros for the other half (Analog Bits,
     section 3.2). Random numbers come from ``generator`` (CPU) in a fixed order: t, eps, the self-conditioning coin.
-
-    Taught in notebook 03.
-    """
+    Taught in notebook 03."""
     check_images(x0, "x0")
     check_mask(mask, like=x0)
     n = x0.shape[0]

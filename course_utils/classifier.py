@@ -137,9 +137,7 @@ def course_classifier(profile: str | None = None, root=None, device="cpu", progr
     Returns (model on ``device``, info) where info holds the config, the path, what happened (``status``: shipped,
     reused, resumed or trained), the training seconds, the accuracy on the validation digits of this MNIST and a
     ``note`` (else None) when the classifier was trained on other digits than this MNIST's training split.
-
-    Taught in notebook 03.
-    """
+    Taught in notebook 03."""
     got = KIND.obtain(KIND.default_config(profile), device, root=root, progress=progress)
     train, val, _ = classifier_splits(got.cfg, root=root)
     seen = (got.extra["manifest"]["training_digits"]["fingerprint"] if got.status == "shipped"

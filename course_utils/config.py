@@ -75,10 +75,7 @@ def get_profile(name: str | None = None) -> Profile:
     """The settings for ``name`` (default: ``$COURSE_PROFILE``, else :func:`default_profile_name`).
 
     >>> get_profile("ci").sample_steps
-    10
-
-    Taught in notebook 01; used in notebooks 02, 03.
-    """
+    10 Taught in notebook 01; used in notebooks 02, 03."""
     if name is None:
         name = os.environ.get("COURSE_PROFILE", "").strip() or default_profile_name()
     key = name.strip().lower()
@@ -104,9 +101,7 @@ def get_device(prefer: str | None = None) -> torch.device:
     """Pick the device once: ``$COURSE_DEVICE`` or ``prefer`` if given, else cuda, then mps, then cpu.
 
     For cuda and mps it also caps torch's CPU threads at :data:`GPU_HOST_THREADS`.
-
-    Taught in notebook 01; used in notebooks 02, 03.
-    """
+    Taught in notebook 01; used in notebooks 02, 03."""
     choice = prefer or os.environ.get("COURSE_DEVICE", "").strip() or None
     if choice is not None:
         device = torch.device(choice)
@@ -128,8 +123,7 @@ def get_device(prefer: str | None = None) -> torch.device:
 def seed_everything(seed: int) -> int:
     """Seed Python's ``random``, NumPy and torch (all devices) with one number, and return it.
 
-    Taught in notebook 01; used in notebooks 02, 03.
-    """
+    Taught in notebook 01; used in notebooks 02, 03."""
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     random.seed(seed)
@@ -144,13 +138,18 @@ def repo_root() -> Path | None:
     return root if (root / "pyproject.toml").is_file() and (root / "notebooks").is_dir() else None
 
 
-def data_dir() -> Path:
-    """Where MNIST lives: ``$COURSE_DATA_DIR``, else the checkout's ``data/``, else ``./data``."""
-    env = os.environ.get("COURSE_DATA_DIR", "").strip()
+def _course_folder(variable: str, name: str) -> Path:
+    """``$variable`` where it is set, else the checkout's ``name/``, else ``./name``."""
+    env = os.environ.get(variable, "").strip()
     if env:
         return Path(env).expanduser()
     root = repo_root()
-    return (root / "data") if root is not None else Path("data").resolve()
+    return (root / name) if root is not None else Path(name).resolve()
+
+
+def data_dir() -> Path:
+    """Where MNIST lives: ``$COURSE_DATA_DIR``, else the checkout's ``data/``, else ``./data``."""
+    return _course_folder("COURSE_DATA_DIR", "data")
 
 
 def run_name(profile: str, settings: dict) -> str:
@@ -168,15 +167,8 @@ def run_name(profile: str, settings: dict) -> str:
 def output_dir(*parts: str) -> Path:
     """A folder under the course outputs (``$COURSE_OUTPUT_DIR``, else the checkout's ``outputs/``), created.
 
-    Taught in notebook 02.
-    """
-    env = os.environ.get("COURSE_OUTPUT_DIR", "").strip()
-    if env:
-        base = Path(env).expanduser()
-    else:
-        root = repo_root()
-        base = (root / "outputs") if root is not None else Path("outputs").resolve()
-    path = base.joinpath(*parts)
+    Taught in notebook 02."""
+    path = _course_folder("COURSE_OUTPUT_DIR", "outputs").joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
 

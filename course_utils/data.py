@@ -98,10 +98,7 @@ def load_mnist(split: str = "train", root: str | Path | None = None, download: b
 
     Files are read from ``root/MNIST/raw`` (default root: :func:`course_utils.config.data_dir`).
     When they are missing and ``download`` is true, torchvision downloads them; when that fails
-    too, :class:`MNISTNotFoundError` names the folder and the files to put there.
-
-    Taught in notebook 01.
-    """
+    too, :class:`MNISTNotFoundError` names the folder and the files to put there. Taught in notebook 01."""
     from torchvision import datasets
 
     if split not in ("train", "test"):
@@ -131,8 +128,7 @@ def train_val_split(digits: DigitSet, val_size: int, seed: int = 0) -> tuple[Dig
 def take_subset(digits: DigitSet, size: int, seed: int = 0) -> DigitSet:
     """A seeded random subset of ``size`` images (all of them, shuffled, when fewer are there).
 
-    Taught in notebook 01.
-    """
+    Taught in notebook 01."""
     if size <= 0:
         raise ValueError(f"subset size must be positive, got {size}")
     perm = torch.randperm(len(digits), generator=torch.Generator().manual_seed(seed))
@@ -146,10 +142,7 @@ def load_splits(profile, seed: int = 0, root: str | Path | None = None) -> tuple
     Validation is carved from MNIST's training split (tune on it): ``profile.val_size`` images,
     but never more than a tenth of what is there (a 5,000-image offline subset keeps 4,500 for
     training). Test images are MNIST's test split, ``profile.eval_size`` of them after a seeded
-    shuffle, and are only for the reported numbers.
-
-    Taught in notebook 02; used in notebook 03.
-    """
+    shuffle, and are only for the reported numbers. Taught in notebook 02; used in notebook 03."""
     train_all = load_mnist("train", root)
     train, val = train_val_split(train_all, min(profile.val_size, len(train_all) // 10), seed)
     train = take_subset(train, profile.train_size, seed)

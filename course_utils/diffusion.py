@@ -238,18 +238,28 @@ def noised_known(y: torch.Tensor, s: int, schedule: Schedule, generator: torch.G
 
 
 @dataclass
-class Replacement:
-    """Data consistency by replacement (notebooks 02 and 03): after a step lands on s, the known pixels
-    become the observation noised to s, x_s <- m * (sqrt(alpha_bar_s) y + sqrt(1 - alpha_bar_s) noise) + (1 - m) * x_s,
-    and the finished sample keeps them exactly: m * y + (1 - m) * x."""
+class KnownPixels:
+    """What both data-consistency rules share: the observation y on the known pixels (mask 1), checked once, and
+    the finished sample that keeps those pixels exactly, m * y + (1 - m) * x."""
 
     y: torch.Tensor
     mask: torch.Tensor
-    schedule: Schedule
 
     def __post_init__(self) -> None:
         check_images(self.y, "y")
         check_mask(self.mask, like=self.y)
+
+    def finish(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mask * self.y + (1 - self.mask) * x
+
+
+@dataclass
+class Replacement(KnownPixels):
+    """Data consistency by replacement (notebooks 02 and 03): after a step lands on s, the known pixels
+    become the observation noised to s, x_s <- m * (sqrt(alpha_bar_s) y + sqrt(1 - alpha_bar_s) noise) + (1 - m) * x_s,
+    and the finished sample keeps them exactly."""
+
+    schedule: Schedule
 
     def project(self, x0_hat: torch.Tensor) -> torch.Tensor:
         """Replacement leaves the network's x0_hat as it is (it acts on x_s after the step)."""
@@ -259,23 +269,13 @@ class Replacement:
                  noise: torch.Tensor | None = None) -> torch.Tensor:
         return self.mask * noised_known(self.y, s, self.schedule, generator, noise) + (1 - self.mask) * x_s
 
-    def finish(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mask * self.y + (1 - self.mask) * x
-
 
 @dataclass
-class NullSpaceProjection:
+class NullSpaceProjection(KnownPixels):
     """Data consistency on the clean estimate (DDNM, Wang et al. 2023, eq. 13 with A = diag(m), so A^+ = A):
     before each step x0_hat <- m * y + (1 - m) * x0_hat, the range part from the observation and the null-space
     part from the network; the step then uses this x0_hat with the network's eps_hat, x_s is left alone, and the
     finished sample keeps the known pixels exactly. Taught in notebook 05 (the fewer-call sampler)."""
-
-    y: torch.Tensor
-    mask: torch.Tensor
-
-    def __post_init__(self) -> None:
-        check_images(self.y, "y")
-        check_mask(self.mask, like=self.y)
 
     def project(self, x0_hat: torch.Tensor) -> torch.Tensor:
         return self.mask * self.y + (1 - self.mask) * x0_hat
@@ -283,9 +283,6 @@ class NullSpaceProjection:
     def __call__(self, x_s: torch.Tensor, s: int, generator: torch.Generator | None,
                  noise: torch.Tensor | None = None) -> torch.Tensor:
         return x_s
-
-    def finish(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mask * self.y + (1 - self.mask) * x
 
 
 # --- The loop. ---

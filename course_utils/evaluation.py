@@ -170,10 +170,7 @@ def evaluate(
     class) estimated from every sample). ``samples`` is K x N x 1 x 32 x 32.
     ``baselines`` is True (every baseline that fits the task), False, or a list of names; ``library``
     (training digits) is needed by the nearest-neighbour and smoothing baselines. Without ``classifier``
-    class_acc and frechet are None.
-
-    Taught in notebook 03.
-    """
+    class_acc and frechet are None. Taught in notebook 03."""
     task = parse_task(task)
     check_images(images, "images")
     if len(labels) != len(images):
@@ -259,8 +256,7 @@ def result_rows(summary: dict) -> list[tuple[str, dict]]:
 def format_results(summary: dict) -> str:
     """An eval summary as a readable table: each baseline, then the method's single sample and mean of K.
 
-    Taught in notebook 03.
-    """
+    Taught in notebook 03."""
     region = "hole" if summary["region"] == "missing" else "image"
     m, k = summary["metrics"], summary["k"]
     rows = result_rows(summary)

@@ -66,8 +66,7 @@ def missing_fraction(mask: torch.Tensor) -> torch.Tensor:
 def center_hole(n: int, hole: int = 12, size: int = 32) -> torch.Tensor:
     """A square hole of side ``hole`` centred on the canvas (same for every image).
 
-    Taught in notebook 02; used in notebook 03.
-    """
+    Taught in notebook 02; used in notebook 03."""
     _check_n_size(n, size)
     if not 0 < hole <= size:
         raise ValueError(f"hole side must be between 1 and {size}, got {hole}")
@@ -175,10 +174,7 @@ def procedural_masks(n: int, missing: float | torch.Tensor, size: int = 32, seed
     A smooth random field (white noise, blurred at a random scale per mask) is ranked and the
     ``round(missing * size**2)`` highest pixels are marked missing, so every mask hits its target
     to within half a pixel (well inside :data:`PROCEDURAL_TOLERANCE`). ``missing`` is one number
-    or one per mask.
-
-    Taught in notebook 01.
-    """
+    or one per mask. Taught in notebook 01."""
     _check_n_size(n, size)
     target = torch.as_tensor(missing, dtype=torch.float32).flatten()
     if target.numel() == 1:

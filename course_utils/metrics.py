@@ -54,8 +54,7 @@ def hole_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> to
 def psnr_on_mask(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Per-image PSNR over the hole: 10 log10(1 / MSE_hole), images in [0, 1]; shape N (average it yourself).
 
-    Taught in notebook 02.
-    """
+    Taught in notebook 02."""
     return 10 * torch.log10(1.0 / hole_mse(pred, target, mask).clamp_min(MSE_FLOOR))
 
 

@@ -32,9 +32,7 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0)
     """Transformer position encoding of the timestep (Vaswani et al. 2017, section 3.5; DDPM appendix B).
 
     emb[:, i] = sin(t * w_i), emb[:, half + i] = cos(t * w_i), with w_i = max_period^(-i / half).
-
-    Taught in notebook 02.
-    """
+    Taught in notebook 02."""
     if dim < 2 or dim % 2:
         raise ValueError(f"embedding dim must be an even number >= 2, got {dim}")
     t = torch.as_tensor(t).float().flatten()
@@ -47,8 +45,7 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0)
 class ResBlock(nn.Module):
     """norm -> SiLU -> conv, add the projected time embedding, norm -> SiLU -> conv, plus a skip.
 
-    Used in notebook 02 (the U-Net) and notebook 03.
-    """
+    Used in notebook 02 (the U-Net) and notebook 03."""
 
     def __init__(self, in_ch: int, out_ch: int, time_dim: int):
         super().__init__()
@@ -69,8 +66,7 @@ class ResBlock(nn.Module):
 def coord_channels(n: int, size: int, device=None, dtype=torch.float32) -> torch.Tensor:
     """N x 2 x size x size: each pixel's column (x) and row (y) position, scaled to [-1, 1] (coord-conv).
 
-    Taught in notebook 03.
-    """
+    Taught in notebook 03."""
     line = torch.linspace(-1, 1, size, device=device, dtype=dtype)
     yy, xx = torch.meshgrid(line, line, indexing="ij")
     return torch.stack([xx, yy])[None].expand(n, 2, size, size)

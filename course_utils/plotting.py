@@ -25,9 +25,7 @@ def save_figure(fig: plt.Figure, name: str) -> str:
     """Write ``fig`` to outputs/figures/<profile>/<name>.png and return the path.
 
     One folder per profile (``$COURSE_PROFILE``), so a quick ``ci`` run never overwrites a ``cpu`` run's figures.
-
-    Taught in notebook 01; used in notebooks 02, 03.
-    """
+    Taught in notebook 01; used in notebooks 02, 03."""
     path = output_dir("figures", get_profile().name) / f"{name}.png"
     fig.savefig(path, dpi=110, bbox_inches="tight")
     return str(path)
@@ -59,8 +57,7 @@ def show_images(
 ) -> plt.Figure:
     """A grid of images N x 1 x H x W in [-1, 1] (with ``mask``: missing pixels in red).
 
-    Taught in notebook 01; used in notebook 02.
-    """
+    Taught in notebook 01; used in notebook 02."""
     n = x.shape[0]
     ncols = min(ncols, n)
     nrows = (n + ncols - 1) // ncols
@@ -81,8 +78,7 @@ def show_rows(
 ) -> plt.Figure:
     """Panels side by side: one labelled row per entry of ``rows`` (e.g. observed / inpainted / ground truth).
 
-    Taught in notebook 02; used in notebook 03.
-    """
+    Taught in notebook 02; used in notebook 03."""
     masks = masks or {}
     n = min(n, min(v.shape[0] for v in rows.values()))
     fig, axes = plt.subplots(len(rows), n, figsize=(scale * n + 1.2, scale * len(rows) + (0.4 if title else 0)),
@@ -158,9 +154,7 @@ def show_strip(
     """Rows of single images in columns: ``images`` is a list of R x 1 x H x W (one per column).
 
     ``masks``, if given, holds one R x 1 x H x W mask per column (missing pixels drawn in red).
-
-    Taught in notebook 01; used in notebooks 02, 03.
-    """
+    Taught in notebook 01; used in notebooks 02, 03."""
     n_cols = len(images)
     n_rows = images[0].shape[0]
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(scale * n_cols + 1, scale * n_rows + (0.4 if title else 0)),

@@ -66,10 +66,7 @@ def linear_betas(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> to
     """beta_t evenly spaced from ``beta_start`` to ``beta_end`` (DDPM section 4).
 
     The DDPM values are for T = 1000; for another T they are scaled by 1000 / T (iDDPM
-    section 3.2) so that the total amount of noise stays about the same.
-
-    Taught in notebook 01.
-    """
+    section 3.2) so that the total amount of noise stays about the same. Taught in notebook 01."""
     scale = 1000 / T
     return torch.linspace(beta_start * scale, beta_end * scale, T, dtype=torch.float64)
 
@@ -96,8 +93,7 @@ def cosine_betas(T: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Ten
 def make_schedule(name: str = "cosine", T: int = 1000) -> Schedule:
     """The schedule called ``name`` (one of :data:`SCHEDULE_NAMES`) with ``T`` steps.
 
-    Taught in notebook 01; used in notebooks 02, 03.
-    """
+    Taught in notebook 01; used in notebooks 02, 03."""
     makers = {"linear": linear_betas, "cosine": cosine_betas, "quadratic": quadratic_betas}
     if name not in makers:
         raise ValueError(f"Unknown schedule {name!r}: choose one of {', '.join(SCHEDULE_NAMES)}.")
@@ -109,8 +105,7 @@ def make_schedule(name: str = "cosine", T: int = 1000) -> Schedule:
 def at(values: torch.Tensor, t: torch.Tensor | int, x: torch.Tensor) -> torch.Tensor:
     """values[t], shaped N x 1 x 1 x 1 to broadcast against the batch ``x`` (t: one index or one per image).
 
-    Taught in notebook 01.
-    """
+    Taught in notebook 01."""
     t = torch.as_tensor(t, device=values.device).long()
     if t.ndim == 0:
         t = t.expand(x.shape[0])
@@ -124,8 +119,7 @@ def at(values: torch.Tensor, t: torch.Tensor | int, x: torch.Tensor) -> torch.Te
 def q_sample(x0: torch.Tensor, t, schedule: Schedule, eps: torch.Tensor) -> torch.Tensor:
     """x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps, a draw from q(x_t | x0) (DDPM eq. 4).
 
-    Taught in notebook 01; used in notebooks 02, 03.
-    """
+    Taught in notebook 01; used in notebooks 02, 03."""
     check_images(x0, "x0")
     if eps.shape != x0.shape:
         raise ValueError(f"eps must have x0's shape {tuple(x0.shape)}, got {tuple(eps.shape)}")
@@ -136,7 +130,6 @@ def q_sample(x0: torch.Tensor, t, schedule: Schedule, eps: torch.Tensor) -> torc
 def q_step(x_prev: torch.Tensor, t, schedule: Schedule, eps: torch.Tensor) -> torch.Tensor:
     """One forward step x_t = sqrt(alpha_t) x_{t-1} + sqrt(beta_t) eps, a draw from q(x_t | x_{t-1}) (DDPM eq. 2).
 
-    Taught in notebook 01.
-    """
+    Taught in notebook 01."""
     a = at(schedule.alphas, t, x_prev)
     return a.sqrt() * x_prev + (1 - a).sqrt() * eps

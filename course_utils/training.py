@@ -48,10 +48,7 @@ def eps_loss(
 ) -> torch.Tensor:
     """DDPM eq. 14 on one batch: draw t ~ U{0..T-1} and eps ~ N(0, I) (in that order, on the CPU), return the MSE.
 
-    ``x0`` and ``mask`` are on the model's device; the observation is y = mask * x0.
-
-    Taught in notebook 02.
-    """
+    ``x0`` and ``mask`` are on the model's device; the observation is y = mask * x0. Taught in notebook 02."""
     check_images(x0, "x0")
     check_mask(mask, like=x0)
     t, eps, x_t = noised_batch(x0, schedule, generator)
@@ -61,8 +58,7 @@ def eps_loss(
 def warmup_cosine(step: int, total: int, warmup: int = 100) -> float:
     """Learning-rate factor: linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``total``.
 
-    Taught in notebook 02.
-    """
+    Taught in notebook 02."""
     if step < warmup:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)

@@ -24,10 +24,7 @@ from .tasks import Observation, Task, parse_task
 def timestep_slider(x0: torch.Tensor, schedules: Sequence, eps: torch.Tensor, t: int = 250):
     """A slider over t that redraws :func:`~course_utils.plotting.show_noised` for every schedule.
 
-    Returns the ipywidgets container; display it (or leave it as a cell's last expression).
-
-    Taught in notebook 01.
-    """
+    Returns the ipywidgets container; display it (or leave it as a cell's last expression). Taught in notebook 01."""
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
 
