@@ -5,7 +5,8 @@ as a run left them). The front page (``DIR/index.html``) is
 the README; every notebook is one page, executed where a run of the profile left its executed copy in
 ``outputs/executed/<profile>/`` (``./run_course.sh cpu``), and as committed (no outputs) otherwise; the pages of
 ``docs/`` follow. Sphinx with MyST-NB builds it (the engine of Jupyter Book 1, which numpy-tutorials uses), with
-every warning an error, so a broken link or a missing image stops the build.
+every warning an error, so a broken link or a missing image stops the build. MathJax comes with the site, so its
+equations show on a machine without a network.
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ from .config import output_dir
 from .publishing import _root, notebook_sources
 
 CONF = '''project = "Diffusion inpainting on MNIST"
-extensions = ["myst_nb"]
+# MathJax from the site's own files, not a web address, so the pages show their equations offline (a classroom's
+# projector without a network); the page width fits the notebooks' 120-character code lines
+extensions = ["myst_nb", "sphinx-mathjax-offline"]
 nb_execution_mode = "off"  # the notebooks are shown as the course's run left them
 myst_enable_extensions = ["dollarmath", "amsmath"]
 myst_heading_anchors = 3
 html_theme = "alabaster"
+html_theme_options = {"page_width": "1240px", "sidebar_width": "240px", "code_font_size": "0.78em"}
 html_title = project
 exclude_patterns = ["_build"]
 suppress_warnings = ["mystnb.unknown_mime_type"]

@@ -56,10 +56,13 @@ def _conda_dependencies() -> tuple[dict[str, str], list[str]]:
 def test_environment_yml_matches_pyproject():
     conda, pip = _conda_dependencies()
     conda_name = {"torch": "pytorch"}
+    from_pip = {"sphinx-mathjax-offline"}  # not on conda-forge: environment.yml installs it with pip
+    pip_specs = dict(re.fullmatch(r"([A-Za-z0-9_.-]+)\s*(.*)", line).groups() for line in pip if line[0] != "-")
     for name, spec in _requirements().items():
         key = conda_name.get(name, name)
-        assert key in conda, f"environment.yml lacks {key} (pyproject.toml asks for {name}{spec})"
-        assert conda[key] == spec, f"environment.yml has {key}{conda[key]}, pyproject.toml {name}{spec}"
+        found = pip_specs if name in from_pip else conda
+        assert key in found, f"environment.yml lacks {key} (pyproject.toml asks for {name}{spec})"
+        assert found[key] == spec, f"environment.yml has {key}{found[key]}, pyproject.toml {name}{spec}"
     python_floor = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
     assert conda["python"] == python_floor, f"environment.yml python{conda['python']} vs requires-python {python_floor}"
     assert "-e ." in pip, "environment.yml must install the course itself (pip: -e .)"

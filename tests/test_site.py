@@ -31,6 +31,11 @@ def test_the_site_builds_with_a_page_per_notebook_and_no_broken_link(tmp_path, m
     for page in (config.repo_root() / "docs").glob("*.md"):
         assert (tmp_path / "site" / "docs" / f"{page.stem}.html").is_file(), f"docs/{page.name} has no page"
     assert broken_links(tmp_path / "site") == []
+    # every script the pages load is the site's own (MathJax included), so the equations show without a network
+    for page in (tmp_path / "site").rglob("*.html"):
+        scripts = re.findall(r'<script[^>]*src="([^"]+)"', page.read_text(errors="replace"))
+        assert [s for s in scripts if re.match(r"[a-z]+:|//", s)] == [], f"{page.name} loads a script from the web"
+    assert (tmp_path / "site" / "_static" / "mathjax" / "tex-chtml.js").is_file()
 
 
 def test_broken_links_finds_a_missing_page_and_ignores_web_addresses(tmp_path):
