@@ -133,13 +133,25 @@ def border_region(mask: torch.Tensor, width: int = 2) -> torch.Tensor:
 # notebook 05's RePaint: jump back 5 levels, walk each stretch 10 times (the paper's resampling count; chosen on
 # validation digits with the shipped prior, docs/design.md)
 REPAINT = {"jump_length": 5, "jump_n_sample": 10}
-DDNM_ETA = 0.85  # notebook 05's DDNM: DDIM with this eta, at a tenth of RePaint's network calls (ddnm_steps)
+# notebook 05's DDNM: DDIM with this eta, at a tenth of RePaint's network calls (ddnm_calls), spent on DDNM_LEVELS
+# noise levels, each run again and again with re-noising in between (DDNM+'s time travel); on validation digits
+# with the shipped prior, few levels with many repeats beat many levels run once (docs/design.md)
+DDNM_ETA = 0.85
+DDNM_LEVELS = 3
 
 
-def ddnm_steps(levels: int) -> int:
+def ddnm_calls(levels: int) -> int:
     """Notebook 05's DDNM budget: a tenth of the network calls of RePaint (:data:`REPAINT`) over ``levels`` noise
     levels, at least 2 (notebooks 05 and 06)."""
     return max(2, walk_calls(repaint_walk(levels, **REPAINT)) // 10)
+
+
+def ddnm_settings(levels: int) -> dict:
+    """Notebook 05's DDNM for a prior sampled over ``levels`` levels: :data:`DDNM_LEVELS` DDIM steps (fewer if the
+    budget is smaller), each repeated as often as :func:`ddnm_calls` allows, with eta :data:`DDNM_ETA`."""
+    calls = ddnm_calls(levels)
+    steps = min(DDNM_LEVELS, calls)
+    return {"steps": steps, "eta": DDNM_ETA, "repeats": calls // steps}
 
 
 @dataclass(frozen=True)
@@ -165,9 +177,10 @@ SAMPLERS: dict[str, Sampler] = {s.name: s for s in (
                                                                         generator=g),
             lambda levels: {"steps": levels, **REPAINT},
             {"steps": "steps", "jump_length": "jump_length", "resamplings": "jump_n_sample"}),
-    Sampler("ddnm", "DDNM: DDIM with the null-space projection of x0_hat, at a tenth of RePaint's calls",
+    Sampler("ddnm", "DDNM: DDIM with the null-space projection of x0_hat on a few levels, each repeated, at a tenth "
+            "of RePaint's calls",
             lambda d, y, m, g, steps, eta, repeats: ddnm_inpaint(d, y, m, steps, eta, repeats, g),
-            lambda levels: {"steps": ddnm_steps(levels), "eta": DDNM_ETA, "repeats": 1},
+            ddnm_settings,
             {"steps": "steps", "eta": "eta", "resamplings": "repeats"}),
 )}
 

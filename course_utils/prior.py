@@ -169,7 +169,8 @@ PRIOR_KIND = ModelKind(
                     help=f"RePaint: levels to jump back (default {SAMPLERS['repaint'].defaults(1)['jump_length']})"),
              Option("eval", "--resamplings", type=int, default=None,
                     help=f"RePaint: times each jump is walked (default "
-                         f"{SAMPLERS['repaint'].defaults(1)['jump_n_sample']}); DDNM: repeats per step (default 1)")))
+                         f"{SAMPLERS['repaint'].defaults(1)['jump_n_sample']}); DDNM: repeats per level (default: "
+                         "its budget, a tenth of RePaint's calls, over its levels)")))
 
 
 # --- Mask-aware adaptation. ---

@@ -114,11 +114,12 @@ def test_notebook_05_methods_use_notebook_05_settings():
     assert {k: repaint[k] for k in ("steps", "jump_length", "jump_n_sample")} == \
         inpainting.SAMPLERS["repaint"].defaults(cfg.sample_steps)  # the registry's, which notebook 05 asserts
     ddnm = benchmark.build_method("ddnm_05", cfg, net).config
-    assert (ddnm["steps"], ddnm["eta"]) == (inpainting.ddnm_steps(cfg.sample_steps), inpainting.DDNM_ETA)
-    # DDNM's budget: a tenth of RePaint's network calls
+    assert {k: ddnm[k] for k in ("steps", "eta", "repeats")} == inpainting.SAMPLERS["ddnm"].defaults(cfg.sample_steps)
+    # DDNM's budget: a tenth of RePaint's network calls, on DDNM_LEVELS levels
     rp_calls = inpainting.walk_calls(inpainting.repaint_walk(cfg.sample_steps, repaint["jump_length"],
                                                              repaint["jump_n_sample"]))
-    assert ddnm["steps"] == max(2, rp_calls // 10)
+    assert ddnm["steps"] == inpainting.DDNM_LEVELS and ddnm["steps"] * ddnm["repeats"] <= rp_calls // 10
+    assert ddnm["steps"] * (ddnm["repeats"] + 1) > rp_calls // 10  # no repeat of the budget left unspent
 
 
 def test_task_table_lists_the_methods_that_fit(digits):

@@ -247,7 +247,7 @@ def test_issue_command_lines_for_the_prior(tmp_path, monkeypatch, capsys):
     assert "05_prior" not in capsys.readouterr().out  # --from: notebook 05's run folder is not used
     assert not (tmp_path / "outputs" / "05_prior").exists()
     steps = prior.PRIOR_KIND.config("ci").sample_steps
-    ddnm_steps = inpainting.ddnm_steps(steps)
+    ddnm_steps = inpainting.ddnm_settings(steps)["steps"]
     for flags, calls, sampler in (
             (["--sampler", "replace"], steps, "replacement"),
             (["--sampler", "repaint", "--jump-length", "2", "--resamplings", "2"],
