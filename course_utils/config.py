@@ -73,9 +73,11 @@ def default_profile_name() -> str:
 
 def get_profile(name: str | None = None) -> Profile:
     """The settings for ``name`` (default: ``$COURSE_PROFILE``, else :func:`default_profile_name`).
+    Taught in notebook 01; used in notebooks 02, 03.
 
     >>> get_profile("ci").sample_steps
-    10 Taught in notebook 01; used in notebooks 02, 03."""
+    10
+    """
     if name is None:
         name = os.environ.get("COURSE_PROFILE", "").strip() or default_profile_name()
     key = name.strip().lower()

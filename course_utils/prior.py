@@ -170,7 +170,7 @@ PRIOR_KIND = ModelKind(
              Option("eval", "--resamplings", type=int, default=None,
                     help=f"RePaint: times each jump is walked (default "
                          f"{SAMPLERS['repaint'].defaults(1)['jump_n_sample']}); DDNM: repeats per level (default: "
-                         "its budget, a tenth of RePaint's calls, over its levels)")))
+                         "its budget, a tenth of RePaint's calls, over notebook 05's levels; --steps leaves it)")))
 
 
 # --- Mask-aware adaptation. ---
