@@ -362,8 +362,8 @@ def _add_sampler_options(p, steps: int | None = 50, n: int = 16) -> None:
     """The sampler flags of ``sample`` and ``eval``; ``steps`` None: 50, or a prior's notebook-05 setting."""
     p.add_argument("--steps", type=int, default=steps,
                    help=f"DDIM steps (default {steps})" if steps is not None else
-                   "sampling steps (default 50; a prior: its profile's sample_steps, DDNM notebook 05's levels; its "
-                   "repeats stay unless --resamplings)")
+                   "sampling steps (default 50; a prior: its profile's sample_steps; DDNM: its levels, notebook 05's by "
+                   "default, each run as often as --resamplings says)")
     p.add_argument("--eta", type=float, default=0.0 if steps is not None else None,
                    help="0 = deterministic DDIM, 1 = DDPM-like noise (default 0; DDNM on a prior: 0.85)")
     p.add_argument("--dc-repeats", type=int, default=1,

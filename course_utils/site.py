@@ -20,7 +20,7 @@ from .publishing import _root, notebook_sources
 
 CONF = '''project = "Diffusion inpainting on MNIST"
 # MathJax from the site's own files, not a web address, so the pages show their equations offline (a classroom's
-# projector without a network); the page width fits the notebooks' 120-character code lines
+# projector without a network); the page width and code font fit most of the notebooks' code lines
 extensions = ["myst_nb", "sphinx-mathjax-offline"]
 nb_execution_mode = "off"  # the notebooks are shown as the course's run left them
 myst_enable_extensions = ["dollarmath", "amsmath"]
