@@ -112,9 +112,8 @@ def add_lora(model: nn.Module, targets: tuple[str, ...], rank: int = 4, alpha: f
     if not chosen:
         raise ValueError(f"no nn.Linear or nn.Conv2d in the model has a name ending in {targets}")
     for name in chosen:
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, LoRA(getattr(parent, child), rank, alpha))
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent), child, LoRA(model.get_submodule(name), rank, alpha))
     return chosen
 
 
@@ -125,7 +124,6 @@ def merge_lora(model: nn.Module) -> nn.Module:
     for name, module in list(model.named_modules()):
         if isinstance(module, LoRA):
             module.base.weight += module.delta_weight()
-            parent_name, _, child = name.rpartition(".")
-            parent = model.get_submodule(parent_name) if parent_name else model
-            setattr(parent, child, module.base)
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent), child, module.base)  # get_submodule("") is the model
     return model

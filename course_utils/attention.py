@@ -27,7 +27,6 @@ import torch
 from torch import nn
 
 
-
 def group_norm(channels: int) -> nn.GroupNorm:
     """GroupNorm with up to 8 groups (as many as divide ``channels``): the normalisation of every block of the
     course's U-Nets and attention layers (notebook 02's U-Net first)."""

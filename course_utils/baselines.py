@@ -50,14 +50,14 @@ def nearest_pixel_fill(y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     big = torch.finfo(dist.dtype).max
     source = torch.empty(n, h * w, dtype=torch.long, device=y.device)
     for i in range(0, n, 64):  # chunks keep the N x HW x HW distance table small
-        k = known[i : i + 64, None, :]
-        source[i : i + 64] = torch.where(k, dist[None], torch.full_like(dist[None], big)).argmin(dim=2)
+        source[i : i + 64] = torch.where(known[i : i + 64, None, :], dist, big).argmin(dim=2)
     filled = torch.gather(y.flatten(2), 2, source[:, None, :].expand(n, c, h * w)).view(n, c, h, w)
     filled = torch.where(known.any(dim=1).view(n, 1, 1, 1), filled, y)
     return mask * y + (1 - mask) * filled
 
 
-def nearest_neighbour_fill(y: torch.Tensor, mask: torch.Tensor, library: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+def nearest_neighbour_fill(y: torch.Tensor, mask: torch.Tensor, library: torch.Tensor,
+                           chunk: int = 256) -> torch.Tensor:
     """Fill each hole from the training image that agrees best with the known pixels (taught in notebook 03).
 
     For each image, j* = argmin_j || m * (library_j - y) ||^2 over the ``library`` images (the
@@ -112,9 +112,7 @@ def harmonic_fill(y: torch.Tensor, mask: torch.Tensor, tol: float = 1e-6, max_it
 
     b = unknown * _neighbour_sum(known_values)
     solvable = m.flatten(1).sum(1) > 0
-    x = torch.zeros_like(b)
-    r = b.clone()
-    p = r.clone()
+    x, r, p = torch.zeros_like(b), b, b  # r and p are rebound below, never changed in place
     rs = (r * r).flatten(1).sum(1)
     stop = (tol * b.flatten(1).norm(dim=1)) ** 2
     for _ in range(max_iter):
@@ -123,11 +121,11 @@ def harmonic_fill(y: torch.Tensor, mask: torch.Tensor, tol: float = 1e-6, max_it
             break
         ap = apply(p)
         pap = (p * ap).flatten(1).sum(1)
-        alpha = torch.where(active, rs / pap.clamp_min(1e-300), torch.zeros_like(rs)).view(-1, 1, 1, 1)
+        alpha = torch.where(active, rs / pap.clamp_min(1e-300), 0.0).view(-1, 1, 1, 1)
         x = x + alpha * p
         r = r - alpha * ap
         rs_new = (r * r).flatten(1).sum(1)
-        beta = torch.where(active, rs_new / rs.clamp_min(1e-300), torch.zeros_like(rs)).view(-1, 1, 1, 1)
+        beta = torch.where(active, rs_new / rs.clamp_min(1e-300), 0.0).view(-1, 1, 1, 1)
         p = r + beta * p
         rs = torch.where(active, rs_new, rs)
     filled = torch.where(solvable.view(-1, 1, 1, 1), known_values + unknown * x, known_values)
@@ -172,8 +170,8 @@ def zero_filled_ifft(coefficients: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Baseline:
-    """A classical method: ``fill(observation, library)`` returns one reconstruction; ``fits(task)`` says where it applies.
-    """
+    """A classical method: ``fill(observation, library)`` returns one reconstruction, ``fits(task)`` says where it
+    applies."""
 
     name: str
     description: str
@@ -186,27 +184,27 @@ def _smoothing_fill(obs: Observation, library: torch.Tensor) -> torch.Tensor:
     return observation(obs.y) if sigma == 0 else smoothing(obs.y, sigma)
 
 
-BASELINES: dict[str, Baseline] = {
-    b.name: b
-    for b in (
-        Baseline("zero_fill", "missing pixels read 0 (mid-grey)", lambda t: t.is_mask_task,
-                 lambda o, lib: zero_fill(o.y, o.mask)),
-        Baseline("nearest_pixel", "each missing pixel copies the nearest known pixel", lambda t: t.is_mask_task,
-                 lambda o, lib: nearest_pixel_fill(o.y, o.mask)),
-        Baseline("nearest_neighbour", "the hole copied from the best-matching training digit", lambda t: t.is_mask_task,
-                 lambda o, lib: nearest_neighbour_fill(o.y, o.mask, lib)),
-        Baseline("harmonic", "Laplace's equation on the hole, known pixels as boundary", lambda t: t.is_mask_task,
-                 lambda o, lib: harmonic_fill(o.y, o.mask)),
-        Baseline("observation", "the measurement itself, clipped to [-1, 1]",
-                 lambda t: t.name in ("noise", "lowres", "blur"), lambda o, lib: observation(o.y)),
-        Baseline("smoothing", "Gaussian smoothing, width chosen on training digits", lambda t: t.name == "noise",
-                 _smoothing_fill),
-        Baseline("bicubic", "bicubic upsampling of the low-resolution image", lambda t: t.name == "lowres",
-                 lambda o, lib: bicubic(o.raw["small"], o.y.shape[-1])),
-        Baseline("zero_filled_ifft", "inverse FFT with the missing coefficients set to 0",
-                 lambda t: t.name == "kspace", lambda o, lib: zero_filled_ifft(o.raw["kspace"])),
-    )
-}
+def _mask_task(task: Task) -> bool:
+    return task.is_mask_task
+
+
+BASELINES: dict[str, Baseline] = {b.name: b for b in (
+    Baseline("zero_fill", "missing pixels read 0 (mid-grey)", _mask_task, lambda o, lib: zero_fill(o.y, o.mask)),
+    Baseline("nearest_pixel", "each missing pixel copies the nearest known pixel", _mask_task,
+             lambda o, lib: nearest_pixel_fill(o.y, o.mask)),
+    Baseline("nearest_neighbour", "the hole copied from the best-matching training digit", _mask_task,
+             lambda o, lib: nearest_neighbour_fill(o.y, o.mask, lib)),
+    Baseline("harmonic", "Laplace's equation on the hole, known pixels as boundary", _mask_task,
+             lambda o, lib: harmonic_fill(o.y, o.mask)),
+    Baseline("observation", "the measurement itself, clipped to [-1, 1]",
+             lambda t: t.name in ("noise", "lowres", "blur"), lambda o, lib: observation(o.y)),
+    Baseline("smoothing", "Gaussian smoothing, width chosen on training digits", lambda t: t.name == "noise",
+             _smoothing_fill),
+    Baseline("bicubic", "bicubic upsampling of the low-resolution image", lambda t: t.name == "lowres",
+             lambda o, lib: bicubic(o.raw["small"], o.y.shape[-1])),
+    Baseline("zero_filled_ifft", "inverse FFT with the missing coefficients set to 0", lambda t: t.name == "kspace",
+             lambda o, lib: zero_filled_ifft(o.raw["kspace"])),
+)}
 
 
 def baselines_for(task: Task | str) -> list[str]:

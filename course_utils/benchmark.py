@@ -37,6 +37,8 @@ from .tasks import parse_task
 
 TASKS = ("center:12", "center:16", "rect", "procedural:0.05-0.6", "sparse:0.1", "noise:0.5", "lowres:4",
          "kspace:0.25")
+
+
 @dataclass(frozen=True)
 class BenchConfig:
     """How much of the test split a profile scores: ``n`` digits (MNIST's test split, the first n), ``k`` samples per
@@ -62,7 +64,8 @@ def bench_config(profile: str | Profile | None = None, command: bool = False, **
     name = profile.name if isinstance(profile, Profile) else get_profile(profile).name
     cfg = dataclasses.replace((BENCH_COMMAND if command else BENCH)[name], **changes)
     if cfg.n < 2:
-        raise ValueError(f"the benchmark needs at least 2 test digits (the Frechet distance compares sets), got {cfg.n}")
+        raise ValueError(f"the benchmark needs at least 2 test digits (the Frechet distance compares sets), "
+                         f"got {cfg.n}")
     if cfg.k < 1:
         raise ValueError(f"k must be at least 1 (samples per digit), got {cfg.k}")
     return cfg
@@ -116,7 +119,8 @@ class BenchMethod:
 
 
 def _baseline(name: str, description: str) -> BenchMethod:
-    return BenchMethod(name, "classical", "03", description, None, lambda cfg, model, library: baseline_method(name, library))
+    return BenchMethod(name, "classical", "03", description, None,
+                       lambda cfg, model, library: baseline_method(name, library))
 
 
 METHODS: dict[str, BenchMethod] = {m.name: m for m in (
@@ -127,8 +131,8 @@ METHODS: dict[str, BenchMethod] = {m.name: m for m in (
     _baseline("smoothing", "noise: Gaussian smoothing, width chosen on training digits"),
     _baseline("bicubic", "low resolution: bicubic upsampling"),
     _baseline("zero_filled_ifft", "k-space: inverse FFT with the missing coefficients set to 0"),
-    BenchMethod("mmse", "regressor", "06", "U-Net regressing x0 in one call (notebook 03's backbone and budget)", "mmse",
-                lambda cfg, model, library: KINDS["mmse"].method(model, cfg, SamplerOptions())),
+    BenchMethod("mmse", "regressor", "06", "U-Net regressing x0 in one call (notebook 03's backbone and budget)",
+                "mmse", lambda cfg, model, library: KINDS["mmse"].method(model, cfg, SamplerOptions())),
     BenchMethod("ddpm_02", "diffusion", "02", "DDPM on [x_t, m, y], mixed masks, ancestral steps + replacement", "ddpm",
                 lambda cfg, model, library: KINDS["ddpm"].method(model, cfg, SamplerOptions())),
     BenchMethod("ddim_dc_03", "diffusion", "03", "centre-hole U-Net, DDIM with data consistency", "center_hole",
@@ -187,10 +191,7 @@ def prepare(names: list[str], profile: str, device: torch.device, root: str | Pa
     if missing:
         raise MissingModelsError("missing trained models (pass --train-missing to train them here):\n  "
                                  + "\n  ".join(missing))
-    methods = {}
-    for name in names:
-        cfg, model = models.get(METHODS[name].model, (None, None))
-        methods[name] = build_method(name, cfg, model, library)
+    methods = {name: build_method(name, *models.get(METHODS[name].model, (None, None)), library) for name in names}
     return methods, info
 
 
@@ -208,18 +209,16 @@ def run_benchmark(methods: dict[str, Method], images: torch.Tensor, labels: torc
     if not methods:
         raise ValueError("give at least one method to benchmark")
     specs = [parse_task(spec).spec for spec in tasks]
-    cells = [(name, spec) for name in methods for spec in specs]
     table: dict[str, dict] = {name: {} for name in methods}
-    bar = tqdm(cells, desc="benchmark", disable=not progress)
+    bar = tqdm([(name, spec) for name in methods for spec in specs], desc="benchmark", disable=not progress)
     for name, spec in bar:
         bar.set_postfix_str(f"{name} on {spec}", refresh=True)
         method = methods[name]
-        if not method.fits(parse_task(spec)):
+        if method.fits(parse_task(spec)):
+            table[name][spec] = evaluate(method, images, labels, spec, k=k, seed=seed, classifier=classifier,
+                                         library=library, baselines=False, progress=progress, leave=False)[0]
+        else:
             table[name][spec] = None
-            continue
-        summary, _, _ = evaluate(method, images, labels, spec, k=k, seed=seed, classifier=classifier,
-                                 library=library, baselines=False, progress=progress, leave=False)
-        table[name][spec] = summary
     info = {name: {"family": METHODS[name].family, "notebook": METHODS[name].notebook,
                    "description": METHODS[name].description} for name in methods if name in METHODS}
     return {"methods": table, "tasks": specs, "n": int(len(images)), "k": k, "seed": seed,
@@ -232,13 +231,13 @@ def markdown_table(result: dict, metric: str = "psnr", which: str = "single", di
     tasks = result["tasks"]
     lines = ["| method | " + " | ".join(f"`{t}`" for t in tasks) + " |",
              "| --- | " + " | ".join("---:" for _ in tasks) + " |"]
+
+    def cell(summary: dict | None) -> str:
+        value = None if summary is None else summary["metrics"][metric].get(which)
+        return "" if value is None else f"{value:.{digits}f}"
+
     for name, row in result["methods"].items():
-        cells = []
-        for spec in tasks:
-            summary = row.get(spec)
-            value = None if summary is None else summary["metrics"][metric].get(which)
-            cells.append("" if value is None else f"{value:.{digits}f}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | " + " | ".join(cell(row.get(spec)) for spec in tasks) + " |")
     return "\n".join(lines)
 
 

@@ -64,9 +64,8 @@ CENTER_HOLE: dict[str, CenterHoleConfig] = {
         profile="full", base_channels=32, batch_size=128, steps=1600, val_size=2000, save_every=400,
         eval_size=1000, ablation_steps=1600, ablation_batch=128,
     ),
-    # the course's shipped checkpoint (and notebook 06's MMSE regressor, which copies these): the cpu network and
-    # sampler at 1.7 times its steps, chosen on validation digits for one sample and the mean of 8 (longer runs
-    # lose the mean: docs/design.md), the evaluation and ablation settings of cpu
+    # the course's shipped checkpoint (and notebook 06's MMSE regressor, which copies these): the cpu recipe at 1.7
+    # times its steps (longer runs lose the mean of 8 samples: docs/design.md)
     "pretrained": CenterHoleConfig(profile="pretrained", steps=3000, warmup=200, save_every=1000, ablation_steps=150,
                                    ablation_batch=32),
 }
@@ -98,10 +97,10 @@ def inpaint_loss(
 ) -> torch.Tensor:
     """The notebook-03 objective on one batch: sum_pixels w_t w_pix (target - output)^2 / sum_pixels w_pix.
 
-    t, eps and x_t from :func:`~course_utils.training.noised_batch` (DDPM eq. 4), y = m * x0. The target is
-    eps, x0 or v (:func:`~course_utils.diffusion.diffusion_target`); w_t is P2 (:func:`~course_utils.training.p2_weight`)
-    and w_pix the hole weight (:func:`~course_utils.training.pixel_weights`). A self-conditioned model gets, for half
-    of the images, its own x0_hat from a first pass without gradients, and zeros for the other half (Analog Bits,
+    t, eps and x_t from :func:`~course_utils.training.noised_batch` (DDPM eq. 4), y = m * x0. The target is eps, x0
+    or v (:func:`~course_utils.diffusion.diffusion_target`); w_t is P2 (:func:`~course_utils.training.p2_weight`) and
+    w_pix the hole weight (:func:`~course_utils.training.pixel_weights`). A self-conditioned model gets, for half of
+    the images, its own x0_hat from a first pass without gradients, and zeros for the other half (Analog Bits,
     section 3.2). Random numbers come from ``generator`` (CPU) in a fixed order: t, eps, the self-conditioning coin.
     Taught in notebook 03."""
     check_images(x0, "x0")
@@ -129,11 +128,12 @@ def validate_center_hole(model: nn.Module, cfg: CenterHoleConfig, val: DigitSet,
     of the first 8); notebook 03 shows the panels its run wrote."""
     x0 = val.images
     mask = center_hole(x0.shape[0], cfg.hole).to(x0.device)
-    denoiser = Denoiser(model, make_schedule(cfg.schedule, cfg.T), cfg.prediction, (mask, mask * x0))
-    out = ddim_inpaint(denoiser, mask * x0, mask, cfg.sample_steps, generator=torch.Generator().manual_seed(seed))
+    y = mask * x0
+    denoiser = Denoiser(model, make_schedule(cfg.schedule, cfg.T), cfg.prediction, (mask, y))
+    out = ddim_inpaint(denoiser, y, mask, cfg.sample_steps, generator=torch.Generator().manual_seed(seed))
     psnr = psnr_on_mask(out, x0, mask).mean().item()
     n = min(8, x0.shape[0])
-    fig = show_rows({"ground truth": x0[:n], "masked": (mask * x0)[:n], "reconstruction": out[:n]},
+    fig = show_rows({"ground truth": x0[:n], "masked": y[:n], "reconstruction": out[:n]},
                     masks={"masked": mask[:n]}, n=n,
                     title=f"validation hole PSNR {psnr:.2f} dB (EMA, DDIM {cfg.sample_steps})")
     return psnr, fig
@@ -164,7 +164,7 @@ def center_hole_method(model: nn.Module, cfg: CenterHoleConfig, options: Sampler
         denoiser = Denoiser(model, schedule, cfg.prediction, (obs.mask, obs.y))
         return ddim_inpaint(denoiser, obs.y, obs.mask, options.steps, options.eta, options.dc_repeats, generator)
 
-    return Method("ddim_center_hole", sample, stochastic=True, fits=lambda task: task.is_mask_task, network=model,
+    return Method("ddim_center_hole", sample, fits=lambda task: task.is_mask_task, network=model,
                   config={"kind": "center_hole", "steps": options.steps, "eta": options.eta,
                           "dc_repeats": options.dc_repeats, "prediction": cfg.prediction,
                           "trained_for": f"center:{cfg.hole}"})

@@ -9,9 +9,7 @@ the share of reconstructions it assigns the true label), and do the reconstructi
 set (a **Frechet distance** between its penultimate-layer features of reconstructions and of clean digits, the
 FID recipe of Heusel et al. 2017 with the course's own network instead of Inception). Nothing is downloaded: the
 classifier is a model kind like the others (:data:`KIND`, ``train --model classifier``), trained by the course's one
-loop :func:`~course_utils.training.fit` on cross-entropy, and obtained like every other model
-(:func:`course_classifier`): the course's shipped one in the cpu and full profiles, else a run of the profile's
-config under ``outputs/classifier/``, reused once trained.
+loop :func:`~course_utils.training.fit` on cross-entropy and obtained by :func:`course_classifier`.
 """
 
 from __future__ import annotations
@@ -118,16 +116,13 @@ def classifier_splits(cfg: ClassifierConfig, seed: int = 0, root=None) -> tuple[
     return take_subset(train, cfg.train_size, 0), val, val[:0]
 
 
-def _validate(model: nn.Module, cfg: ClassifierConfig, val: DigitSet):
-    return 100 * accuracy(model, val.images, val.labels), None
-
-
 KIND = ModelKind(
     name="classifier", notebook="03_ddim_center_hole_data_consistency", folder="classifier",
     description="the course classifier: a small CNN on cross-entropy, judge of class preservation and the "
                 "Frechet distance (no reconstruction)",
-    presets=CLASSIFIERS, build=build_classifier, loss=batch_loss, validate=_validate, validation_digits=500,
-    validation_unit="% classified right", splits=classifier_splits)
+    presets=CLASSIFIERS, build=build_classifier, loss=batch_loss, splits=classifier_splits,
+    validate=lambda model, cfg, val: (100 * accuracy(model, val.images, val.labels), None), validation_digits=500,
+    validation_unit="% classified right")
 
 
 def course_classifier(profile: str | None = None, root=None, device="cpu", progress: bool = True):

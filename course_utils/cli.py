@@ -1,5 +1,6 @@
 """Command line: parses arguments and calls the library (run the course, train / ship / sample / evaluate /
-benchmark models, badges, runtimes, results, site); every command and flag is listed in docs/commands.md and by ``--help``.
+benchmark models, badges, runtimes, results, site); every command and flag is listed in docs/commands.md and by
+``--help``.
 
 (the installed ``course`` command is the same program.) ``train``, ``sample`` and ``eval`` are taught in
 03_ddim_center_hole_data_consistency. ``eval`` runs :func:`course_utils.evaluation.evaluate` on a model kind of
@@ -10,6 +11,7 @@ benchmark models, badges, runtimes, results, site); every command and flag is li
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
@@ -37,13 +39,30 @@ from .training import fast_layout
 
 
 class UsageError(SystemExit):
-    """Bad input to a command: exits with status 1 and one line (on stderr) saying what to fix.
-
-    Every command (notebook 03 runs them).
-    """
+    """Bad input to a command: exits with status 1 and one line (on stderr) saying what to fix; every command
+    raises it (notebook 03 runs them)."""
 
     def __init__(self, message: str):
         super().__init__(f"error: {message}")
+
+
+@contextlib.contextmanager
+def _usage_errors(*errors: type[Exception], prefix: str = "", suffix: str = "", first_line: bool = True):
+    """Re-raise ``errors`` as a :class:`UsageError`: their message's first line (or all of it), with ``prefix`` and
+    ``suffix``."""
+    try:
+        yield
+    except errors as why:
+        raise UsageError(prefix + (_first_line(why) if first_line else str(why)) + suffix)
+
+
+def _first_line(why: Exception) -> str:
+    """The first line of an error's message, or its type's name where the message is empty."""
+    lines = str(why).strip().splitlines()
+    return lines[0] if lines else type(why).__name__
+
+
+_SET_DATA_DIR = " (set COURSE_DATA_DIR to a folder holding MNIST/raw/)"
 
 
 def _load_model(path: str, device):
@@ -60,19 +79,20 @@ def _load_model(path: str, device):
             kind = kind_of_checkpoint(path)
             cfg, model, extra = kind.load(path, map_location="cpu")
     except FileNotFoundError:
-        raise UsageError(f"no checkpoint at {path}: train one with `python -m course_utils train --profile cpu --out DIR`")
+        raise UsageError(f"no checkpoint at {path}: train one with "
+                         "`python -m course_utils train --profile cpu --out DIR`")
     except CheckpointMismatchError as why:
-        raise UsageError(f"cannot use {path}: {str(why).splitlines()[0]}")
+        raise UsageError(f"cannot use {path}: {_first_line(why)}")
     if kind.method is None:
         raise UsageError(f"{path} holds the {kind.name} model, which reconstructs nothing ({kind.description})")
     return kind, cfg, fast_layout(model, device), extra
 
 
-def _check_sampler_options(args, T: int = 1000) -> None:
+def _check_sampler_options(args) -> None:
     if args.hole is not None and not 1 <= args.hole <= 31:
         raise UsageError(f"--hole must be between 1 and 31 (the hole must fit inside the 32x32 image), got {args.hole}")
-    if args.steps is not None and not 1 <= args.steps <= T:
-        raise UsageError(f"--steps must be between 1 and T={T}, got {args.steps}")
+    if args.steps is not None and not 1 <= args.steps <= 1000:
+        raise UsageError(f"--steps must be between 1 and T=1000, got {args.steps}")
     if args.eta is not None and args.eta < 0:
         raise UsageError(f"--eta must be >= 0 (0 deterministic DDIM, 1 DDPM-like), got {args.eta}")
     if args.dc_repeats < 1:
@@ -117,37 +137,29 @@ def command_train(args) -> int:
     if args.seed < 0:
         raise UsageError(f"--seed must be >= 0, got {args.seed}")
     _has_recipe(kind, args.profile)
-    try:
+    with _usage_errors(ValueError, FileNotFoundError):
         cfg = kind.configure(args.profile, values) if kind.configure else kind.config(args.profile)
-    except (ValueError, FileNotFoundError) as why:
-        raise UsageError(str(why).splitlines()[0])
     if args.resume:
         if not last.is_file():
             raise UsageError(f"--resume: no checkpoint at {last}; leave out --resume to start a new run there")
-        try:
+        with _usage_errors(CheckpointMismatchError):
             saved = read_checkpoint(last)
-        except CheckpointMismatchError as why:
-            raise UsageError(str(why).splitlines()[0])
         if saved.get("kind") != kind.name:
             raise UsageError(f"{last} is not a {kind.name} checkpoint; pass the --model it was trained as")
         if saved["config"].get("profile") != cfg.profile:
             raise UsageError(f"{last} was trained with profile {saved['config'].get('profile')!r}, not {cfg.profile!r}")
         cfg = dataclasses.replace(cfg, steps=args.steps if args.steps is not None else saved["config"]["steps"])
-    else:
-        if last.exists():
-            raise UsageError(f"{last} exists: pass --resume to continue that run, or choose another --out")
-        if args.steps is not None:
-            cfg = dataclasses.replace(cfg, steps=args.steps)
+    elif last.exists():
+        raise UsageError(f"{last} exists: pass --resume to continue that run, or choose another --out")
+    elif args.steps is not None:
+        cfg = dataclasses.replace(cfg, steps=args.steps)
     seed_everything(args.seed)
     device = get_device()
     print(f"training the {kind.name} model ({kind.description.split(': ', 1)[-1]}; {cfg.profile} profile) "
           f"on {device}, {cfg.steps} steps -> {last}", flush=True)
-    try:
+    with (_usage_errors(CheckpointMismatchError, first_line=False),
+          _usage_errors(MNISTNotFoundError, suffix=_SET_DATA_DIR)):
         got = kind.obtain(cfg, device, out_dir=out, seed=args.seed, base_from=values.get("base_from"))
-    except MNISTNotFoundError as missing:
-        raise UsageError(str(missing).splitlines()[0] + " (set COURSE_DATA_DIR to a folder holding MNIST/raw/)")
-    except CheckpointMismatchError as why:
-        raise UsageError(str(why))
     history = got.extra.get("history") or []
     digits = got.extra.get("validation_digits", kind.validation_digits)
     score = f", validation score {history[-1][2]:.2f} ({kind.validation_unit}, {digits} digits)" if history else ""
@@ -162,20 +174,15 @@ def command_sample(args) -> int:
     device = get_device()
     kind, cfg, model, _ = _load_model(args.checkpoint, device)
     spec = args.task or (f"center:{args.hole}" if args.hole is not None else kind.default_task(cfg))
-    try:
+    with _usage_errors(TaskSpecError, ValueError):
         task = parse_task(spec)
         method = kind.method(model, cfg, SamplerOptions(args.steps, args.eta, args.dc_repeats))
-    except (TaskSpecError, ValueError) as why:
-        raise UsageError(str(why).splitlines()[0])
-    try:
+    with _usage_errors(MNISTNotFoundError, suffix=_SET_DATA_DIR):
         test = load_mnist("test", download=True)
-    except MNISTNotFoundError as missing:
-        raise UsageError(str(missing).splitlines()[0] + " (set COURSE_DATA_DIR to a folder holding MNIST/raw/)")
     x0 = test.images[: args.n].to(device)
     obs = task.observe(x0.cpu(), seed=args.seed).to(device)
     out = method.sample(obs, torch.Generator().manual_seed(args.seed))
-    parts = (f"{kind.name}: task {task.spec}", _settings(method), f"seed {args.seed}")
-    title = ", ".join(part for part in parts if part)
+    title = ", ".join(filter(None, (f"{kind.name}: task {task.spec}", _settings(method), f"seed {args.seed}")))
     observed = obs.mask * obs.y if task.is_mask_task else obs.y.clamp(-1, 1)
     fig = show_rows({"ground truth": x0, "observed": observed, "sample": out},
                     masks={"observed": obs.mask} if task.is_mask_task else None, n=args.n, title=title)
@@ -205,10 +212,8 @@ def _mnist_root(data_dir: str) -> Path:
 
 def _read_mnist(root: Path):
     """(training digits, test digits) of the MNIST under ``root``, or one line saying why not."""
-    try:
+    with _usage_errors(Exception, prefix=f"cannot read MNIST from {root}: "):
         return load_mnist("train", root, download=False), load_mnist("test", root, download=False)
-    except Exception as why:
-        raise UsageError(f"cannot read MNIST from {root}: {str(why).splitlines()[0]}")
 
 
 def _classifier(profile: str, root: Path, device):
@@ -229,10 +234,7 @@ def _write_json(path: str | Path, results: dict) -> None:
 
 def command_eval(args) -> int:
     """``eval``: score a trained model (``--checkpoint``) or a classical baseline (``--method``) on a task; a
-    prior's checkpoint with one of its training-free samplers (``--sampler``, notebook 05).
-
-    Notebook 03 runs it.
-    """
+    prior's checkpoint with one of its training-free samplers (``--sampler``, notebook 05). Notebook 03 runs it."""
     _check_sampler_options(args)
     if args.k < 1:
         raise UsageError(f"--k must be at least 1 (samples per image), got {args.k}")
@@ -241,21 +243,17 @@ def command_eval(args) -> int:
                          f"{', '.join(BASELINES)})")
     if args.task is not None and args.hole is not None:
         raise UsageError("--hole N is shorthand for --task center:N: give one of them")
-    spec = args.task if args.task is not None else (f"center:{args.hole}" if args.hole is not None else None)
-    try:
+    spec = f"center:{args.hole}" if args.hole is not None else args.task
+    with _usage_errors(TaskSpecError, first_line=False):
         task = parse_task(spec) if spec is not None else None
-    except TaskSpecError as why:
-        raise UsageError(str(why))
     root = _mnist_root(args.data_dir)
     device = get_device()
     if args.checkpoint is not None:
         kind, cfg, model, _ = _load_model(args.checkpoint, device)
         values = _kind_values(args, "eval", kind, f"the {kind.name} model in {args.checkpoint}")
         task = task or parse_task(kind.default_task(cfg))
-        try:
+        with _usage_errors(ValueError, prefix=f"{kind.name} model: "):
             method = kind.method(model, cfg, SamplerOptions(args.steps, args.eta, args.dc_repeats, **values))
-        except ValueError as why:
-            raise UsageError(f"{kind.name} model: {str(why).splitlines()[0]}")
         if not method.fits(task):
             raise UsageError(f"the {kind.name} model in {args.checkpoint} cannot do task {task.spec}: it fills masks "
                              "(center:N, rect, strokes, procedural:A-B, sparse:P)")
@@ -273,12 +271,12 @@ def command_eval(args) -> int:
             raise UsageError(f"--method {args.method} does not fit task {task.spec}; for {task.spec} use: {fitting}")
         method, model_config = None, None
     library, test = _read_mnist(root)
-    digits = test if args.split == "test" else library
+    digits = (test if args.split == "test" else library)[: args.n]
     if method is None:
         method = baseline_method(args.method, library.images)
-    digits = digits[: args.n]
     if args.split == "train":
-        print("note: scoring training images; the model, the classifier and the nearest-neighbour library have seen them")
+        print("note: scoring training images; the model, the classifier and the nearest-neighbour library have "
+              "seen them")
     clf, clf_info = _classifier(args.profile, root, device)
     what = args.checkpoint or f"the {args.method} baseline"
     sampler = f", {_settings(method)}, K={args.k}" if method.stochastic else ""
@@ -299,11 +297,9 @@ def command_ship(args) -> int:
     notebook 05 starts from the shipped prior)."""
     kind = KINDS[args.model]
     _has_recipe(kind, PRETRAINED)
-    try:
+    with _usage_errors(CheckpointMismatchError, FileNotFoundError, MNISTNotFoundError, KeyError):
         train, val, _ = (kind.splits or load_splits)(kind.config(PRETRAINED), seed=0)
         manifest = ship(kind, args.run, train, val[: kind.validation_digits], note=args.note)
-    except (CheckpointMismatchError, FileNotFoundError, MNISTNotFoundError, KeyError) as why:
-        raise UsageError(str(why).splitlines()[0])
     print(f"shipped {manifest['file']} ({manifest['dtype']}, {manifest['bytes'] / 1e6:.2f} MB, sha256 "
           f"{manifest['sha256'][:12]}...): {manifest['steps']} steps, {manifest['training_minutes']} min of training; "
           f"validation {manifest['validation']['score_float32']} (float32) / {manifest['validation']['score_float16']}"
@@ -315,17 +311,13 @@ def command_bench(args) -> int:
     """``bench``: every method of :mod:`course_utils.benchmark` on every task it fits, the same test digits and
     observations, with the trained models of ``outputs/`` (trained first only with ``--train-missing``); writes the
     JSON and prints the PSNR tables. Notebook 06 reads what it writes."""
-    try:
-        cfg = benchmark.bench_config(args.profile, command=True, **{k: v for k, v in (
-            ("n", args.n), ("k", args.k), ("seed", args.seed)) if v is not None})
-    except ValueError as why:
-        raise UsageError(str(why))
+    changes = {key: getattr(args, key) for key in ("n", "k", "seed") if getattr(args, key) is not None}
+    with _usage_errors(ValueError, first_line=False):
+        cfg = benchmark.bench_config(args.profile, command=True, **changes)
     if cfg.seed < 0:
         raise UsageError(f"--seed must be >= 0, got {cfg.seed}")
-    try:
+    with _usage_errors(TaskSpecError, first_line=False):
         tasks = [parse_task(spec).spec for spec in args.tasks]
-    except TaskSpecError as why:
-        raise UsageError(str(why))
     unknown = [name for name in args.methods if name not in benchmark.METHODS]
     if unknown:
         raise UsageError(f"unknown --methods {', '.join(unknown)}; choose from {', '.join(benchmark.METHODS)}")
@@ -334,11 +326,9 @@ def command_bench(args) -> int:
     library, test = _read_mnist(root)
     if cfg.n > len(test):
         raise UsageError(f"--n {cfg.n} is more than the {len(test)} test digits in {root}")
-    try:
+    with _usage_errors(benchmark.MissingModelsError, first_line=False):
         methods, models = benchmark.prepare(list(dict.fromkeys(args.methods)), cfg.profile, device, root,
                                             library.images, args.train_missing)
-    except benchmark.MissingModelsError as why:
-        raise UsageError(str(why))
     for key, info in models.items():
         took = f", {info['train_seconds'] / 60:.1f} min of training" if info["train_seconds"] is not None else ""
         print(f"{key:<20} {info['status']} {info['checkpoint']}{took}")
@@ -362,8 +352,8 @@ def _add_sampler_options(p, steps: int | None = 50, n: int = 16) -> None:
     """The sampler flags of ``sample`` and ``eval``; ``steps`` None: 50, or a prior's notebook-05 setting."""
     p.add_argument("--steps", type=int, default=steps,
                    help=f"DDIM steps (default {steps})" if steps is not None else
-                   "sampling steps (default 50; a prior: its profile's sample_steps; DDNM: its levels, notebook 05's by "
-                   "default, each run as often as --resamplings says)")
+                   "sampling steps (default 50; a prior: its profile's sample_steps; DDNM: its levels, notebook 05's "
+                   "by default, each run as often as --resamplings says)")
     p.add_argument("--eta", type=float, default=0.0 if steps is not None else None,
                    help="0 = deterministic DDIM, 1 = DDPM-like noise (default 0; DDNM on a prior: 0.85)")
     p.add_argument("--dc-repeats", type=int, default=1,
@@ -449,19 +439,19 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the profile's)")
     train.add_argument("--seed", type=int, default=0, help="seed of batches and noise (default 0)")
     train.add_argument("--resume", action="store_true", help="continue the run saved in DIR/last.pt")
+    checkpoint = "a last.pt written by train, or pretrained:KIND (the course's shipped checkpoint of KIND)"
     sample = sub.add_parser("sample", help="inpaint test digits with a trained model and save a PNG")
-    sample.add_argument("--checkpoint", required=True,
-                        help="a last.pt written by train, or pretrained:KIND (the course's shipped checkpoint of KIND)")
+    sample.add_argument("--checkpoint", required=True, help=checkpoint)
     sample.add_argument("--out", required=True, help="PNG to write")
     sample.add_argument("--task", default=None, help="task spec (default: the one the model was trained for)")
-    _add_sampler_options(sample, steps=50, n=16)
+    _add_sampler_options(sample)
     evaluate = sub.add_parser("eval", help="score a trained model or a baseline on a task (PSNR, L1, SSIM, class, "
                                            "Frechet distance, time, network calls)")
-    evaluate.add_argument("--checkpoint", default=None,
-                          help="a last.pt written by train, or pretrained:KIND (the course's shipped checkpoint of KIND)")
+    evaluate.add_argument("--checkpoint", default=None, help=checkpoint)
     evaluate.add_argument("--method", default=None,
                           help="score a classical baseline instead: zero_fill, nearest_pixel, nearest_neighbour, "
-                               "harmonic (mask tasks); observation, smoothing, bicubic, zero_filled_ifft (measurements)")
+                               "harmonic (mask tasks); observation, smoothing, bicubic, zero_filled_ifft "
+                               "(measurements)")
     evaluate.add_argument("--task", default=None,
                           help="task spec, e.g. center:12, rect, strokes, procedural:0.05-0.6, sparse:0.1, noise:0.5, "
                                "lowres:4, blur:1.5, kspace:0.25 (default: the task the model was trained for)")
@@ -479,7 +469,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="which trained models (from outputs/), classifier and default N and K: "
                             + "; ".join(f"{c.profile}: N={c.n}, K={c.k}" for c in benchmark.BENCH_COMMAND.values()))
     bench.add_argument("--n", type=int, default=None, help="test digits (the first N; default: the profile's)")
-    bench.add_argument("--k", type=int, default=None, help="samples per digit for the mean of K (default: the profile's)")
+    bench.add_argument("--k", type=int, default=None,
+                       help="samples per digit for the mean of K (default: the profile's)")
     bench.add_argument("--tasks", nargs="+", default=list(benchmark.TASKS),
                        help=f"task specs (default: {' '.join(benchmark.TASKS)})")
     bench.add_argument("--methods", nargs="+", default=list(benchmark.METHODS),
@@ -491,15 +482,16 @@ def main(argv: list[str] | None = None) -> int:
     ship_ = sub.add_parser("ship", help="make the course's shipped checkpoint of a kind from a finished "
                                         "train --profile pretrained run (pretrained/KIND.pt and its manifest)")
     ship_.add_argument("--model", choices=tuple(KINDS), required=True, help="which kind")
-    ship_.add_argument("--run", required=True, help="the run folder (its last.pt) that train --profile pretrained wrote")
+    ship_.add_argument("--run", required=True,
+                       help="the run folder (its last.pt) that train --profile pretrained wrote")
     ship_.add_argument("--note", default="", help="how it was trained, for the manifest (threads, other load, ...)")
     for kind in KINDS.values():  # each kind's own flags (its module declares them)
         for option in kind.options:
             {"train": train, "eval": evaluate}[option.command].add_argument(*option.flags, **option.keywords)
     args = parser.parse_args(argv)
     commands = {"train": command_train, "sample": command_sample, "eval": command_eval, "bench": command_bench,
-                "ship": command_ship, "runtimes": command_runtimes, "results": command_results, "site": command_site, "run": command_run,
-                "badges": command_badges}
+                "ship": command_ship, "runtimes": command_runtimes, "results": command_results, "site": command_site,
+                "run": command_run, "badges": command_badges}
     return commands[args.command](args)
 
 

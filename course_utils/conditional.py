@@ -73,9 +73,8 @@ CONDITIONAL: dict[str, ConditionalConfig] = {
     "cpu": ConditionalConfig(profile="cpu", batch_size=64, steps=1500, warmup=100, save_every=300, sample_steps=10),
     "full": ConditionalConfig(profile="full", base_channels=32, batch_size=128, steps=3000, val_size=2000,
                               save_every=500, eval_size=1000),
-    # the shipped model: the cpu network (notebooks 04 and 06 sample it K times per digit on a CPU), 5.3 times the
-    # cpu profile's steps of the same batch (the cpu model is step-limited, notebook 04; 8,000 steps fit the 75
-    # minutes a recipe may train on a 2-core CPU), EMA over more steps
+    # the shipped model: the cpu network (notebooks 04 and 06 sample it on a CPU) at 5.3 times its steps (it is
+    # step-limited, notebook 04), EMA over more steps
     "pretrained": ConditionalConfig(profile="pretrained", batch_size=64, steps=8000, warmup=200, ema_decay=0.9995,
                                     save_every=1000, sample_steps=10),
 }
@@ -205,11 +204,10 @@ def observe_mixture(x0: torch.Tensor, specs: tuple[str, ...], generator: torch.G
                                   generator=generator)
     c, mask = torch.zeros_like(x0), torch.zeros_like(x0)
     for j, task in enumerate(tasks):
-        rows = (which == j).nonzero().flatten()
+        rows = (which == j).nonzero().flatten().to(x0.device)
         if len(rows):
-            obs = task.observe(x0[rows.to(x0.device)], generator)
-            c[rows.to(x0.device)] = obs.y.to(x0)
-            mask[rows.to(x0.device)] = obs.mask.to(x0)
+            obs = task.observe(x0[rows], generator)
+            c[rows], mask[rows] = obs.y.to(x0), obs.mask.to(x0)
     return c, mask, which
 
 
@@ -248,11 +246,10 @@ def task_scores(model: nn.Module, cfg: ConditionalConfig, images: torch.Tensor, 
 
     Mask tasks are scored on the missing pixels, measurement tasks on the whole image.
     """
+    method = conditional_method(model, cfg, SamplerOptions(cfg.sample_steps))
     scores = {}
     for j, spec in enumerate(cfg.tasks):
-        task = parse_task(spec)
-        obs = task.observe(images.cpu(), seed + j).to(images.device)
-        method = conditional_method(model, cfg, SamplerOptions(cfg.sample_steps))
+        obs = parse_task(spec).observe(images.cpu(), seed + j).to(images.device)
         out = method.sample(obs, torch.Generator().manual_seed(seed))
         scores[spec] = psnr_on_mask(out, images, obs.mask).mean().item()
     return scores
@@ -269,14 +266,13 @@ def conditional_method(model: nn.Module, cfg: ConditionalConfig, options: Sample
     if options.dc_repeats != 1:
         raise ValueError("the conditional model samples without data consistency: dc_repeats must be 1")
     schedule = make_schedule(cfg.schedule, cfg.T)
-    spacing = "trailing" if sampler == "ddim" else "linspace"
-    ts = timesteps(cfg.T, options.steps, spacing)
+    ts = timesteps(cfg.T, options.steps, "trailing" if sampler == "ddim" else "linspace")
 
     def draw(obs, generator):
         denoiser = Denoiser(model, schedule, cfg.prediction, (obs.mask, obs.y))
         return sample(denoiser, obs.y, ts, sampler, options.eta, None, 1, generator)
 
-    return Method(f"conditional_{cfg.architecture}", draw, stochastic=True, fits=lambda task: True, network=model,
+    return Method(f"conditional_{cfg.architecture}", draw, network=model,
                   config={"kind": "conditional", "architecture": cfg.architecture, "sampler": sampler,
                           "steps": options.steps, "eta": options.eta, "prediction": cfg.prediction,
                           "trained_for": list(cfg.tasks)})

@@ -104,19 +104,16 @@ def get_device(prefer: str | None = None) -> torch.device:
 
     For cuda and mps it also caps torch's CPU threads at :data:`GPU_HOST_THREADS`.
     Taught in notebook 01; used in notebooks 02, 03."""
-    choice = prefer or os.environ.get("COURSE_DEVICE", "").strip() or None
-    if choice is not None:
-        device = torch.device(choice)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"Device {choice!r} was asked for, but CUDA is not available on this machine.")
-        if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise ValueError(f"Device {choice!r} was asked for, but Apple's MPS is not available on this machine.")
-    elif torch.cuda.is_available():
-        device = torch.device("cuda")
-    elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        device = torch.device("mps")
+    mps = getattr(torch.backends, "mps", None)
+    available = {"cuda": torch.cuda.is_available(), "mps": mps is not None and mps.is_available()}
+    choice = prefer or os.environ.get("COURSE_DEVICE", "").strip()
+    if not choice:
+        device = torch.device(next((name for name, ok in available.items() if ok), "cpu"))
     else:
-        device = torch.device("cpu")
+        device = torch.device(choice)
+        if not available.get(device.type, True):
+            what = "CUDA" if device.type == "cuda" else "Apple's MPS"
+            raise ValueError(f"Device {choice!r} was asked for, but {what} is not available on this machine.")
     if device.type != "cpu":
         torch.set_num_threads(min(GPU_HOST_THREADS, torch.get_num_threads()))
     return device

@@ -176,9 +176,7 @@ class Batches:
         return self.digits.images[idx], self.digits.labels[idx]
 
 
-def batches(digits: DigitSet, batch_size: int, generator: torch.Generator) -> Batches:
-    """:class:`Batches` of ``digits`` (notebook 02 draws its training batches with ``next``)."""
-    return Batches(digits, batch_size, generator)
+batches = Batches  # notebook 02 draws its training batches with next(data.batches(train, batch_size, generator))
 
 
 def random_batch(digits: DigitSet, batch_size: int, generator: torch.Generator, device=None) -> torch.Tensor:

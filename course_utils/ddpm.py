@@ -5,10 +5,8 @@ ancestral sampling) and asserts that they equal the course's; :data:`KIND` is th
 ``python -m course_utils train --model ddpm`` trains it, ``eval --checkpoint`` scores it and notebook 06 compares it.
 
 - :class:`DDPMConfig`, one per profile (:data:`DDPM`, from the profile's sizes of :mod:`course_utils.config`);
-- :func:`batch_loss`: DDPM eq. 14 (:func:`~course_utils.training.eps_loss`) on shuffled mini-batches
-  (:class:`~course_utils.data.Batches`), one fresh mask of the training mix (:func:`~course_utils.masks.mixed_masks`)
-  per image; where the batches are in their epoch is saved with the run, so a resumed run draws the very batches
-  an uninterrupted one would;
+- :func:`batch_loss`: DDPM eq. 14 (:func:`~course_utils.training.eps_loss`) on shuffled mini-batches, one fresh
+  mask of the training mix (:func:`~course_utils.masks.mixed_masks`) per image, resumable mid-epoch;
 - :func:`ddpm_method`: ancestral sampling (DDPM Algorithm 2) with replacement of the known pixels after each step.
 """
 
@@ -90,7 +88,8 @@ def validate_ddpm(model: nn.Module, cfg: DDPMConfig, val: DigitSet, seed: int = 
     mask = mixed_masks(val.images.shape[0], seed=generator).to(val.images.device)
     y = mask * val.images
     denoiser = Denoiser(model, make_schedule(cfg.schedule, cfg.T), "eps", (mask, y))
-    return psnr_on_mask(ddpm_sample(denoiser, y, mask, cfg.sample_steps, True, generator), val.images, mask).mean().item(), None
+    out = ddpm_sample(denoiser, y, mask, cfg.sample_steps, True, generator)
+    return psnr_on_mask(out, val.images, mask).mean().item(), None
 
 
 def ddpm_method(model: nn.Module, cfg: DDPMConfig, options: SamplerOptions = SamplerOptions()) -> Method:

@@ -40,6 +40,7 @@ PREDICTIONS = ("eps", "x0", "v")
 SPACINGS = ("linspace", "trailing", "leading")
 STEPS = ("ddpm", "ddim")
 
+
 def alpha_bar_or_one(schedule: Schedule, s: int) -> float:
     """alpha_bar_s, with alpha_bar of index -1 (the clean image) equal to 1 (notebooks 02 and 03)."""
     return 1.0 if s < 0 else float(schedule.alpha_bars[s])
@@ -213,8 +214,7 @@ def renoise(x_s: torch.Tensor, s: int, t: int, schedule: Schedule, noise: torch.
     The forward process from s to t in one jump (DDPM eq. 4 between two noise levels); notebook 03 uses it to
     repeat a step (resampling).
     """
-    if not -1 <= s < t < schedule.T:
-        raise ValueError(f"need -1 <= s < t < T={schedule.T}, got s={s}, t={t}")
+    _check_pair(t, s, schedule)
     ratio = alpha_bar_or_one(schedule, t) / alpha_bar_or_one(schedule, s)
     return math.sqrt(ratio) * x_s + math.sqrt(1 - ratio) * noise
 
@@ -386,8 +386,6 @@ def ddim_inpaint(denoiser: Denoiser, y: torch.Tensor, mask: torch.Tensor, steps:
     the step is re-noised to t and run again, r times in all. The output keeps the known pixels exactly.
     ``step="ddpm"`` takes DDPM's posterior step instead (notebook 05's replacement sampler).
     """
-    check_mask(mask, like=y)
-    check_images(y, "y")
+    rule = Replacement(y, mask, denoiser.schedule)  # checks y and the mask
     ts = timesteps(denoiser.schedule.T, steps, "trailing")
-    return sample(denoiser, y, ts, step, eta, Replacement(y, mask, denoiser.schedule), dc_repeats, generator,
-                  trajectory)
+    return sample(denoiser, y, ts, step, eta, rule, dc_repeats, generator, trajectory)

@@ -108,10 +108,6 @@ def score(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[
             "ssim": ssim_on_mask(pred, target, mask)}
 
 
-def _mean(values: dict[str, torch.Tensor]) -> dict[str, float]:
-    return {k: v.float().mean().item() for k, v in values.items()}
-
-
 def draw_samples(method: Method, obs: Observation, k: int, seed: int = 0, batch_size: int = 128,
                  device=None, progress: bool = True, leave: bool = True) -> tuple[torch.Tensor, float, float]:
     """K reconstructions of every image: (samples K x N x 1 x 32 x 32 on the CPU, seconds per image and sample,
@@ -126,8 +122,7 @@ def draw_samples(method: Method, obs: Observation, k: int, seed: int = 0, batch_
     samples = torch.empty((k, n, 1) + tuple(obs.y.shape[-2:]))
     counter, seconds = CallCounter(method.network), 0.0
     chunks = list(range(0, n, batch_size))
-    bar = tqdm(total=len(chunks) * k, desc=f"{method.name}: sampling", disable=not progress,
-                leave=leave)
+    bar = tqdm(total=len(chunks) * k, desc=f"{method.name}: sampling", disable=not progress, leave=leave)
     try:
         for j in range(k):
             gen = torch.Generator().manual_seed(seed + j)
@@ -146,20 +141,10 @@ def draw_samples(method: Method, obs: Observation, k: int, seed: int = 0, batch_
     return samples, seconds / (n * k), counter.images / (n * k)
 
 
-def evaluate(
-    method: Method,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    task: Task | str,
-    k: int = 8,
-    seed: int = 0,
-    classifier: nn.Module | None = None,
-    library: torch.Tensor | None = None,
-    baselines: bool | list[str] = True,
-    batch_size: int = 128,
-    progress: bool = True,
-    leave: bool = True,
-) -> tuple[dict, dict, torch.Tensor]:
+def evaluate(method: Method, images: torch.Tensor, labels: torch.Tensor, task: Task | str, k: int = 8, seed: int = 0,
+             classifier: nn.Module | None = None, library: torch.Tensor | None = None,
+             baselines: bool | list[str] = True, batch_size: int = 128, progress: bool = True,
+             leave: bool = True) -> tuple[dict, dict, torch.Tensor]:
     """Score ``method`` on ``task`` over ``images`` (N x 1 x 32 x 32 in [-1, 1]) with ``labels`` (N).
 
     Returns (summary, per_image, samples). ``summary`` has the keys of ``eval --json``: task, region,
@@ -208,18 +193,14 @@ def evaluate(
     names = baselines_for(task) if baselines is True else (list(baselines) if baselines else [])
     baseline_scores = {}
     for name in names:
-        b = get_baseline(name, task)
-        if name in ("nearest_neighbour", "smoothing") and library is None:
-            raise ValueError(f"the {name} baseline needs the training digits (library=...)")
-        fill = b.fill(obs, library)
-        row = _mean(score(fill, images, obs.mask))
+        get_baseline(name, task)  # an unknown name, or one that does not fit the task, is an error
+        fill = baseline_method(name, library).sample(obs, None)
+        row = {key: values.float().mean().item() for key, values in score(fill, images, obs.mask).items()}
         row["class_acc"] = classifier_.accuracy(classifier, fill, labels) if classifier is not None else None
         row["frechet"] = (classifier_.frechet_distance(classifier_.features(classifier, fill), clean_feats)
                           if classifier is not None else None)
         baseline_scores[name] = row
-    known = None
-    if task.is_mask_task:
-        known = (obs.mask * (samples - obs.y)).abs().max().item()
+    known = (obs.mask * (samples - obs.y)).abs().max().item() if task.is_mask_task else None
     summary = {
         "task": task.spec,
         "region": task.region,
@@ -241,15 +222,14 @@ def result_rows(summary: dict) -> list[tuple[str, dict]]:
     """An eval summary's rows, (name, {psnr, l1, ssim, class_acc, frechet}): each baseline, then the method's single
     sample and its mean of K (no Frechet distance: the mean is not a sample). :func:`format_results` prints them,
     :func:`~course_utils.reports.results_page` writes them as markdown."""
-    m, k = summary["metrics"], summary["k"]
-    rows = [(name, r) for name, r in summary["baselines"].items()]
-    one = {name: m[name]["single"] for name in ("psnr", "l1", "ssim", "class_acc")}
-    one["frechet"] = m["frechet"]["single"]
-    if summary["method"] not in summary["baselines"]:  # a baseline scored with --method is already a row
-        rows.append((f"{summary['method']}, 1 sample" if k > 1 else summary["method"], one))
+    m, k, name = summary["metrics"], summary["k"], summary["method"]
+    rows = list(summary["baselines"].items())
+    scores = ("psnr", "l1", "ssim", "class_acc")
+    if name not in summary["baselines"]:  # a baseline scored with --method is already a row
+        rows.append((f"{name}, 1 sample" if k > 1 else name,
+                     {**{s: m[s]["single"] for s in scores}, "frechet": m["frechet"]["single"]}))
     if k > 1:
-        rows.append((f"{summary['method']}, mean of {k}",
-                     {**{name: m[name]["mean_k"] for name in ("psnr", "l1", "ssim", "class_acc")}, "frechet": None}))
+        rows.append((f"{name}, mean of {k}", {**{s: m[s]["mean_k"] for s in scores}, "frechet": None}))
     return rows
 
 
@@ -258,18 +238,17 @@ def format_results(summary: dict) -> str:
 
     Taught in notebook 03."""
     region = "hole" if summary["region"] == "missing" else "image"
-    m, k = summary["metrics"], summary["k"]
-    rows = result_rows(summary)
+    k = summary["k"]
 
     def cell(value, fmt):
         return f"{value:{fmt}}" if value is not None else f"{'-':>{int(fmt.split('.')[0])}}"
 
     lines = [f"task {summary['task']}: {summary['n_images']} digits, metrics over the {region}",
              f"{'method':<34}{region + ' PSNR':>11}{region + ' L1':>10}{'SSIM':>7}{'class':>7}{'Frechet':>9}"]
-    for name, r in rows:
+    for name, r in result_rows(summary):
         lines.append(f"{name:<34}{cell(r['psnr'], '11.2f')}{cell(r['l1'], '10.4f')}{cell(r['ssim'], '7.3f')}"
                      f"{cell(r['class_acc'], '7.3f')}{cell(r['frechet'], '9.2f')}")
-    each = m["class_acc"].get("each_sample")
+    each = summary["metrics"]["class_acc"].get("each_sample")
     if k > 1 and each is not None:
         lines.append(f"one sample keeps the class {each:.3f} of the time, estimated from all {k} samples of every "
                      "digit (the 1-sample row reads the first)")

@@ -50,9 +50,9 @@ def ddnm_inpaint(denoiser: Denoiser, y: torch.Tensor, mask: torch.Tensor, steps:
     """DDNM for a mask (notebook 05's fewer-call sampler): DDIM over ``steps`` trailing timesteps with
     x0_hat <- m * y + (1 - m) * x0_hat before each step (DDNM eq. 13), each step run ``repeats`` times with
     re-noising in between (DDNM+'s "time travel" of one step). ``steps * repeats`` network calls."""
-    check_mask(mask, like=y)
+    rule = NullSpaceProjection(y, mask)  # checks y and the mask
     ts = timesteps(denoiser.schedule.T, steps, "trailing")
-    return sample(denoiser, y, ts, "ddim", eta, NullSpaceProjection(y, mask), repeats, generator)
+    return sample(denoiser, y, ts, "ddim", eta, rule, repeats, generator)
 
 
 def repaint_walk(steps: int, jump_length: int = 10, jump_n_sample: int = 10) -> list[int]:
@@ -74,9 +74,8 @@ def repaint_walk(steps: int, jump_length: int = 10, jump_n_sample: int = 10) -> 
         walk.append(i)
         if jumps.get(i, 0) > 0:
             jumps[i] -= 1
-            for _ in range(jump_length):
-                i += 1
-                walk.append(i)
+            walk += range(i + 1, i + 1 + jump_length)
+            i += jump_length
     return walk
 
 
@@ -130,27 +129,19 @@ def border_region(mask: torch.Tensor, width: int = 2) -> torch.Tensor:
 
 # --- One registry of the training-free samplers, with the settings notebook 05 uses (and notebook 06 reports). ---
 
-# notebook 05's RePaint: jump back 5 levels, walk each stretch 10 times (the paper's resampling count; chosen on
-# validation digits with the shipped prior, docs/design.md)
+# notebook 05's settings, chosen on validation digits with the shipped prior (docs/design.md). RePaint: jump back 5
+# levels, walk each stretch 10 times (the paper's resampling count). DDNM (ddnm_settings): DDIM with this eta on
+# DDNM_LEVELS noise levels, each run several times with re-noising in between (DDNM+'s time travel).
 REPAINT = {"jump_length": 5, "jump_n_sample": 10}
-# notebook 05's DDNM: DDIM with this eta, at a tenth of RePaint's network calls (ddnm_calls), spent on DDNM_LEVELS
-# noise levels, each run several times with re-noising in between (DDNM+'s time travel); on validation digits
-# with the shipped prior, 9 levels x 5 beat 45 levels once on the centre holes and stayed within 0.1 dB (mean of 2)
-# on rectangles and scattered masks, where fewer levels lost (docs/design.md)
 DDNM_ETA = 0.85
 DDNM_LEVELS = 9
 
 
-def ddnm_calls(levels: int) -> int:
-    """Notebook 05's DDNM budget: a tenth of the network calls of RePaint (:data:`REPAINT`) over ``levels`` noise
-    levels, at least 2 (notebooks 05 and 06)."""
-    return max(2, walk_calls(repaint_walk(levels, **REPAINT)) // 10)
-
-
 def ddnm_settings(levels: int) -> dict:
-    """Notebook 05's DDNM for a prior sampled over ``levels`` levels: :data:`DDNM_LEVELS` DDIM steps (fewer if the
-    budget is smaller), each repeated as often as :func:`ddnm_calls` allows, with eta :data:`DDNM_ETA`."""
-    calls = ddnm_calls(levels)
+    """Notebook 05's DDNM for a prior sampled over ``levels`` levels: a budget of a tenth of the network calls of
+    RePaint (:data:`REPAINT`) over those levels, at least 2, spent on :data:`DDNM_LEVELS` DDIM steps (fewer if the
+    budget is smaller), each repeated as often as the budget allows, with eta :data:`DDNM_ETA`."""
+    calls = max(2, walk_calls(repaint_walk(levels, **REPAINT)) // 10)
     steps = min(DDNM_LEVELS, calls)
     return {"steps": steps, "eta": DDNM_ETA, "repeats": calls // steps}
 

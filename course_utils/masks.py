@@ -121,12 +121,10 @@ def sparse_pixels(n: int, keep: float | torch.Tensor = 0.5, size: int = 32, seed
 
 def _segment_distance(ys, xs, p0, p1):
     """Distance from each grid point to the segment p0-p1 (batched over the first axis)."""
-    d = p1 - p0
-    py = ys - p0[:, 0].view(-1, 1, 1)
-    px = xs - p0[:, 1].view(-1, 1, 1)
-    length2 = (d**2).sum(dim=1).clamp_min(1e-8).view(-1, 1, 1)
-    u = ((py * d[:, 0].view(-1, 1, 1) + px * d[:, 1].view(-1, 1, 1)) / length2).clamp(0, 1)
-    return torch.sqrt((py - u * d[:, 0].view(-1, 1, 1)) ** 2 + (px - u * d[:, 1].view(-1, 1, 1)) ** 2)
+    p0, d = p0.view(-1, 2, 1, 1), (p1 - p0).view(-1, 2, 1, 1)
+    py, px = ys - p0[:, 0], xs - p0[:, 1]
+    u = ((py * d[:, 0] + px * d[:, 1]) / (d**2).sum(dim=1).clamp_min(1e-8)).clamp(0, 1)
+    return torch.sqrt((py - u * d[:, 0]) ** 2 + (px - u * d[:, 1]) ** 2)
 
 
 def brush_strokes(
@@ -159,9 +157,8 @@ def brush_strokes(
         for v in range(vertices[1] - 1):
             angle = angle + (torch.rand(n, generator=g) - 0.5) * 2 * math.pi / 3
             length = step[0] + torch.rand(n, generator=g) * (step[1] - step[0])
-            nxt = (point + length.view(n, 1) * torch.stack([torch.sin(angle), torch.cos(angle)], dim=1)).clamp(
-                0, size - 1
-            )
+            direction = torch.stack([torch.sin(angle), torch.cos(angle)], dim=1)
+            nxt = (point + length.view(n, 1) * direction).clamp(0, size - 1)
             seg = _segment_distance(ys, xs, point, nxt) <= radius.view(n, 1, 1)
             covered |= seg & active & (v < n_vertices - 1).view(n, 1, 1)
             point = nxt
@@ -191,9 +188,7 @@ def procedural_masks(n: int, missing: float | torch.Tensor, size: int = 32, seed
         field[i] = F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False)[0]
     field = field + 1e-3 * torch.randn(n, 1, size, size, generator=g)  # break ties
     k = torch.round(target * size * size).long()
-    order = field.flatten(1).argsort(dim=1, descending=True)
-    ranks = torch.empty_like(order)
-    ranks.scatter_(1, order, torch.arange(size * size).expand(n, -1).contiguous())
+    ranks = field.flatten(1).argsort(dim=1, descending=True).argsort(dim=1)  # 0 = the highest pixel
     return (ranks >= k.view(n, 1)).float().view(n, 1, size, size)
 
 

@@ -33,22 +33,25 @@ def scored_region(mask: torch.Tensor) -> torch.Tensor:
     return torch.where(hole.sum(dim=1, keepdim=True) > 0, hole, torch.ones_like(hole))
 
 
-def _hole_errors(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor):
+def _region_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-image mean of N x HW ``values`` over the scored region of ``mask``; shape N."""
+    hole = scored_region(mask)
+    return (values * hole).sum(dim=1) / hole.sum(dim=1)
+
+
+def _unit_diff(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """pred - target on the [0, 1] scale, N x HW, once the three are checked."""
     check_images(pred, "prediction")
     check_images(target, "target")
     check_mask(mask, like=target)
     if pred.shape != target.shape:
         raise ValueError(f"prediction shape {tuple(pred.shape)} differs from target shape {tuple(target.shape)}")
-    hole = scored_region(mask)
-    n_hole = hole.sum(dim=1)
-    diff = (to_unit_range(pred) - to_unit_range(target)).flatten(1)
-    return diff, hole, n_hole
+    return (to_unit_range(pred) - to_unit_range(target)).flatten(1)
 
 
 def hole_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Per-image mean squared error over the hole, images in [0, 1]; shape N."""
-    diff, hole, n_hole = _hole_errors(pred, target, mask)
-    return (diff**2 * hole).sum(dim=1) / n_hole
+    return _region_mean(_unit_diff(pred, target, mask) ** 2, mask)
 
 
 def psnr_on_mask(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -60,8 +63,7 @@ def psnr_on_mask(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -
 
 def l1_on_mask(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Per-image mean absolute error over the hole, images in [0, 1]; shape N. Taught in notebook 02."""
-    diff, hole, n_hole = _hole_errors(pred, target, mask)
-    return (diff.abs() * hole).sum(dim=1) / n_hole
+    return _region_mean(_unit_diff(pred, target, mask).abs(), mask)
 
 
 def hole_metrics(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
@@ -109,11 +111,12 @@ def ssim_on_mask(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -
 
     1 means a perfect hole."""
     check_mask(mask, like=target)
-    hole = scored_region(mask)
-    return (ssim_map(pred, target).flatten(1) * hole).sum(dim=1) / hole.sum(dim=1)
+    return _region_mean(ssim_map(pred, target).flatten(1), mask)
 
 
-def _check_samples(samples: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> None:
+def _scored_samples(samples: torch.Tensor, target: torch.Tensor, mask: torch.Tensor):
+    """(samples, truth, region) once checked: the K samples and the truth on the [0, 1] scale, and which pixels of
+    the flattened N x 1 x H x W batch are scored."""
     if samples.dim() != 5 or samples.shape[1:] != target.shape:
         raise ValueError(f"samples must be K x N x 1 x H x W around targets {tuple(target.shape)}, "
                          f"got {tuple(samples.shape)}")
@@ -122,6 +125,7 @@ def _check_samples(samples: torch.Tensor, target: torch.Tensor, mask: torch.Tens
     check_images(samples.flatten(0, 1), "samples")
     check_images(target, "target")
     check_mask(mask, like=target)
+    return to_unit_range(samples.float()), to_unit_range(target.float()), scored_region(mask).flatten() > 0
 
 
 def posterior_mean_std(samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -144,11 +148,8 @@ def uncertainty_calibration(samples: torch.Tensor, target: torch.Tensor, mask: t
     value lies within the samples' range [min_k, max_k] (ties count as inside). If the truth were one more exact
     posterior sample, the chance that it falls inside the range of K others is (K - 1) / (K + 1).
     """
-    _check_samples(samples, target, mask)
+    unit, truth, region = _scored_samples(samples, target, mask)
     mean, std = posterior_mean_std(samples)
-    truth = to_unit_range(target.float())
-    unit = to_unit_range(samples.float())
-    region = scored_region(mask).flatten() > 0
     s, e = std.flatten()[region], (mean - truth).abs().flatten()[region]
     s, e = s - s.mean(), e - e.mean()
     denom = (s.norm() * e.norm()).item()
@@ -157,23 +158,12 @@ def uncertainty_calibration(samples: torch.Tensor, target: torch.Tensor, mask: t
     return {"std_error_corr": corr, "coverage": inside.flatten()[region].float().mean().item()}
 
 
-def _truth_ranks(samples: torch.Tensor, target: torch.Tensor, mask: torch.Tensor):
-    """(below, equal): per scored pixel, how many of the K samples lie strictly below the truth and how many equal
-    it (in [0, 1] units), for :func:`interval_coverage`."""
-    _check_samples(samples, target, mask)
-    truth, unit = to_unit_range(target.float()), to_unit_range(samples.float())
-    region = scored_region(mask).flatten() > 0
-    below = (unit < truth).sum(0).flatten()[region]
-    equal = (unit == truth).sum(0).flatten()[region]
-    return below, equal
-
-
 def interval_coverage(samples: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> dict[float, float]:
     """A calibration curve of K posterior samples over the scored pixels (notebook 04): {nominal level: coverage}.
 
     The interval that drops the ``i`` lowest and ``i`` highest of a pixel's K samples, [X_(i+1), X_(K-i)] for
-    i = 0, ..., floor(K/2) - 1, holds the truth when at least i + 1 samples lie below it and at least i + 1 above. If the
-    truth is one more exact posterior sample, its rank among the K + 1 values is uniform, so that happens with
+    i = 0, ..., floor(K/2) - 1, holds the truth when at least i + 1 samples lie below it and at least i + 1 above.
+    If the truth is one more exact posterior sample, its rank among the K + 1 values is uniform, so that happens with
     probability (K - 1 - 2i) / (K + 1): the nominal level (i = 0 is the samples' range, (K - 1) / (K + 1)). Ties
     (clipped background: the truth and several samples all at -1) are broken uniformly at random, and the coverage
     is that tie-break's exact average: a truth above ``b`` samples and equal to ``e`` has b, b + 1, ..., b + e
@@ -182,14 +172,15 @@ def interval_coverage(samples: torch.Tensor, target: torch.Tensor, mask: torch.T
     k = samples.shape[0]
     if k < 2:
         raise ValueError(f"a calibration curve needs K >= 2 samples per image, got {k}")
-    below, equal = _truth_ranks(samples, target, mask)
+    unit, truth, region = _scored_samples(samples, target, mask)
+    below = (unit < truth).sum(0).flatten()[region, None]  # per scored pixel: samples strictly below the truth
+    equal = (unit == truth).sum(0).flatten()[region, None]  # and samples equal to it
+    u = torch.arange(k + 1)[None]  # after tie-breaking, below + u samples lie below the truth, u = 0 .. equal
     curve = {}
     for i in range(k // 2):
         lo, hi = i + 1, k - 1 - i  # samples below the truth, after tie-breaking, for it to be inside
-        ranks = torch.arange(k + 1)  # how many samples end up below the truth: below + u, u = 0 .. equal
-        u_inside = ((below[:, None] + ranks[None] >= lo) & (below[:, None] + ranks[None] <= hi)
-                    & (ranks[None] <= equal[:, None]))
-        share = u_inside.sum(1).float() / (equal + 1).float()  # each u equally likely
+        u_inside = (below + u >= lo) & (below + u <= hi) & (u <= equal)
+        share = u_inside.sum(1).float() / (equal[:, 0] + 1).float()  # each u equally likely
         curve[(k - 1 - 2 * i) / (k + 1)] = share.mean().item()
     return dict(sorted(curve.items()))
 
@@ -216,11 +207,10 @@ def conformal_scale(samples: torch.Tensor, target: torch.Tensor, mask: torch.Ten
 
 
 def _conformal_scores(samples, target, mask, floor):
-    _check_samples(samples, target, mask)
+    """|truth - mean| / (std + floor) of every scored pixel (:func:`conformal_scale`)."""
+    _, truth, region = _scored_samples(samples, target, mask)
     mean, std = posterior_mean_std(samples)
-    region = scored_region(mask).flatten() > 0
-    err = (mean - to_unit_range(target.float())).abs().flatten()[region]
-    return err / (std.flatten()[region] + floor)
+    return (mean - truth).abs().flatten()[region] / (std.flatten()[region] + floor)
 
 
 def scaled_interval_coverage(samples: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, scale: float,

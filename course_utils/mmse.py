@@ -50,8 +50,8 @@ def _like_center_hole(profile: str) -> MMSEConfig:
 
 
 MMSE: dict[str, MMSEConfig] = {name: _like_center_hole(name) for name in center_hole_.CENTER_HOLE}
-# the shipped regressor: notebook 03's network at 1,000 steps. At the centre-hole recipe's 6,000 steps its validation
-# hole PSNR fell from 13.62 dB (step 1,000) to 12.82 (a regressor on 4,500 digits overfits; docs/design.md)
+# the shipped regressor: notebook 03's network at 1,000 steps (longer, a regressor on 4,500 digits overfits:
+# docs/design.md)
 MMSE["pretrained"] = dataclasses.replace(MMSE["pretrained"], steps=1000, warmup=100, save_every=250)
 
 

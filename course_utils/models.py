@@ -106,31 +106,25 @@ class UNet(nn.Module):
         self.coord_conv = bool(coord_conv)
         in_channels = image_channels * (2 if self_condition else 1) + cond_channels + (2 if coord_conv else 0)
         self.time_dim = 4 * base_channels
-        self.time_mlp = nn.Sequential(
-            nn.Linear(base_channels, self.time_dim), nn.SiLU(), nn.Linear(self.time_dim, self.time_dim)
-        )
+        self.time_mlp = nn.Sequential(nn.Linear(base_channels, self.time_dim), nn.SiLU(),
+                                      nn.Linear(self.time_dim, self.time_dim))
         self.stem = nn.Conv2d(in_channels, base_channels, 3, padding=1)
         widths = [base_channels * m for m in channel_mults]
-        self.down = nn.ModuleList()
-        self.downsample = nn.ModuleList()
+        self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
         ch = base_channels
         for i, w in enumerate(widths):
             self.down.append(ResBlock(ch, w, self.time_dim))
             ch = w
-            last = i == len(widths) - 1
-            self.downsample.append(nn.Identity() if last else nn.Conv2d(ch, ch, 3, stride=2, padding=1))
+            self.downsample.append(nn.Identity() if i == len(widths) - 1 else nn.Conv2d(ch, ch, 3, stride=2, padding=1))
         self.mid1 = ResBlock(ch, ch, self.time_dim)
         self.mid_attn = SelfAttention(ch) if attention else nn.Identity()
         self.mid2 = ResBlock(ch, ch, self.time_dim)
-        self.up = nn.ModuleList()
-        self.upsample = nn.ModuleList()
+        self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
         for i, w in reversed(list(enumerate(widths))):
             self.up.append(ResBlock(ch + w, w, self.time_dim))
             ch = w
-            first = i == 0
-            self.upsample.append(
-                nn.Identity() if first else nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(ch, ch, 3, padding=1))
-            )
+            self.upsample.append(nn.Identity() if i == 0 else
+                                 nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(ch, ch, 3, padding=1)))
         self.out_norm = group_norm(ch)
         self.out = nn.Conv2d(ch, image_channels, 3, padding=1)
 
@@ -168,8 +162,7 @@ class UNet(nn.Module):
             h = down(h)
         h = self.mid2(self.mid_attn(self.mid1(h, temb)), temb)
         for block, up in zip(self.up, self.upsample):
-            h = block(torch.cat([h, skips.pop()], dim=1), temb)
-            h = up(h)
+            h = up(block(torch.cat([h, skips.pop()], dim=1), temb))
         return self.out(nn.functional.silu(self.out_norm(h)))
 
 

@@ -51,6 +51,17 @@ def to_display(x: torch.Tensor, mask: torch.Tensor | None = None) -> np.ndarray:
     return rgb
 
 
+def _show(ax: plt.Axes, picture: np.ndarray, title: str | None = None, ylabel: str | None = None, **style) -> None:
+    """Draw ``picture`` on ``ax`` without ticks, with an optional column title and row label."""
+    ax.imshow(picture, interpolation="nearest", **style)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title is not None:
+        ax.set_title(title, fontsize=8)
+    if ylabel is not None:
+        ax.set_ylabel(ylabel, rotation=0, ha="right", va="center", fontsize=9)
+
+
 def show_images(
     x: torch.Tensor, ncols: int = 8, title: str | None = None, mask: torch.Tensor | None = None,
     labels: Sequence[str] | None = None, save: str | None = None, scale: float = 1.2,
@@ -85,27 +96,20 @@ def show_rows(
                              squeeze=False)
     for r, (name, imgs) in enumerate(rows.items()):
         for c in range(n):
-            ax = axes[r, c]
-            ax.imshow(to_display(imgs[c], masks[name][c] if name in masks else None), interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c == 0:
-                ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+            picture = to_display(imgs[c], masks[name][c] if name in masks else None)
+            _show(axes[r, c], picture, ylabel=name if c == 0 else None)
     return _finish(fig, save, title)
 
 
 def plot_schedules(schedules: Sequence, save: str | None = None) -> plt.Figure:
     """beta_t, alpha_bar_t and log SNR(t) against t for each schedule, side by side. Taught in notebook 01."""
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    curves = {"betas": r"$\beta_t$", "alpha_bars": r"$\bar\alpha_t$", "log_snr": r"$\log \mathrm{SNR}(t)$"}
     for sch in schedules:
-        t = np.arange(sch.T)
-        axes[0].plot(t, sch.betas.numpy(), label=sch.name)
-        axes[1].plot(t, sch.alpha_bars.numpy(), label=sch.name)
-        axes[2].plot(t, sch.log_snr.numpy(), label=sch.name)
-    for ax, name in zip(axes, [r"$\beta_t$", r"$\bar\alpha_t$", r"$\log \mathrm{SNR}(t)$"]):
-        ax.set_xlabel("timestep t")
-        ax.set_ylabel(name)
-        ax.set_title(name)
+        for ax, curve in zip(axes, curves):
+            ax.plot(np.arange(sch.T), getattr(sch, curve).numpy(), label=sch.name)
+    for ax, name in zip(axes, curves.values()):
+        ax.set(xlabel="timestep t", ylabel=name, title=name)
         ax.grid(alpha=0.3)
         ax.legend()
     axes[0].set_yscale("log")
@@ -118,10 +122,7 @@ def _loss_panel(ax: plt.Axes, losses: Sequence[float], window: int, ylabel: str,
     if len(losses) >= window:
         smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
         ax.plot(np.arange(window - 1, len(losses)), smooth, label=f"moving average ({window})")
-    ax.set_yscale("log")
-    ax.set_xlabel("optimiser step")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set(yscale="log", xlabel="optimiser step", ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
     ax.legend()
 
@@ -161,14 +162,9 @@ def show_strip(
                              squeeze=False)
     for c, (col, label) in enumerate(zip(images, labels)):
         for r in range(n_rows):
-            ax = axes[r, c]
-            ax.imshow(to_display(col[r], None if masks is None else masks[c][r]), interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(label, fontsize=8)
-            if c == 0 and row_names is not None:
-                ax.set_ylabel(row_names[r], rotation=0, ha="right", va="center", fontsize=9)
+            picture = to_display(col[r], None if masks is None else masks[c][r])
+            row_name = row_names[r] if c == 0 and row_names is not None else None
+            _show(axes[r, c], picture, label if r == 0 else None, row_name)
     return _finish(fig, save, title)
 
 
@@ -180,8 +176,7 @@ def bar_compare(results: dict[str, dict[str, float]], metric: str, title: str | 
     fig, ax = plt.subplots(figsize=(1.3 * len(names) + 2, 3.4))
     bars = ax.bar(names, values, color="tab:blue")
     ax.bar_label(bars, fmt="%.3f", fontsize=8)
-    ax.set_ylabel(metric + (" (higher is better)" if higher_is_better else " (lower is better)"))
-    ax.set_title(title or metric)
+    ax.set(ylabel=metric + (" (higher is better)" if higher_is_better else " (lower is better)"), title=title or metric)
     ax.tick_params(axis="x", rotation=20)
     return _finish(fig, save)
 
@@ -228,14 +223,9 @@ def show_posterior(
         shown_mask = mask if mask.sum() > 0 else None  # a measurement task knows no pixel exactly
         panels = [to_display(y, shown_mask)] + [to_display(s) for s in samples[:n_samples]] + [to_display(2 * mean - 1)]
         for c, ax in enumerate(axes[r]):
+            head, row_name = heads[c] if r == 0 else None, name if c == 0 else None
             if c < len(panels):
-                ax.imshow(panels[c], interpolation="nearest")
-            else:
-                ax.imshow((std if c == len(panels) else err)[0].numpy(), cmap="magma", vmin=0, vmax=0.5,
-                          interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(heads[c], fontsize=8)
-        axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+                _show(ax, panels[c], head, row_name)
+            else:  # the uncertainty map, then the error, on one colour scale
+                _show(ax, (std if c == len(panels) else err)[0].numpy(), head, row_name, cmap="magma", vmin=0, vmax=0.5)
     return _finish(fig, save, title)

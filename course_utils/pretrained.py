@@ -2,7 +2,8 @@
 ``train`` command, and kept in the repository's ``pretrained/`` folder with a manifest.
 
 Taught in: 05_unconditional_prior_adaptation (the shipped prior is where its adaptation starts); used in notebooks 02
-to 06 (their shipped models); ``eval``, ``sample`` and ``bench`` take a shipped model as ``--checkpoint pretrained:KIND``.
+to 06 (their shipped models); ``eval``, ``sample`` and ``bench`` take a shipped model as
+``--checkpoint pretrained:KIND``.
 
 A shipped file (``pretrained/KIND.pt``) holds what sampling needs: the kind, its config and the EMA weights, in
 float16 when validation showed no loss, read with ``weights_only=True``. Its manifest (``pretrained/KIND.json``) says
@@ -78,18 +79,19 @@ def load_shipped(kind, folder: str | Path = SHIPPED_DIR, map_location="cpu"):
         raise ShippedCheckpointError(f"{path} is not the file its manifest describes (sha256 differs: truncated or "
                                      f"modified); {remake}")
     payload = read_checkpoint(path, map_location)
-    want = config_dict(kind.config(PRETRAINED))
+    recipe = kind.config(PRETRAINED)
+    want = config_dict(recipe)
     if payload.get("kind") != kind.name or payload["config"] != want:
         changed = sorted(k for k in set(want) | set(payload["config"]) if want.get(k) != payload["config"].get(k))
         raise ShippedCheckpointError(f"{path} was made for another {kind.name} recipe than this code's "
                                      f"(differs in {', '.join(changed) or 'kind'}); {remake}")
-    model = kind.build(kind.config(PRETRAINED))
+    model = kind.build(recipe)
     try:
         model.load_state_dict(payload["state_dict"])  # float16 weights are copied into the float32 network
     except RuntimeError as why:
         raise ShippedCheckpointError(f"{path} no longer loads into the code's {kind.name} network "
                                      f"({str(why).splitlines()[0][:120]}); {remake}") from None
-    return kind.config(PRETRAINED), model.eval(), manifest
+    return recipe, model.eval(), manifest
 
 
 def provenance(manifest: dict, train: DigitSet, may_overlap: str) -> str:
@@ -129,7 +131,8 @@ def ship(kind, run: str | Path, train_digits: DigitSet, val: DigitSet, note: str
     ``val`` (validation digits, same seed both ways), else in float32, and the manifest. Returns the
     manifest. ``python -m course_utils ship`` runs it."""
     cfg, model, extra = kind.load(Path(run) / "last.pt")
-    if config_dict(cfg) != config_dict(kind.config(PRETRAINED)) or extra["step"] < cfg.steps:
+    stored, seed = config_dict(cfg), extra.get("seed", 0)
+    if stored != config_dict(kind.config(PRETRAINED)) or extra["step"] < cfg.steps:
         raise ShippedCheckpointError(f"{run} holds no finished run of the code's {PRETRAINED} recipe of {kind.name} "
                                      f"(profile {cfg.profile}, step {extra['step']} of {cfg.steps})")
     commit = _commit()  # before the file below is written: replacing a shipped file would make the tree dirty
@@ -141,14 +144,13 @@ def ship(kind, run: str | Path, train_digits: DigitSet, val: DigitSet, note: str
         rounded = _score(kind, half.eval(), cfg, val)
     use_half = full is not None and abs(full - rounded) <= FLOAT16_TOLERANCE
     path = Path(folder) / f"{kind.name}.pt"
-    save_checkpoint(path, model.half() if use_half else model, config_dict(cfg), kind=kind.name)
+    save_checkpoint(path, model.half() if use_half else model, stored, kind=kind.name)
     history = extra.get("history") or []
     manifest = {
         "kind": kind.name, "file": path.name, "sha256": sha256(path), "bytes": path.stat().st_size,
-        "dtype": "float16" if use_half else "float32", "config": config_dict(cfg),
-        "command": f"python -m course_utils train --model {kind.name} --profile {PRETRAINED} --out {run} "
-                   f"--seed {extra.get('seed', 0)}",
-        "seed": extra.get("seed", 0), "steps": extra["step"], "training_minutes": round(extra["seconds"] / 60, 1),
+        "dtype": "float16" if use_half else "float32", "config": stored,
+        "command": f"{kind.command(run, PRETRAINED)} --seed {seed}",
+        "seed": seed, "steps": extra["step"], "training_minutes": round(extra["seconds"] / 60, 1),
         "hardware": hardware("cpu"), "note": note, "code_commit": commit,
         "shipped": datetime.date.today().isoformat(),
         "training_digits": {"count": len(train_digits), "fingerprint": fingerprint(train_digits)},

@@ -60,8 +60,7 @@ PRIOR: dict[str, PriorConfig] = {
     "cpu": PriorConfig(profile="cpu"),
     "full": PriorConfig(profile="full", base_channels=32, batch_size=128, steps=6000, lr=1e-3, save_every=1000,
                         sample_steps=100),
-    # the shipped prior: the cpu network (its sampling cost on a CPU), eps (it beat v at the cpu budget on
-    # validation digits, docs/design.md), 10.7 times the cpu profile's digits seen
+    # the shipped prior: the cpu network, a longer budget (the choices: docs/design.md)
     "pretrained": PriorConfig(profile="pretrained", batch_size=64, steps=8000, warmup=200, ema_decay=0.9995,
                               save_every=500),
 }
@@ -150,17 +149,13 @@ def prior_method(model: nn.Module, cfg: PriorConfig, options: SamplerOptions = S
                   config={"kind": "prior", "sampler": sampler, **chosen})
 
 
-def _validate_prior(model: nn.Module, cfg: PriorConfig, val: DigitSet):
-    return validate_prior(model, cfg, val.images), None
-
-
 PRIOR_KIND = ModelKind(
     name="prior", notebook="05_unconditional_prior_adaptation", folder="05_prior",
     description="notebook 05: an unconditional DDPM prior (U-Net on x_t with self-attention at 8x8), "
                 "inpainting with RePaint",
     presets=PRIOR, build=build_prior, loss=prior_batch_loss, method=prior_method,
-    default_task=lambda cfg: "procedural:0.05-0.6", validate=_validate_prior, validation_digits=32, check=check_prior,
-    splits=prior_splits,
+    default_task=lambda cfg: "procedural:0.05-0.6", validation_digits=32, check=check_prior, splits=prior_splits,
+    validate=lambda model, cfg, val: (validate_prior(model, cfg, val.images), None),
     options=(Option("eval", "--sampler", type=lambda name: {"replace": "replacement"}.get(name, name),
                     choices=SAMPLERS.keys(), default=None, metavar="{replace,repaint,ddnm}",
                     help="a prior's training-free sampler (notebook 05): replace (ground-truth noise injection), "
@@ -203,10 +198,9 @@ FINETUNE: dict[str, dict] = {
 }
 
 
-# What LoRA's few numbers need that a full fine-tune does not, chosen on validation digits in the cpu profile
-# (notebook 05): a learning rate LORA_LR_SCALE times the profile's, and a loss on the missing pixels only. With
-# replacement sampling the output on known pixels is thrown away, and there the target has a closed form in x_t
-# and y (eq. 4 solved for eps), which the adapters otherwise spend themselves on.
+# What LoRA needs that a full fine-tune does not (notebook 05; chosen on validation digits, docs/design.md): a
+# larger learning rate, and a loss on the missing pixels only, since replacement sampling throws away the output on
+# the known ones (there the target has a closed form in x_t and y, which the adapters would spend themselves on).
 LORA_LR_SCALE = 3.0
 LORA_KNOWN_WEIGHT = 0.0
 
@@ -292,10 +286,6 @@ def finetune_base(cfg: FinetuneConfig, device: torch.device,
     return net
 
 
-def _validate_finetuned(model: nn.Module, cfg: FinetuneConfig, val: DigitSet):
-    return validate_prior(model, _prior_of(cfg), val.images, sees_mask=True), None
-
-
 LORA_TARGET_MODES = {"attention": "lora_attn", "all": "lora_all"}  # train --lora-targets -> a LoRA mode
 
 
@@ -323,8 +313,8 @@ def configure_finetune(profile: str, values: dict) -> FinetuneConfig:
 def finetuned_method(model: nn.Module, cfg: FinetuneConfig, options: SamplerOptions = SamplerOptions(),
                      step: str = "ddpm", name: str | None = None) -> Method:
     """The fine-tuned prior as an inpainting method (notebook 05): ``options.steps`` ancestral (DDPM) steps with
-    replacement after each (the default: notebook 05 measured DDIM with eta = 0 well below it for this
-    eps-predicting model), or with ``step="ddim"`` DDIM (``eta``) with data consistency, like notebook 03's model."""
+    replacement after each (the default, which scored higher in notebook 05), or with ``step="ddim"`` DDIM
+    (``eta``) with data consistency, like notebook 03's model."""
     pcfg = _prior_of(cfg)
     schedule = make_schedule(pcfg.schedule, pcfg.T)
     options = options.resolved()
@@ -347,8 +337,8 @@ FINETUNE_KIND = ModelKind(
     presets={name: finetune_config(PRIOR_KIND.default_config(name), budget=name) for name in FINETUNE},
     build=build_finetuned, loss=finetune_batch_loss,
     method=finetuned_method, tasks=lambda cfg: ("procedural:0.05-0.6",), default_task=lambda cfg: "procedural:0.05-0.6",
-    validate=_validate_finetuned, splits=prior_splits,
-    base=finetune_base, configure=configure_finetune,
+    validate=lambda model, cfg, val: (validate_prior(model, _prior_of(cfg), val.images, sees_mask=True), None),
+    splits=prior_splits, base=finetune_base, configure=configure_finetune,
     options=(Option("train", "--from", dest="base_from", default=None, metavar="PRIOR_CHECKPOINT",
                     help="--model finetune: the prior's last.pt to adapt (default: notebook 05's run folder, "
                          "trained there first if missing)"),

@@ -1,8 +1,9 @@
 """The course's one public address, and the Colab badges and setup cells that point at it.
 
-Taught in: every notebook's first cells, notebooks 01 to 06 (the Open-in-Colab badge and the setup cell that clones the course in a bare
-Colab runtime). The address lives only in ``[project.urls] Repository`` of pyproject.toml; ``python -m course_utils
-badges`` (:func:`write_badges`) rewrites every badge, setup cell and the README after that one edit.
+Taught in: every notebook's first cells, notebooks 01 to 06 (the Open-in-Colab badge and the setup cell that
+clones the course in a bare Colab runtime). The address lives only in ``[project.urls] Repository`` of
+pyproject.toml; ``python -m course_utils badges`` (:func:`write_badges`) rewrites every badge, setup cell and the
+README after that one edit.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ BADGE_SVG = "https://colab.research.google.com/assets/colab-badge.svg"
 def _root() -> Path:
     root = repo_root()
     if root is None:
-        raise SystemExit("the course commands need the course checkout (pyproject.toml and notebooks/ beside course_utils/)")
+        raise SystemExit("the course commands need the course checkout "
+                         "(pyproject.toml and notebooks/ beside course_utils/)")
     return root
 
 
@@ -36,7 +38,8 @@ def repo_url(root: Path | None = None) -> str:
 
 def colab_url(notebook: str, url: str) -> str:
     """Open-in-Colab link of ``notebooks/<notebook>`` on the main branch of the GitHub repository ``url``."""
-    return url.replace("https://github.com/", "https://colab.research.google.com/github/") + f"/blob/main/notebooks/{notebook}"
+    colab = url.replace("https://github.com/", "https://colab.research.google.com/github/")
+    return f"{colab}/blob/main/notebooks/{notebook}"
 
 
 def colab_badge(notebook: str, url: str) -> str:
@@ -44,7 +47,9 @@ def colab_badge(notebook: str, url: str) -> str:
     return f"[![Open In Colab]({BADGE_SVG})]({colab_url(notebook, url)})"
 
 
-_BADGE_RE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\(https://colab\.research\.google\.com/github/[^)]*?/notebooks/([\w.-]+\.ipynb)\)")
+_BADGE_RE = re.compile(
+    r"\[!\[Open In Colab\]\([^)]*\)\]\(https://colab\.research\.google\.com/github/[^)]*?/notebooks/([\w.-]+\.ipynb)\)"
+)
 _REPO_LINE_RE = re.compile(r'^REPO_URL = "[^"]*"', flags=re.MULTILINE)
 _CLONE_RE = re.compile(r"git clone (?:--depth 1 )?https://\S+? course\b")
 
@@ -69,19 +74,14 @@ def write_badges(root: Path | None = None) -> list[Path]:
     root = root or _root()
     url = repo_url(root)
     changed = []
-    for py in notebook_sources(root):
-        new = rewrite_links(py.read_text(), url)
-        if new != py.read_text():
-            py.write_text(new)
-            changed.append(py)
-        ipynb = py.with_suffix(".ipynb")
-        nb = jupytext.read(py)
-        if not ipynb.exists() or jupytext.writes(nb, "ipynb") != ipynb.read_text():
-            jupytext.write(nb, ipynb)
-            changed.append(ipynb)
-    readme = root / "README.md"
-    new = rewrite_links(readme.read_text(), url)
-    if new != readme.read_text():
-        readme.write_text(new)
-        changed.append(readme)
+    for path in [*notebook_sources(root), root / "README.md"]:
+        text = path.read_text()
+        if rewrite_links(text, url) != text:
+            path.write_text(rewrite_links(text, url))
+            changed.append(path)
+        if path.suffix == ".py":  # the paired notebook follows its source
+            ipynb, nb = path.with_suffix(".ipynb"), jupytext.read(path)
+            if not ipynb.exists() or jupytext.writes(nb, "ipynb") != ipynb.read_text():
+                jupytext.write(nb, ipynb)
+                changed.append(ipynb)
     return changed

@@ -44,9 +44,8 @@ def runtimes_page(summary: dict) -> str:
     total = sum(entry["seconds"] for entry in summary["notebooks"].values())
     lines += [f"| all | | {total / 60:.1f} | |"]
     for name, entry in summary["notebooks"].items():
-        sections = entry.get("seconds_per_section") or {}
         lines += ["", f"## {name}", "", "| section | seconds |", "| --- | ---: |"]
-        lines += [f"| {section} | {sec:.0f} |" for section, sec in sections.items()]
+        lines += [f"| {section} | {sec:.0f} |" for section, sec in (entry.get("seconds_per_section") or {}).items()]
     return "\n".join(lines) + "\n"
 
 
@@ -96,8 +95,8 @@ def _read(path: Path, outputs: Path, missing: str = "run the notebook to write i
 def _folders(kind, outputs: Path, profile: str) -> list[Path]:
     """The run folders of ``kind`` a notebook of ``profile`` writes its results to: the shipped model's, and the
     profile's own run (``TRAIN_YOUR_OWN``), where it has results; runs of older configurations are left out."""
-    own = kind.config(profile)
-    folders = [outputs / kind.folder / f"shipped-{profile}", outputs / kind.folder / run_name(own.profile, config_dict(own))]
+    own, base = kind.config(profile), outputs / kind.folder
+    folders = [base / f"shipped-{profile}", base / run_name(own.profile, config_dict(own))]
     found = [f for f in folders if any(f.glob(f"*_{profile}.json"))]
     return found or (folders[:1] if profile in ("cpu", "full") else folders[1:])  # where that profile writes
 
@@ -127,8 +126,7 @@ def _notebook_03(outputs: Path, profile: str) -> list[str]:
 def _notebook_04(outputs: Path, profile: str) -> list[str]:
     lines = ["## Notebook 04: one conditional model for every degradation"]
     for folder in _folders(conditional.KIND, outputs, profile):
-        path = folder / f"metrics_{profile}.json"
-        data, source = _read(path, outputs)
+        data, source = _read(folder / f"metrics_{profile}.json", outputs)
         lines += ["", f"### With {_label(folder)}", "", source]
         if not data:
             continue
@@ -141,7 +139,7 @@ def _notebook_04(outputs: Path, profile: str) -> list[str]:
                   for task, r in data["table"].items()]
         for task, summary in data["results"].items():
             lines += ["", f"#### `{task}`", ""] + summary_table(summary)
-        ablation, source = _read(path.parent / f"ablation_{profile}.json", outputs)
+        ablation, source = _read(folder / f"ablation_{profile}.json", outputs)
         if ablation:
             tasks = [t for t in next(iter(ablation["rows"].values())) if t not in ("params", "train_seconds_per_step")]
             lines += ["", f"Architectures at a short budget ({ablation['budget']['steps']} steps of "

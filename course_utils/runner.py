@@ -1,11 +1,11 @@
 """Running the notebooks top to bottom: ``python -m course_utils run`` and ``./run_course.sh``.
 
-Taught in: the README (the course's main job: notebooks 01 to 06 in order). Each notebook runs in a fresh kernel of this very Python environment,
-in the chosen profile; its executed copy goes to ``outputs/executed/<profile>/``, its figures to
-``outputs/figures/<profile>/``, and the time it took (in all and per section) to
-``outputs/run_summary_<profile>.json``. While a notebook
-runs, the runner prints the section it is in and its latest progress line at least every 30 seconds; when it
-ends, its wall time and its key result (the last output line that starts with ``key result:``).
+Taught in: the README (the course's main job: notebooks 01 to 06 in order). Each notebook runs in a fresh kernel of
+this very Python environment, in the chosen profile; its executed copy goes to ``outputs/executed/<profile>/``, its
+figures to ``outputs/figures/<profile>/``, and the time it took (in all and per section) to
+``outputs/run_summary_<profile>.json``. While a notebook runs, the runner prints the section it is in and its latest
+progress line at least every 30 seconds; when it ends, its wall time and its key result (the last output line that
+starts with ``key result:``).
 """
 
 from __future__ import annotations
@@ -29,10 +29,7 @@ KEY_RESULT = "key result:"
 
 
 def check_mnist() -> None:
-    """Load (and if needed download) MNIST once before any notebook runs; stop with the data error if it is missing.
-
-    Runs notebooks 01 to 03 for `./run_course.sh` (the README's main job).
-    """
+    """Load (and if needed download) MNIST once before any notebook runs; stop with the data error if it is missing."""
     try:
         n_train, n_test = len(load_mnist("train")), len(load_mnist("test"))
     except MNISTNotFoundError as missing:
@@ -69,12 +66,6 @@ def _kernel_manager():
     sockets = Path(tempfile.mkdtemp(prefix="course-kernel-")) / "kernel"
     return KernelManager(kernel_name="course-env", kernel_spec_manager=ThisEnvironment(), transport="ipc",
                          ip=str(sockets))
-
-
-def _shutdown(km) -> None:
-    """Stop the kernel we started (nbclient leaves a kernel manager it was handed running)."""
-    if km is not None and km.has_kernel:
-        km.shutdown_kernel(now=True)
 
 
 def _headings(nb) -> list[str]:
@@ -126,15 +117,13 @@ class _Progress:
 
     def _beat(self) -> None:
         while not self.done.wait(1.0):
-            if time.monotonic() - self.last_print >= HEARTBEAT_SECONDS:
-                self.emit()
-
-    def emit(self) -> None:
-        with self.lock:
-            minutes, seconds = divmod(int(time.monotonic() - self.start), 60)
-            latest = f": {self.latest[:110]}" if self.latest else ""
-            print(f"  [{self.label} {minutes:02d}:{seconds:02d}] {self.section or 'setup'}{latest}", flush=True)
-            self.last_print = time.monotonic()
+            if time.monotonic() - self.last_print < HEARTBEAT_SECONDS:
+                continue
+            with self.lock:
+                minutes, seconds = divmod(int(time.monotonic() - self.start), 60)
+                latest = f": {self.latest[:110]}" if self.latest else ""
+                print(f"  [{self.label} {minutes:02d}:{seconds:02d}] {self.section or 'setup'}{latest}", flush=True)
+                self.last_print = time.monotonic()
 
     def __enter__(self):
         self.thread.start()
@@ -161,18 +150,10 @@ def _progress_text(msg: dict) -> str | None:
 
 
 def key_result(nb) -> str | None:
-    """The last output line of an executed notebook that starts with 'key result:' (its headline number).
-
-    Runs notebooks 01 to 03 for `./run_course.sh` (the README's main job).
-    """
-    found = None
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            text = out.get("text", "") if out.get("output_type") == "stream" else ""
-            for line in text.splitlines():
-                if line.strip().lower().startswith(KEY_RESULT):
-                    found = line.strip()
-    return found
+    """The last output line of an executed notebook that starts with 'key result:' (its headline number)."""
+    lines = [line.strip() for cell in nb.cells for out in cell.get("outputs", []) if out.get("output_type") == "stream"
+             for line in out.get("text", "").splitlines()]
+    return next((line for line in reversed(lines) if line.lower().startswith(KEY_RESULT)), None)
 
 
 def run_notebooks(profile: str, names: list[str] | None = None, timeout: int = 3600) -> dict:
@@ -218,29 +199,32 @@ def run_notebooks(profile: str, names: list[str] | None = None, timeout: int = 3
                                 for name, entry in last.get("notebooks", {}).items()}
     for py in sources:
         ipynb = py.with_suffix(".ipynb")
+        out = executed / ipynb.name
         nb = nbformat.read(ipynb, as_version=4)
         print(f"[{profile}] running {ipynb.name} ({len(nb.cells)} cells) ...", flush=True)
         start, ran = time.perf_counter(), time.strftime("%Y-%m-%d %H:%M")
         client = StreamingClient(nb, timeout=timeout, km=_kernel_manager(),
                                  resources={"metadata": {"path": str(py.parent)}})
+        failed = None
         try:
             with _Progress(py.stem[:2], _headings(nb)) as progress:
                 client.progress = progress
                 client.execute()
         except CellExecutionError as err:
-            _shutdown(client.km)
-            nbformat.write(nb, executed / ipynb.name)
-            raise SystemExit(f"[{profile}] {ipynb.name} failed: {err.ename}: {err.evalue}\n"
-                             f"the executed notebook with the full traceback: {executed / ipynb.name}") from None
+            failed = err
         seconds = time.perf_counter() - start
-        _shutdown(client.km)
-        nbformat.write(nb, executed / ipynb.name)
+        if client.km.has_kernel:  # stop the kernel we started: nbclient leaves a kernel manager it was handed running
+            client.km.shutdown_kernel(now=True)
+        nbformat.write(nb, out)
+        if failed is not None:
+            raise SystemExit(f"[{profile}] {ipynb.name} failed: {failed.ename}: {failed.evalue}\n"
+                             f"the executed notebook with the full traceback: {out}")
         result = key_result(nb)
-        summary["notebooks"][py.stem] = {"seconds": round(seconds, 1), "executed": str(executed / ipynb.name),
+        summary["notebooks"][py.stem] = {"seconds": round(seconds, 1), "executed": str(out),
                                          "key_result": result, "ran": ran,
                                          "seconds_per_section": {name: round(sec, 1) for name, sec
                                                                  in progress.seconds_per_section.items()}}
-        print(f"[{profile}] {ipynb.name} done in {seconds / 60:.1f} min -> {executed / ipynb.name}", flush=True)
+        print(f"[{profile}] {ipynb.name} done in {seconds / 60:.1f} min -> {out}", flush=True)
         if result:
             print(f"[{profile}] {result}", flush=True)
     order = [p.stem for p in notebook_sources(root)]

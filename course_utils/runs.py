@@ -222,8 +222,7 @@ class ModelKind:
             history = [(step, 60 * minutes, score) for step, minutes, score in manifest["validation"]["history"]]
             extra = {"losses": manifest["losses"], "history": history, "step": manifest["steps"],
                      "seconds": 60 * manifest["training_minutes"], "manifest": manifest}
-            return Trained(self, cfg, fast_layout(model, device).eval(), SHIPPED_DIR / f"{self.name}.pt", "shipped",
-                           extra)
+            return Trained(self, cfg, fast_layout(model, device), SHIPPED_DIR / f"{self.name}.pt", "shipped", extra)
         folder = Path(out_dir) if out_dir is not None else self.run_dir(cfg)
         path = folder / "last.pt"
         status = run_status(path, self, cfg)
@@ -238,7 +237,7 @@ class ModelKind:
             self.train(cfg, digits, folder, device, seed=seed, resume=status == "resume", progress=progress,
                        val=val[: self.validation_digits], base_from=base_from)
         cfg, model, extra = self.load(path)
-        return Trained(self, cfg, fast_layout(model, device).eval(), path,
+        return Trained(self, cfg, fast_layout(model, device), path,
                        {"reuse": "reused", "resume": "resumed", "train": "trained"}[status], extra)
 
 

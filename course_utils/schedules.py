@@ -72,8 +72,7 @@ def linear_betas(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> to
 
 
 def quadratic_betas(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
-    """sqrt(beta_t) evenly spaced, then squared (the "quad" schedule of DDPM's code; diffusers' scaled_linear).
-    """
+    """sqrt(beta_t) evenly spaced, then squared (the "quad" schedule of DDPM's code; diffusers' scaled_linear)."""
     scale = 1000 / T
     return torch.linspace((beta_start * scale) ** 0.5, (beta_end * scale) ** 0.5, T, dtype=torch.float64) ** 2
 

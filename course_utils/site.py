@@ -48,15 +48,11 @@ def prepare_sources(src: Path, profile: str = "cpu") -> list[str]:
     root = _root()
     executed_dir = output_dir("executed", profile)
     (src / "notebooks").mkdir(parents=True)
-    executed = []
-    names = []
-    for py in notebook_sources(root):
-        ipynb = py.with_suffix(".ipynb")
-        run = executed_dir / ipynb.name
-        shutil.copy(run if run.is_file() else ipynb, src / "notebooks" / ipynb.name)
-        names.append(py.stem)
-        if run.is_file():
-            executed.append(py.stem)
+    names = [py.stem for py in notebook_sources(root)]
+    executed = [name for name in names if (executed_dir / f"{name}.ipynb").is_file()]
+    for name in names:
+        ipynb = f"{name}.ipynb"
+        shutil.copy(executed_dir / ipynb if name in executed else root / "notebooks" / ipynb, src / "notebooks" / ipynb)
     shutil.copytree(root / "docs", src / "docs")
     shutil.copytree(root / "outputs" / "gallery", src / "outputs" / "gallery")
     (src / "index.md").write_text(_front_page((root / "README.md").read_text(), names))

@@ -117,10 +117,9 @@ class Task:
         if not self.is_mask_task:
             raise ValueError(f"{self.spec} is a measurement task: it has no mask")
         g = _generator(seed)
-        if self.name == "center":
-            value = self.value[0]
-        else:
-            value = _draw(self.value, n, g) if self.name in ("procedural", "sparse") else None
+        value = self.value[0] if self.name == "center" else None
+        if self.name in ("procedural", "sparse"):
+            value = _draw(self.value, n, g)
         return masks_.make_masks(self.name, n, value, seed=g)
 
     def observe(self, x0: torch.Tensor, seed=0) -> Observation:
@@ -171,10 +170,6 @@ def _range(text: str, spec: str) -> tuple[float, float]:
     return low, high
 
 
-def _fmt(value: float) -> str:
-    return f"{value:g}"
-
-
 def parse_task(spec: str | Task) -> Task:
     """The :class:`Task` named by ``spec`` (e.g. ``"center:12"``, ``"sparse:0.1"``, ``"noise:0.3-1.0"``).
 
@@ -203,17 +198,15 @@ def parse_task(spec: str | Task) -> Task:
         if low != high or low not in (2, 4, 8):
             raise TaskSpecError(spec, "the factor must be 2, 4 or 8 (it must divide 32)")
         return Task(f"lowres:{int(low)}", name, (low, low))
-    limits = {"procedural": (0.05, 0.6, True), "sparse": (0.0, 1.0, False), "noise": (0.0, 2.0, True),
-              "blur": (0.0, 4.0, True), "kspace": (0.0, 1.0, False)}
-    lo, hi, hi_included = limits[name]
-    bad_low = low < lo if name == "procedural" else low <= lo
-    bad_high = high > hi if hi_included else high >= hi
-    if bad_low or bad_high:
-        raise TaskSpecError(spec, f"{name} needs values in {'[' if name == 'procedural' else '('}{lo:g}, {hi:g}"
-                                  f"{']' if hi_included else ')'}")
+    # the allowed interval, its brackets saying which ends are included
+    opening, lo, hi, closing = {"procedural": ("[", 0.05, 0.6, "]"), "sparse": ("(", 0.0, 1.0, ")"),
+                                "noise": ("(", 0.0, 2.0, "]"), "blur": ("(", 0.0, 4.0, "]"),
+                                "kspace": ("(", 0.0, 1.0, ")")}[name]
+    if (low < lo if opening == "[" else low <= lo) or (high > hi if closing == "]" else high >= hi):
+        raise TaskSpecError(spec, f"{name} needs values in {opening}{lo:g}, {hi:g}{closing}")
     if name in ("blur", "kspace") and low != high:
         raise TaskSpecError(spec, f"{name} takes one value, not a range")
-    canonical = _fmt(low) if low == high else f"{_fmt(low)}-{_fmt(high)}"
+    canonical = f"{low:g}" if low == high else f"{low:g}-{high:g}"
     return Task(f"{name}:{canonical}", name, (low, high))
 
 

@@ -101,7 +101,8 @@ def posterior_explorer(model: nn.Module, cfg, images: torch.Tensor, k: int = 4):
     digit = widgets.IntSlider(0, 0, len(images) - 1, description="digit")
     family = widgets.Dropdown(options=list(STRENGTHS), value="sparse", description="task")
     strength = widgets.FloatSlider(description="strength", continuous_update=False)
-    rect = [widgets.IntSlider(v, 0, 31, description=d) for v, d in zip((9, 9, 14, 14), ("left", "top", "width", "height"))]
+    rect = [widgets.IntSlider(v, 0, 31, description=d)
+            for v, d in zip((9, 9, 14, 14), ("left", "top", "width", "height"))]
     count = widgets.IntSlider(k, 2, 16, description="K")
     button = widgets.Button(description="Sample", button_style="primary")
     out = widgets.Output()

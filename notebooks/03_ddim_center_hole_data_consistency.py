@@ -8,7 +8,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -609,8 +609,11 @@ plt.show()
 # DDIM steps buy, at a cost proportional to the steps (section 3: the update keeps the right marginal for any gap
 # between steps, were $\hat x_0$ exact, so what fewer steps lose is the network's error); $\eta = 1$ asks whether
 # fresh noise at every step helps the spread of the K samples; the repeat rows ask what section 4's repeated data
-# consistency buys for its extra network calls. Choose a setting on rows like these, then report it once on test
-# digits, as section 7 did.
+# consistency buys for its extra network calls. A prediction to check against them: this model is *given* the
+# known pixels and the mask as input channels, so its $\hat x_0$ is already fitted to them, and repeats, a remedy
+# for a network that never sees the observation (notebook 05's prior), have little left to fix here; the repeat
+# rows' "vs default" column says whether that holds. Choose a setting on rows like these, then report it once on
+# test digits, as section 7 did.
 
 # %% [markdown]
 # ## 9. Ablation 2: the training switches

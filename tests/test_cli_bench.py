@@ -65,3 +65,14 @@ def test_bench_rejects_bad_input_with_one_line(tmp_path, monkeypatch, extra, mes
 def test_bench_needs_mnist_where_it_is_told(tmp_path):
     with pytest.raises(SystemExit, match="no MNIST in"):
         cli.main(["bench", "--data-dir", str(tmp_path), "--profile", "ci", "--json", str(tmp_path / "b.json")])
+
+
+def test_unreadable_mnist_files_are_one_line_not_a_crash(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in data.MNIST_RAW_FILES:
+        (raw / name).write_bytes(b"")  # present, but not IDX files
+    for command in (["eval", "--method", "harmonic", "--task", "center:12"], ["bench", "--profile", "ci", "--json",
+                                                                             str(tmp_path / "b.json")]):
+        with pytest.raises(SystemExit, match=f"cannot read MNIST from {tmp_path}"):
+            cli.main([*command, "--data-dir", str(tmp_path)])
