@@ -143,9 +143,9 @@ METHODS: dict[str, BenchMethod] = {m.name: m for m in (
     *(BenchMethod(f"{sampler}_05", "diffusion", "05", f"unconditional prior, {SAMPLERS[sampler].description}",
                   "prior", lambda cfg, model, library, sampler=sampler: prior.prior_method(model, cfg, sampler=sampler))
       for sampler in SAMPLERS),
-    *(BenchMethod(f"{label}_05", "diffusion", "05", f"the prior fine-tuned to see the mask: {what}", f"finetune_{mode}",
-                  lambda cfg, model, library: prior.finetuned_method(model, cfg,
-                                                                     SamplerOptions(cfg.prior["sample_steps"])))
+    *(BenchMethod(f"{label}_05", "diffusion", "05", f"the prior fine-tuned to see the mask: {what}, sampled with DDNM",
+                  f"finetune_{mode}",
+                  lambda cfg, model, library: prior.finetuned_method(model, cfg))
       for label, mode, what in (("finetune_full", "full", "every weight"),
                                 ("lora_attn", "lora_attn", "LoRA on the attention"),
                                 ("lora_all", "lora_all", "LoRA on the attention and the convolutions"))),

@@ -348,14 +348,13 @@ def command_bench(args) -> int:
     return 0
 
 
-def _add_sampler_options(p, steps: int | None = 50, n: int = 16) -> None:
-    """The sampler flags of ``sample`` and ``eval``; ``steps`` None: 50, or a prior's notebook-05 setting."""
-    p.add_argument("--steps", type=int, default=steps,
-                   help=f"DDIM steps (default {steps})" if steps is not None else
-                   "sampling steps (default 50; a prior: its profile's sample_steps; DDNM: its levels, notebook 05's "
-                   "by default, each run as often as --resamplings says)")
-    p.add_argument("--eta", type=float, default=0.0 if steps is not None else None,
-                   help="0 = deterministic DDIM, 1 = DDPM-like noise (default 0; DDNM on a prior: 0.85)")
+def _add_sampler_options(p, n: int) -> None:
+    """The sampler flags of ``sample`` and ``eval``; an unset ``--steps`` or ``--eta`` leaves it to the model."""
+    p.add_argument("--steps", type=int, default=None,
+                   help="sampling steps (default 50; a prior: its profile's sample_steps; DDNM: its levels, notebook "
+                        "05's by default, each run as often as --resamplings says)")
+    p.add_argument("--eta", type=float, default=None,
+                   help="0 = deterministic DDIM, 1 = DDPM-like noise (default 0; DDNM on a prior or a fine-tune: 0.85)")
     p.add_argument("--dc-repeats", type=int, default=1,
                    help="data-consistency repeats per step: re-noise and denoise again (default 1 = none)")
     p.add_argument("--n", type=int, default=n, help=f"number of digits (default {n})")
@@ -444,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     sample.add_argument("--checkpoint", required=True, help=checkpoint)
     sample.add_argument("--out", required=True, help="PNG to write")
     sample.add_argument("--task", default=None, help="task spec (default: the one the model was trained for)")
-    _add_sampler_options(sample)
+    _add_sampler_options(sample, n=16)
     evaluate = sub.add_parser("eval", help="score a trained model or a baseline on a task (PSNR, L1, SSIM, class, "
                                            "Frechet distance, time, network calls)")
     evaluate.add_argument("--checkpoint", default=None, help=checkpoint)
@@ -462,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--split", choices=("test", "train"), default="test", help="images to score (default test)")
     evaluate.add_argument("--k", type=int, default=8, help="samples per image for the posterior mean (default 8)")
     evaluate.add_argument("--json", default=None, help="also write the results to this JSON file")
-    _add_sampler_options(evaluate, steps=None, n=500)
+    _add_sampler_options(evaluate, n=500)
     bench = sub.add_parser("bench", help="every method of the course on the same test digits and tasks (notebook 06)")
     bench.add_argument("--data-dir", required=True, help="a folder in torchvision's MNIST layout (DIR/MNIST/raw)")
     bench.add_argument("--profile", choices=PROFILE_NAMES, required=True,

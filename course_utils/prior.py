@@ -311,23 +311,35 @@ def configure_finetune(profile: str, values: dict) -> FinetuneConfig:
 
 
 def finetuned_method(model: nn.Module, cfg: FinetuneConfig, options: SamplerOptions = SamplerOptions(),
-                     step: str = "ddpm", name: str | None = None) -> Method:
-    """The fine-tuned prior as an inpainting method (notebook 05): ``options.steps`` ancestral (DDPM) steps with
-    replacement after each (the default, which scored higher in notebook 05), or with ``step="ddim"`` DDIM
-    (``eta``) with data consistency, like notebook 03's model."""
+                     step: str = "ddnm", name: str | None = None) -> Method:
+    """The fine-tuned prior as an inpainting method (notebook 05), the network given (m, y) at every call:
+    ``step="ddnm"`` (the default, chosen on validation digits) the prior's DDNM, the null-space projection of
+    x0_hat on notebook 05's few repeated levels (:func:`~course_utils.inpainting.ddnm_settings`; ``options.steps``
+    and ``eta`` change its levels and eta); ``"ddpm"`` ``options.steps`` ancestral steps with replacement after
+    each (the prior's replacement sampler); ``"ddim"`` DDIM (``eta``) with data consistency, like notebook 03's
+    model."""
+    if step not in ("ddnm", "ddpm", "ddim"):
+        raise ValueError(f"step must be ddnm, ddpm or ddim, got {step!r}")
     pcfg = _prior_of(cfg)
     schedule = make_schedule(pcfg.schedule, pcfg.T)
-    options = options.resolved()
+    if step == "ddnm":
+        if options.dc_repeats != 1:
+            raise ValueError("--dc-repeats is for DDIM; DDNM repeats each of its levels as notebook 05 sets")
+        chosen = sampler_settings("ddnm", pcfg.sample_steps, steps=options.steps, eta=options.eta)
+    else:
+        options = options.resolved()
+        chosen = {"steps": options.steps, "eta": options.eta}
 
     def sample(obs, generator):
         denoiser = Denoiser(model, schedule, pcfg.prediction, (obs.mask, obs.y))
+        if step == "ddnm":
+            return SAMPLERS["ddnm"].run(denoiser, obs.y, obs.mask, generator, **chosen)
         if step == "ddim":
             return ddim_inpaint(denoiser, obs.y, obs.mask, options.steps, options.eta, options.dc_repeats, generator)
         return replacement_inpaint(denoiser, obs.y, obs.mask, options.steps, "ddpm", generator=generator)
 
     return Method(name or f"finetuned_{cfg.mode}", sample, stochastic=True, fits=lambda task: task.is_mask_task,
-                  network=model, config={"kind": "finetune", "mode": cfg.mode, "step": step,
-                                         "steps": options.steps, "eta": options.eta})
+                  network=model, config={"kind": "finetune", "mode": cfg.mode, "step": step, **chosen})
 
 
 FINETUNE_KIND = ModelKind(

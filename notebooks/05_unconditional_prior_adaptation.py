@@ -580,8 +580,10 @@ for name in ("linear", "cosine", "quadratic"):
 # One table over `procedural:0.05-0.6` on the test split's digits (one sample each): PSNR and L1 over the missing
 # pixels, PSNR on the border ring, SSIM, class preservation and Frechet distance on the course classifier, seconds
 # and network calls per image. Replacement and the three fine-tuned models use the same sampler (`cfg.sample_steps`
-# ancestral steps, replacement after each), so those rows differ only in the network: whether it sees the mask. The harness draws the masks from its own seed; we check that they are unique and
-# share none with the training bank.
+# ancestral steps, replacement after each), so those rows differ only in the network: whether it sees the mask.
+# The last three rows ask the same question with DDNM: each fine-tune sampled by the prior's DDNM (the projection on
+# a few repeated levels, given $(m, y)$ at every call), against the DDNM row. The harness draws the masks from its
+# own seed; we check that they are unique and share none with the training bank.
 
 # %%
 obs_test = tasks.parse_task(PROC).observe(x_test, SEED + evaluation.OBSERVATION_SEED_OFFSET)
@@ -589,14 +591,16 @@ assert masks.duplicate_count(obs_test.mask) == 0
 assert masks.duplicate_count(torch.cat([obs_test.mask, banks["train"]])) == 0
 border = inpainting.border_region(obs_test.mask, width=2)
 options = evaluation.SamplerOptions(cfg.sample_steps)
+ADAPTED = [("fine-tuned (full)", "full"), ("LoRA (attention)", "lora_attn"), ("LoRA (attention + conv)", "lora_all")]
 methods = {
     "replacement": prior.prior_method(prior_net, cfg, options, "replacement"),
     "RePaint": prior.prior_method(prior_net, cfg, options, "repaint", jump_length=RP["jump_length"],
                                   jump_n_sample=RP["jump_n_sample"]),
     "DDNM": prior.prior_method(prior_net, cfg, sampler="ddnm", **DDNM),
     **{name: prior.finetuned_method(finetuned[mode][1], finetuned[mode][0], options, step="ddpm")
-       for name, mode in [("fine-tuned (full)", "full"), ("LoRA (attention)", "lora_attn"),
-                          ("LoRA (attention + conv)", "lora_all")]},
+       for name, mode in ADAPTED},
+    **{f"{name}, DDNM": prior.finetuned_method(finetuned[mode][1], finetuned[mode][0], step="ddnm")
+       for name, mode in ADAPTED},
 }
 results, filled = {}, {}
 for name, method in methods.items():
@@ -604,10 +608,10 @@ for name, method in methods.items():
     summary["border_psnr"] = metrics.psnr_on_mask(samples[0], x_test, 1 - border).mean().item()
     results[name], filled[name] = summary, samples[0]
 print(f"{N_EVAL} test digits, {PROC}, one sample ({profile.name} profile)")
-print(f"{'method':<25}{'PSNR':>7}{'L1':>7}{'border':>8}{'SSIM':>7}{'class':>7}{'FD':>7}{'s/img':>8}{'calls':>7}")
+print(f"{'method':<31}{'PSNR':>7}{'L1':>7}{'border':>8}{'SSIM':>7}{'class':>7}{'FD':>7}{'s/img':>8}{'calls':>7}")
 for name, r in results.items():
     m = r["metrics"]
-    print(f"{name:<25}{m['psnr']['single']:7.2f}{m['l1']['single']:7.3f}{r['border_psnr']:8.2f}"
+    print(f"{name:<31}{m['psnr']['single']:7.2f}{m['l1']['single']:7.3f}{r['border_psnr']:8.2f}"
           f"{m['ssim']['single']:7.3f}{m['class_acc']['single']:7.2f}{m['frechet']['single']:7.1f}"
           f"{r['seconds_per_image']:8.3f}{r['network_calls_per_image']:7.0f}")
 
@@ -634,15 +638,15 @@ for mode, name in [("full", "fine-tuned (full)"), ("lora_attn", "LoRA (attention
 # What we set out to show in `cpu` and `full`: each fine-tuned model (full and both LoRA rows) beats plain
 # replacement on PSNR and class preservation over `procedural:0.05-0.6`, and RePaint beats replacement on the
 # border ring ("beats" here: a higher PSNR and a class preservation at least as high). The cell prints each
-# comparison and asserts them in `cpu` and `full`; whether DDNM reached RePaint's quality with a tenth of the calls
-# is printed, not assumed.
+# comparison and asserts them in `cpu` and `full`; whether DDNM reached RePaint's quality with a tenth of the calls,
+# and what each fine-tune adds to DDNM, are printed, not assumed.
 
 # %%
 rep = results["replacement"]
 psnr = lambda name: results[name]["metrics"]["psnr"]["single"]
 cls = lambda name: results[name]["metrics"]["class_acc"]["single"]
-for name in ("fine-tuned (full)", "LoRA (attention)", "LoRA (attention + conv)"):
-    print(f"{name:<25} PSNR {psnr(name) - psnr('replacement'):+.2f} dB, class {cls(name) - cls('replacement'):+.2f} "
+for name, _ in ADAPTED:
+    print(f"{name:<31} PSNR {psnr(name) - psnr('replacement'):+.2f} dB, class {cls(name) - cls('replacement'):+.2f} "
           "vs replacement")
 gap = results["RePaint"]["border_psnr"] - rep["border_psnr"]
 print(f"RePaint vs replacement on the border ring: {gap:+.2f} dB "
@@ -651,7 +655,11 @@ reached = psnr("DDNM") >= psnr("RePaint")
 print(f"DDNM with {results['DDNM']['network_calls_per_image']:.0f} calls: PSNR {psnr('DDNM'):.2f} dB against RePaint's "
       f"{psnr('RePaint'):.2f} dB with {results['RePaint']['network_calls_per_image']:.0f}: "
       f"{'reached' if reached else 'NOT reached'}")
-adapted_rows = ("fine-tuned (full)", "LoRA (attention)", "LoRA (attention + conv)")
+for name, _ in ADAPTED:
+    print(f"{name + ', DDNM':<31} PSNR {psnr(name + ', DDNM') - psnr('DDNM'):+.2f} dB, class "
+          f"{cls(name + ', DDNM') - cls('DDNM'):+.2f} vs the prior's DDNM (both "
+          f"{results['DDNM']['network_calls_per_image']:.0f} calls)")
+adapted_rows = [name for name, _ in ADAPTED]
 beats = {name: psnr(name) > psnr("replacement") and cls(name) >= cls("replacement") for name in adapted_rows}
 print("beat replacement on PSNR and class:", [n for n in adapted_rows if beats[n]] or "none",
       "| did NOT:", [n for n in adapted_rows if not beats[n]] or "none")
@@ -690,7 +698,8 @@ print(f"notebook run time so far: {(time.perf_counter() - notebook_start) / 60:.
 # attention projections (`--lora-targets all`: on the convolutions too). `eval --sampler replace`, `repaint` or
 # `ddnm` scores a training-free sampler of the prior on MNIST's test digits with every baseline, with this
 # notebook's settings unless `--steps`, `--jump-length` or `--resamplings` say otherwise, and counts the network
-# calls per image; a fine-tuned checkpoint is scored like any other model.
+# calls per image; a fine-tuned checkpoint is scored like any other model, sampled with DDNM given the mask
+# (`--steps` and `--eta` set its levels and eta).
 #
 # ## Summary
 #
@@ -699,7 +708,7 @@ print(f"notebook run time so far: {(time.perf_counter() - notebook_start) / 60:.
 #   more calls), or DDNM's projection of $\hat x_0$ (consistency at every step for the cost of replacement).
 # - Widening the first convolution with zero weights lets the network see the mask without changing what it
 #   computes; fine-tuning then teaches it to use the mask, with every weight or with LoRA adapters that train and
-#   store a small fraction of the numbers. Section 6 measures what that buys over replacement at this budget, and
+#   store a small fraction of the numbers. Section 6 measures what that buys over replacement and over DDNM, and
 #   the README reports our `cpu` run honestly, including where it did not pay off.
 # - DDIM trades network calls for quality, but for a briefly trained $\epsilon$-predicting network its
 #   deterministic path costs more than the step count suggests; eta = 1 on the same steps shows how much.

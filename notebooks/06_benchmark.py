@@ -8,7 +8,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -166,7 +166,7 @@ print(f"regress and its loss: notebook == course_utils.mmse (the benchmark's reg
 #
 # `benchmark.METHODS` lists every method once: its family, the notebook that built it, the trained model it needs
 # and the sampler settings its notebook reports (notebook 03: DDIM with data consistency; notebook 05: RePaint with
-# jump length 5 and 10 resamplings, DDNM at a tenth of RePaint's calls, fine-tunes with ancestral steps).
+# jump length 5 and 10 resamplings, DDNM at a tenth of RePaint's calls, fine-tunes with DDNM, given the mask).
 # `benchmark.prepare` finds each trained model in the run folder under `outputs/` where its notebook keeps it
 # (one folder per configuration), and trains it there when it is missing.
 

@@ -115,6 +115,14 @@ def test_eval_takes_the_shipped_prior_as_pretrained_colon_kind(tmp_path):
     assert result["config"]["checkpoint"] == "pretrained:prior" and result["config"]["model"]["profile"] == "pretrained"
 
 
+@pytest.mark.parametrize("kind", [k.name for k in SHIPPED if k.method is not None])
+def test_sample_draws_with_every_shipped_model_at_its_own_settings(kind, tmp_path):
+    """``sample`` leaves --steps and --eta to the model (a prior's RePaint takes no eta)."""
+    png = tmp_path / f"{kind}.png"
+    assert cli.main(["sample", "--checkpoint", f"pretrained:{kind}", "--n", "2", "--out", str(png)]) == 0
+    assert png.stat().st_size > 0
+
+
 def test_pretrained_colon_names_a_kind():
     with pytest.raises(SystemExit, match="no model kind 'nope'"):
         cli.main(["eval", "--checkpoint", "pretrained:nope", "--task", "center:12", "--data-dir",

@@ -190,6 +190,28 @@ def test_prior_methods_count_their_calls():
         prior.prior_method(net, cfg, sampler="dps")
 
 
+def test_finetuned_methods_count_their_calls_and_keep_the_known_pixels():
+    cfg = prior.finetune_config(prior.PRIOR_KIND.config("ci"), "lora_attn")
+    net = prior.build_finetuned(cfg).eval()
+    x0 = data.load_mnist("test").images[:3]
+    from course_utils.evaluation import SamplerOptions, draw_samples
+    from course_utils.tasks import parse_task
+    obs = parse_task("procedural:0.05-0.6").observe(x0, 0)
+    ddnm = inpainting.ddnm_settings(cfg.prior["sample_steps"])
+    for step, options, calls in (("ddnm", SamplerOptions(), ddnm["steps"] * ddnm["repeats"]),
+                                 ("ddnm", SamplerOptions(steps=4), 4 * ddnm["repeats"]),
+                                 ("ddpm", SamplerOptions(steps=6), 6), ("ddim", SamplerOptions(steps=3, dc_repeats=2), 6)):
+        method = prior.finetuned_method(net, cfg, options, step=step)
+        samples, _, per_image = draw_samples(method, obs, 1, progress=False)
+        assert per_image == calls and method.config["step"] == step, (step, options)
+        assert torch.equal((obs.mask * samples[0])[obs.mask == 1], x0[obs.mask == 1])
+    assert prior.finetuned_method(net, cfg).config["eta"] == inpainting.DDNM_ETA  # the default: DDNM's own settings
+    with pytest.raises(ValueError, match="step must be"):
+        prior.finetuned_method(net, cfg, step="repaint")
+    with pytest.raises(ValueError, match="dc-repeats"):
+        prior.finetuned_method(net, cfg, SamplerOptions(dc_repeats=2))
+
+
 def test_train_and_eval_commands(tmp_path, capsys):
     out = tmp_path / "prior"
     assert cli.main(["train", "--model", "prior", "--profile", "ci", "--out", str(out), "--steps", "2"]) == 0
@@ -222,7 +244,7 @@ def test_finetune_command_trains_the_missing_prior_then_the_fine_tune(tmp_path, 
     assert cli.main(["eval", "--checkpoint", str(out / "last.pt"), "--data-dir", str(config.data_dir()), "--n", "3",
                      "--k", "1", "--steps", "3", "--profile", "ci", "--json", str(result)]) == 0
     res = json.loads(result.read_text())
-    assert res["method"] == "finetuned_full" and res["config"]["method"]["step"] == "ddpm"
+    assert res["method"] == "finetuned_full" and res["config"]["method"]["step"] == "ddnm"
     assert res["network_calls_per_image"] == 3 and res["known_pixels_max_abs_error"] == 0.0
 
 
