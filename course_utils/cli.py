@@ -351,8 +351,9 @@ def command_bench(args) -> int:
 def _add_sampler_options(p, n: int) -> None:
     """The sampler flags of ``sample`` and ``eval``; an unset ``--steps`` or ``--eta`` leaves it to the model."""
     p.add_argument("--steps", type=int, default=None,
-                   help="sampling steps (default 50; a prior: its profile's sample_steps; DDNM: its levels, notebook "
-                        "05's by default, each run as often as --resamplings says)")
+                   help="sampling steps (default: the model's own; 50 for notebooks 03 and 04, the profile's "
+                        "sample_steps for notebook 02's DDPM and a prior; DDNM, on a prior or a fine-tune: its levels, "
+                        "notebook 05's by default, each repeated as notebook 05 sets or --resamplings says)")
     p.add_argument("--eta", type=float, default=None,
                    help="0 = deterministic DDIM, 1 = DDPM-like noise (default 0; DDNM on a prior or a fine-tune: 0.85)")
     p.add_argument("--dc-repeats", type=int, default=1,

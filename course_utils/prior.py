@@ -140,6 +140,8 @@ def prior_method(model: nn.Module, cfg: PriorConfig, options: SamplerOptions = S
     05's settings for ``cfg.sample_steps`` levels, changed by the ``options`` given (``--steps``, ``--eta``,
     ``--jump-length``, ``--resamplings``) and by ``settings`` (the sampler's own names, e.g. ``jump_n_sample``)."""
     sampler = sampler or options.sampler or "repaint"
+    if options.dc_repeats != 1:
+        raise ValueError("--dc-repeats is for DDIM with data consistency; a prior's samplers repeat with --resamplings")
     chosen = {**sampler_settings(sampler, cfg.sample_steps, steps=options.steps, eta=options.eta,
                                  jump_length=options.jump_length, resamplings=options.resamplings), **settings}
     denoiser = Denoiser(model, make_schedule(cfg.schedule, cfg.T), cfg.prediction)
@@ -199,8 +201,9 @@ FINETUNE: dict[str, dict] = {
 
 
 # What LoRA needs that a full fine-tune does not (notebook 05; chosen on validation digits, docs/design.md): a
-# larger learning rate, and a loss on the missing pixels only, since replacement sampling throws away the output on
-# the known ones (there the target has a closed form in x_t and y, which the adapters would spend themselves on).
+# larger learning rate, and a loss on the missing pixels only, since replacement sampling (with which they were
+# chosen) throws away the output on the known ones (there the target has a closed form in x_t and y, which the
+# adapters would spend themselves on).
 LORA_LR_SCALE = 3.0
 LORA_KNOWN_WEIGHT = 0.0
 
@@ -322,13 +325,15 @@ def finetuned_method(model: nn.Module, cfg: FinetuneConfig, options: SamplerOpti
         raise ValueError(f"step must be ddnm, ddpm or ddim, got {step!r}")
     pcfg = _prior_of(cfg)
     schedule = make_schedule(pcfg.schedule, pcfg.T)
+    if step != "ddim" and options.dc_repeats != 1:
+        raise ValueError(f"--dc-repeats is for DDIM with data consistency, not for {step} (DDNM repeats its levels)")
     if step == "ddnm":
-        if options.dc_repeats != 1:
-            raise ValueError("--dc-repeats is for DDIM; DDNM repeats each of its levels as notebook 05 sets")
-        chosen = sampler_settings("ddnm", pcfg.sample_steps, steps=options.steps, eta=options.eta)
+        chosen = sampler_settings("ddnm", pcfg.sample_steps, steps=options.steps, eta=options.eta,
+                                  resamplings=options.resamplings)
     else:
         options = options.resolved()
-        chosen = {"steps": options.steps, "eta": options.eta}
+        chosen = {"steps": options.steps, **({"eta": options.eta, "dc_repeats": options.dc_repeats}
+                                              if step == "ddim" else {})}
 
     def sample(obs, generator):
         denoiser = Denoiser(model, schedule, pcfg.prediction, (obs.mask, obs.y))

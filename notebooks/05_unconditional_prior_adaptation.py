@@ -465,8 +465,8 @@ print(f"LoRA on a 64 -> 192 projection: {mine.A.numel() + mine.B.numel()} traina
 #
 # $V$ trains in every row: without it the network cannot see the mask at all.
 #
-# **Where the loss looks.** Sampling replaces the known region after every step, so the network's output on known
-# pixels is thrown away. There, moreover, the target needs no learning at all: $y = x_0$ on known pixels, so eq. 4
+# **Where the loss looks.** Replacement sampling (the sampler these choices were made with) replaces the known
+# region after every step, so the network's output on known pixels is thrown away. There, moreover, the target needs no learning at all: $y = x_0$ on known pixels, so eq. 4
 # solved for $\epsilon$ gives $\epsilon = (x_t - \sqrt{\bar\alpha_t}\, y) / \sqrt{1 - \bar\alpha_t}$ exactly. With
 # notebook 02's plain mean over all pixels, a LoRA adapter with a few thousand numbers spends them on copying that
 # formula through $V$, and in our first `cpu` run LoRA on attention came out *below* replacement with the prior.
@@ -491,7 +491,8 @@ for mode in prior.MODES:
 # %% [markdown]
 # ## 5. Sampling cost against quality: DDPM against DDIM, and three schedules
 #
-# The fine-tuned (full) model samples like notebook 03's: steps with data consistency (replacement) after each. DDPM
+# In this section the fine-tuned (full) model samples like notebook 03's: steps with data consistency (replacement)
+# after each. DDPM
 # walks all 1000 levels (one call each); DDIM (eta = 0, deterministic) jumps over them in 100, 50 or 25 steps. Quality
 # on the test split's digits and masks, and seconds per image, in one table (the 1000-step row scores fewer digits,
 # printed). A last row, DDIM 50 with eta = 1, puts back the fresh noise of every ancestral step (notebook 03: eta = 1
@@ -530,7 +531,7 @@ print(f"the same 50 steps with eta = 1 instead of 0: {eta_gain:+.2f} dB")
 # %% [markdown]
 # Read the table from the bottom up: compare deterministic DDIM at each step count with eta = 1 on the same 50
 # steps (the ancestral kind of step, fresh noise at each), which the cell above prints as a difference. Where eta = 1
-# wins, the tables below are right to sample every model of this notebook with ancestral steps. Why it wins is a
+# wins, section 6 is right to sample with ancestral steps (replacement) or close to them (DDNM, eta 0.85). Why it wins is a
 # hypothesis, not something this table shows: an $\epsilon$-predicting network's errors compound along a noise-free
 # path while fresh noise lets later steps correct earlier ones; separating that from replacement's own fresh noise
 # on the known pixels would need another experiment. Your run prints its own numbers above.
@@ -624,15 +625,15 @@ plt.show()
 # %% [markdown]
 # **Training cost against quality** of the three adaptations, with what each must store (the trained numbers in
 # float32; LoRA stores only its adapters and $V$, and `adaptation.merge_lora` folds them into the weights for
-# sampling at no extra cost):
+# sampling at no extra cost), and one sample's PSNR and class with each sampler:
 
 # %%
-print(f"{'adaptation':<25}{'trainable':>10}{'stored':>10}{'train s':>9}{'PSNR':>7}{'class':>7}")
-for mode, name in [("full", "fine-tuned (full)"), ("lora_attn", "LoRA (attention)"),
-                   ("lora_all", "LoRA (attention + conv)")]:
-    row, m = ft_rows[mode], results[name]["metrics"]
+print(f"{'adaptation':<25}{'trainable':>10}{'stored':>10}{'train s':>9}   replacement: PSNR class   DDNM: PSNR class")
+for name, mode in ADAPTED:
+    row, m, d = ft_rows[mode], results[name]["metrics"], results[name + ", DDNM"]["metrics"]
     print(f"{name:<25}{row['trainable']:>10,}{row['stored_kb']:>8.1f}kB{row['seconds']:>9.1f}"
-          f"{m['psnr']['single']:7.2f}{m['class_acc']['single']:7.2f}")
+          f"{m['psnr']['single']:>20.2f}{m['class_acc']['single']:6.2f}{d['psnr']['single']:>17.2f}"
+          f"{d['class_acc']['single']:6.2f}")
 
 # %% [markdown]
 # What we set out to show in `cpu` and `full`: each fine-tuned model (full and both LoRA rows) beats plain
@@ -657,8 +658,8 @@ print(f"DDNM with {results['DDNM']['network_calls_per_image']:.0f} calls: PSNR {
       f"{'reached' if reached else 'NOT reached'}")
 for name, _ in ADAPTED:
     print(f"{name + ', DDNM':<31} PSNR {psnr(name + ', DDNM') - psnr('DDNM'):+.2f} dB, class "
-          f"{cls(name + ', DDNM') - cls('DDNM'):+.2f} vs the prior's DDNM (both "
-          f"{results['DDNM']['network_calls_per_image']:.0f} calls)")
+          f"{cls(name + ', DDNM') - cls('DDNM'):+.2f} vs the prior's DDNM "
+          f"({results[name + ', DDNM']['network_calls_per_image']:.0f} and {results['DDNM']['network_calls_per_image']:.0f} calls)")
 adapted_rows = [name for name, _ in ADAPTED]
 beats = {name: psnr(name) > psnr("replacement") and cls(name) >= cls("replacement") for name in adapted_rows}
 print("beat replacement on PSNR and class:", [n for n in adapted_rows if beats[n]] or "none",

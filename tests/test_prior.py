@@ -336,3 +336,13 @@ def test_finetune_loss_weights_known_pixels_as_told():
     assert torch.allclose(exact_on_known(x_t, t, mask, mask * x0)[mask == 1], eps[mask == 1], atol=1e-4)
     assert loss(exact_on_known, 0.0).item() == pytest.approx(loss(zeros, 0.0).item(), rel=1e-5)
     assert loss(exact_on_known, 1.0).item() < loss(zeros, 1.0).item()
+
+
+def test_dc_repeats_is_refused_where_no_ddim_step_takes_it():
+    cfg = prior.PRIOR_KIND.config("ci")
+    from course_utils.evaluation import SamplerOptions
+    with pytest.raises(ValueError, match="dc-repeats"):
+        prior.prior_method(prior.build_prior(cfg), cfg, SamplerOptions(dc_repeats=2), "replacement")
+    fcfg = prior.finetune_config(cfg)
+    with pytest.raises(ValueError, match="dc-repeats"):
+        prior.finetuned_method(prior.build_finetuned(fcfg), fcfg, SamplerOptions(dc_repeats=2), step="ddpm")
