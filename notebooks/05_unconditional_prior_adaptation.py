@@ -465,16 +465,16 @@ print(f"LoRA on a 64 -> 192 projection: {mine.A.numel() + mine.B.numel()} traina
 #
 # $V$ trains in every row: without it the network cannot see the mask at all.
 #
-# **Where the loss looks.** Replacement sampling (the sampler these choices were made with) replaces the known
-# region after every step, so the network's output on known pixels is thrown away. There, moreover, the target needs no learning at all: $y = x_0$ on known pixels, so eq. 4
-# solved for $\epsilon$ gives $\epsilon = (x_t - \sqrt{\bar\alpha_t}\, y) / \sqrt{1 - \bar\alpha_t}$ exactly. With
-# notebook 02's plain mean over all pixels, a LoRA adapter with a few thousand numbers spends them on copying that
-# formula through $V$, and in our first `cpu` run LoRA on attention came out *below* replacement with the prior.
-# So the LoRA rows weight a known pixel `known_weight = 0` in the loss (the mean over the missing pixels) and,
-# since their adapters start at zero and are few, train with a 3x larger learning rate (`prior.LORA_LR_SCALE`). The
-# full fine-tune keeps notebook 02's loss: with every weight free it learned more from all pixels. Both choices
-# were made on validation digits, never on the test split (exercise 4 repeats the comparison). Runs of these
-# configurations in `outputs/05_finetune/` are reused.
+# **Where the loss looks.** Replacement sampling (the sampler these choices were made with) replaces the known region
+# after every step, so the network's output on known pixels is thrown away. There, moreover, the target needs no
+# learning at all: $y = x_0$ on known pixels, so eq. 4 solved for $\epsilon$ gives
+# $\epsilon = (x_t - \sqrt{\bar\alpha_t}\, y) / \sqrt{1 - \bar\alpha_t}$ exactly. With notebook 02's plain mean
+# over all pixels, a LoRA adapter with a few thousand numbers spends them on copying that formula through $V$, and in our first `cpu` run LoRA
+# on attention came out *below* replacement with the prior. So the LoRA rows weight a known pixel `known_weight = 0`
+# in the loss (the mean over the missing pixels) and, since their adapters start at zero and are few, train with a 3x
+# larger learning rate (`prior.LORA_LR_SCALE`). The full fine-tune keeps notebook 02's loss: with every weight free it
+# learned more from all pixels. Both choices were made on validation digits, never on the test split (exercise 4
+# repeats the comparison). Runs of these configurations in `outputs/05_finetune/` are reused.
 
 # %%
 finetuned, ft_rows = {}, {}
@@ -492,11 +492,10 @@ for mode in prior.MODES:
 # ## 5. Sampling cost against quality: DDPM against DDIM, and three schedules
 #
 # In this section the fine-tuned (full) model samples like notebook 03's: steps with data consistency (replacement)
-# after each. DDPM
-# walks all 1000 levels (one call each); DDIM (eta = 0, deterministic) jumps over them in 100, 50 or 25 steps. Quality
-# on the test split's digits and masks, and seconds per image, in one table (the 1000-step row scores fewer digits,
-# printed). A last row, DDIM 50 with eta = 1, puts back the fresh noise of every ancestral step (notebook 03: eta = 1
-# is DDPM's posterior on the shorter chain), to separate "fewer steps" from "no noise":
+# after each. DDPM walks all 1000 levels (one call each); DDIM (eta = 0, deterministic) jumps over them in 100, 50 or
+# 25 steps. Quality on the test split's digits and masks, and seconds per image, in one table (the 1000-step row
+# scores fewer digits, printed). A last row, DDIM 50 with eta = 1, puts back the fresh noise of every ancestral step
+# (notebook 03: eta = 1 is DDPM's posterior on the shorter chain), to separate "fewer steps" from "no noise":
 
 # %%
 x_test, y_test = test.images[:N_EVAL], test.labels[:N_EVAL]
@@ -529,12 +528,12 @@ eta_gain = (cost_rows["DDIM 50, eta 1"]["metrics"]["psnr"]["single"] - cost_rows
 print(f"the same 50 steps with eta = 1 instead of 0: {eta_gain:+.2f} dB")
 
 # %% [markdown]
-# Read the table from the bottom up: compare deterministic DDIM at each step count with eta = 1 on the same 50
-# steps (the ancestral kind of step, fresh noise at each), which the cell above prints as a difference. Where eta = 1
-# wins, section 6 is right to sample with ancestral steps (replacement) or close to them (DDNM, eta 0.85). Why it wins is a
-# hypothesis, not something this table shows: an $\epsilon$-predicting network's errors compound along a noise-free
-# path while fresh noise lets later steps correct earlier ones; separating that from replacement's own fresh noise
-# on the known pixels would need another experiment. Your run prints its own numbers above.
+# Read the table from the bottom up: compare deterministic DDIM at each step count with eta = 1 on the
+# same 50 steps (the ancestral kind of step, fresh noise at each), which the cell above prints as a difference. Where
+# eta = 1 wins, section 6 is right to sample with ancestral steps (replacement) or close to them (DDNM, eta 0.85). Why
+# it wins is a hypothesis, not something this table shows: an $\epsilon$-predicting network's errors compound along a
+# noise-free path while fresh noise lets later steps correct earlier ones; separating that from replacement's own
+# fresh noise on the known pixels would need another experiment. Your run prints its own numbers above.
 
 # %% [markdown]
 # **Schedules.** How fast $\bar\alpha_t$ falls decides which noise levels training and sampling spend their steps
