@@ -24,6 +24,13 @@ class CheckpointMismatchError(ValueError):
     """A checkpoint was written for another configuration, or the file is not a course checkpoint."""
 
 
+def first_line(why: Exception) -> str:
+    """The first line of an error's message, or its type's name where the message is empty: what a one-line error
+    of the command line (notebook 03 runs it) or a checkpoint check quotes."""
+    lines = str(why).strip().splitlines()
+    return lines[0] if lines else type(why).__name__
+
+
 def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
     """The payload of a course checkpoint, read with ``weights_only=True``.
 
@@ -37,7 +44,7 @@ def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, AttributeError, ImportError) as why:
-        first = str(why).strip().splitlines()[0] if str(why).strip() else type(why).__name__
+        first = first_line(why)
         if "weights_only" in first or "Weights only" in first or "pickle" in first.lower():
             first = "it holds objects other than tensors and plain values"
         raise CheckpointMismatchError(

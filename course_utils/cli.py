@@ -21,7 +21,7 @@ import torch
 
 from . import benchmark
 from .baselines import BASELINES, baselines_for
-from .checkpoints import CheckpointMismatchError, read_checkpoint
+from .checkpoints import CheckpointMismatchError, first_line, read_checkpoint
 from .classifier import course_classifier
 from .config import PRETRAINED, PROFILE_NAMES, get_device, get_profile, hardware, output_dir, seed_everything
 from .data import MNIST_RAW_FILES, MNISTNotFoundError, load_mnist, load_splits
@@ -47,19 +47,13 @@ class UsageError(SystemExit):
 
 
 @contextlib.contextmanager
-def _usage_errors(*errors: type[Exception], prefix: str = "", suffix: str = "", first_line: bool = True):
+def _usage_errors(*errors: type[Exception], prefix: str = "", suffix: str = "", one_line: bool = True):
     """Re-raise ``errors`` as a :class:`UsageError`: their message's first line (or all of it), with ``prefix`` and
     ``suffix``."""
     try:
         yield
     except errors as why:
-        raise UsageError(prefix + (_first_line(why) if first_line else str(why)) + suffix)
-
-
-def _first_line(why: Exception) -> str:
-    """The first line of an error's message, or its type's name where the message is empty."""
-    lines = str(why).strip().splitlines()
-    return lines[0] if lines else type(why).__name__
+        raise UsageError(prefix + (first_line(why) if one_line else str(why)) + suffix)
 
 
 _SET_DATA_DIR = " (set COURSE_DATA_DIR to a folder holding MNIST/raw/)"
@@ -82,7 +76,7 @@ def _load_model(path: str, device):
         raise UsageError(f"no checkpoint at {path}: train one with "
                          "`python -m course_utils train --profile cpu --out DIR`")
     except CheckpointMismatchError as why:
-        raise UsageError(f"cannot use {path}: {_first_line(why)}")
+        raise UsageError(f"cannot use {path}: {first_line(why)}")
     if kind.method is None:
         raise UsageError(f"{path} holds the {kind.name} model, which reconstructs nothing ({kind.description})")
     return kind, cfg, fast_layout(model, device), extra
@@ -157,7 +151,7 @@ def command_train(args) -> int:
     device = get_device()
     print(f"training the {kind.name} model ({kind.description.split(': ', 1)[-1]}; {cfg.profile} profile) "
           f"on {device}, {cfg.steps} steps -> {last}", flush=True)
-    with (_usage_errors(CheckpointMismatchError, first_line=False),
+    with (_usage_errors(CheckpointMismatchError, one_line=False),
           _usage_errors(MNISTNotFoundError, suffix=_SET_DATA_DIR)):
         got = kind.obtain(cfg, device, out_dir=out, seed=args.seed, base_from=values.get("base_from"))
     history = got.extra.get("history") or []
@@ -244,7 +238,7 @@ def command_eval(args) -> int:
     if args.task is not None and args.hole is not None:
         raise UsageError("--hole N is shorthand for --task center:N: give one of them")
     spec = f"center:{args.hole}" if args.hole is not None else args.task
-    with _usage_errors(TaskSpecError, first_line=False):
+    with _usage_errors(TaskSpecError, one_line=False):
         task = parse_task(spec) if spec is not None else None
     root = _mnist_root(args.data_dir)
     device = get_device()
@@ -312,11 +306,11 @@ def command_bench(args) -> int:
     observations, with the trained models of ``outputs/`` (trained first only with ``--train-missing``); writes the
     JSON and prints the PSNR tables. Notebook 06 reads what it writes."""
     changes = {key: getattr(args, key) for key in ("n", "k", "seed") if getattr(args, key) is not None}
-    with _usage_errors(ValueError, first_line=False):
+    with _usage_errors(ValueError, one_line=False):
         cfg = benchmark.bench_config(args.profile, command=True, **changes)
     if cfg.seed < 0:
         raise UsageError(f"--seed must be >= 0, got {cfg.seed}")
-    with _usage_errors(TaskSpecError, first_line=False):
+    with _usage_errors(TaskSpecError, one_line=False):
         tasks = [parse_task(spec).spec for spec in args.tasks]
     unknown = [name for name in args.methods if name not in benchmark.METHODS]
     if unknown:
@@ -326,7 +320,7 @@ def command_bench(args) -> int:
     library, test = _read_mnist(root)
     if cfg.n > len(test):
         raise UsageError(f"--n {cfg.n} is more than the {len(test)} test digits in {root}")
-    with _usage_errors(benchmark.MissingModelsError, first_line=False):
+    with _usage_errors(benchmark.MissingModelsError, one_line=False):
         methods, models = benchmark.prepare(list(dict.fromkeys(args.methods)), cfg.profile, device, root,
                                             library.images, args.train_missing)
     for key, info in models.items():

@@ -26,7 +26,7 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from .checkpoints import CheckpointMismatchError, config_dict, read_checkpoint, save_checkpoint
+from .checkpoints import CheckpointMismatchError, config_dict, first_line, read_checkpoint, save_checkpoint
 from .config import PRETRAINED, hardware
 from .data import DigitSet
 
@@ -90,7 +90,7 @@ def load_shipped(kind, folder: str | Path = SHIPPED_DIR, map_location="cpu"):
         model.load_state_dict(payload["state_dict"])  # float16 weights are copied into the float32 network
     except RuntimeError as why:
         raise ShippedCheckpointError(f"{path} no longer loads into the code's {kind.name} network "
-                                     f"({str(why).splitlines()[0][:120]}); {remake}") from None
+                                     f"({first_line(why)[:120]}); {remake}") from None
     return recipe, model.eval(), manifest
 
 

@@ -335,13 +335,12 @@ def finetuned_method(model: nn.Module, cfg: FinetuneConfig, options: SamplerOpti
         chosen = {"steps": options.steps, **({"eta": options.eta, "dc_repeats": options.dc_repeats}
                                               if step == "ddim" else {})}
 
+    run = {"ddnm": SAMPLERS["ddnm"].run, "ddpm": SAMPLERS["replacement"].run,  # the prior's samplers, and DDIM
+           "ddim": lambda d, y, m, g, steps, eta, dc_repeats: ddim_inpaint(d, y, m, steps, eta, dc_repeats, g)}[step]
+
     def sample(obs, generator):
         denoiser = Denoiser(model, schedule, pcfg.prediction, (obs.mask, obs.y))
-        if step == "ddnm":
-            return SAMPLERS["ddnm"].run(denoiser, obs.y, obs.mask, generator, **chosen)
-        if step == "ddim":
-            return ddim_inpaint(denoiser, obs.y, obs.mask, options.steps, options.eta, options.dc_repeats, generator)
-        return replacement_inpaint(denoiser, obs.y, obs.mask, options.steps, "ddpm", generator=generator)
+        return run(denoiser, obs.y, obs.mask, generator, **chosen)
 
     return Method(name or f"finetuned_{cfg.mode}", sample, stochastic=True, fits=lambda task: task.is_mask_task,
                   network=model, config={"kind": "finetune", "mode": cfg.mode, "step": step, **chosen})

@@ -28,7 +28,7 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from .checkpoints import CheckpointMismatchError, config_dict, read_checkpoint
+from .checkpoints import CheckpointMismatchError, config_dict, first_line, read_checkpoint
 from .config import PRETRAINED, Profile, get_profile, output_dir, run_name
 from .data import DigitSet, load_splits
 from .pretrained import SHIPPED_DIR, fingerprint, is_shipped, load_shipped
@@ -202,7 +202,7 @@ class ModelKind:
             model.load_state_dict(extra["ema"] if "ema" in extra else payload["state_dict"])
         except (TypeError, ValueError, RuntimeError, KeyError) as why:
             raise CheckpointMismatchError(f"{path} was written by another version of the course's {self.name} "
-                                          f"model ({str(why).splitlines()[0][:160]}); make a new one with "
+                                          f"model ({first_line(why)[:160]}); make a new one with "
                                           f"`{self.command()}`")
         return cfg, model.eval(), extra
 

@@ -195,3 +195,9 @@ def test_noised_batch_draws_t_then_eps_and_applies_eq_4():
     assert torch.allclose(x_t, ab.sqrt() * x0 + (1 - ab).sqrt() * eps, atol=1e-6)
     t2, _, _ = training.noised_batch(x0, sch, torch.Generator().manual_seed(4))
     assert not torch.equal(t, t2)
+
+
+def test_first_line_of_an_error_never_fails_on_an_empty_message():
+    assert checkpoints.first_line(ValueError("bad value\nmore detail")) == "bad value"
+    assert checkpoints.first_line(ValueError("  \n")) == "ValueError"
+    assert checkpoints.first_line(EOFError()) == "EOFError"
