@@ -164,11 +164,11 @@ print(f"regress and its loss: notebook == course_utils.mmse (the benchmark's reg
 # %% [markdown]
 # ## 3. The contestants
 #
-# `benchmark.METHODS` lists every method once: its family, the notebook that built it, the trained model it needs
-# and the sampler settings its notebook reports (notebook 03: DDIM with data consistency; notebook 05: RePaint with
-# jump length 5 and 10 resamplings, DDNM at a tenth of RePaint's calls, fine-tunes with DDNM, given the mask).
-# `benchmark.prepare` finds each trained model in the run folder under `outputs/` where its notebook keeps it
-# (one folder per configuration), and trains it there when it is missing.
+# `benchmark.METHODS` lists every method once: its family, the notebook that built it, the trained model it needs and
+# the sampler settings its notebook reports (notebook 03: DDIM with data consistency; notebook 05: RePaint with its
+# resampling walk, DDNM at a tenth of RePaint's calls, fine-tunes with DDNM, given the mask). `benchmark.prepare`
+# finds each trained model in the run folder under `outputs/` where its notebook keeps it (one folder per
+# configuration), and trains it there when it is missing.
 
 # %%
 print(f"{'method':<18}{'family':<11}{'notebook':<10}what it is")
@@ -195,8 +195,8 @@ print(f"course classifier: {clf_info['status']}, validation accuracy "
 # image for a measurement), of one sample and of the mean of K; class preservation and the Frechet distance on the
 # course classifier's features (of one sample); seconds and network calls per image and sample. `python -m
 # course_utils bench` runs the very same function. The `cpu` profile draws one sample per digit (K = 1) to stay
-# inside its ten minutes on two cores (notebook 05's samplers alone cost 45 to 455 calls an image); the mean of K
-# is section 6's subject, measured there up to K = 16; `full` uses K = 8.
+# inside its ten minutes on two cores (notebook 05's RePaint alone costs hundreds of network calls an image); the
+# mean of K is section 6's subject, measured there up to K = 16; `full` uses K = 8.
 
 # %%
 start = time.perf_counter()
