@@ -98,12 +98,12 @@ print(f"profile {profile.name}: {bcfg.n} test digits per table, K = {bcfg.k} sam
 # ## 1. One set of digits, one observation per task
 #
 # Every method sees the first `bcfg.n` digits of MNIST's **test** split: no model of the course trained on them,
-# nobody tuned anything on them (notebook 05 even kept its own test digits out of MNIST's training split). Each
+# nobody tuned anything on them (notebook 05 even carved its own test digits out of MNIST's training split). Each
 # task turns a clean digit into an observation (`course_utils.tasks`, notebook 03): five mask tasks (centre holes of
 # 12 and 16 pixels, random rectangles, procedural blobs hiding 5 to 60 percent, 10 percent of the pixels kept) and
 # three measurements (additive noise, 4x lower resolution, a quarter of the Fourier coefficients). The harness draws
-# each observation from one seed, so every method below gets **exactly the same** masks and noise; we check that
-# by observing twice.
+# each observation from one seed, so every method below gets **exactly the same** masks and noise; we check that by
+# observing twice.
 
 # %%
 test = data.load_mnist("test")[: max(bcfg.n, N_LESSON)]
@@ -125,13 +125,13 @@ plt.show()
 # %% [markdown]
 # ## 2. A strong non-generative opponent: the MMSE regressor
 #
-# Which single answer minimises the expected squared error given the observation? Write the error of a guess $g$
-# as $\mathbb E[\lVert x_0 - g\rVert^2 \mid y] = \lVert g - \mathbb E[x_0 \mid y]\rVert^2 + \mathbb E[\lVert x_0 -
-# \mathbb E[x_0\mid y]\rVert^2 \mid y]$: the second term does not depend on $g$, so the best guess is the
-# **posterior mean** $\mathbb E[x_0 \mid y]$, the minimum-mean-squared-error (MMSE) estimate. A network trained
-# with the squared error learns an approximation of it. Ours is notebook 03's U-Net with notebook 03's training
-# budget (steps, batch, centre holes of 12 pixels), fed the observation where the noisy image was, at $t = 0$, and
-# trained on
+# Which single answer minimises the expected squared error given the observation? Write the error of a guess $g$ as
+# $\mathbb E[\lVert x_0 - g\rVert^2 \mid y] = \lVert g - \mathbb E[x_0 \mid y]\rVert^2 + \mathbb E[\lVert x_0 -
+# \mathbb E[x_0\mid y]\rVert^2 \mid y]$: the second term does not depend on $g$, so the best guess is the **posterior
+# mean** $\mathbb E[x_0 \mid y]$, the minimum-mean-squared-error (MMSE) estimate. A network trained with the squared
+# error learns an approximation of it. Ours is notebook 03's U-Net, batch and centre holes of 12 pixels (the shipped
+# one trains for fewer steps than notebook 03's model, its steps printed below: trained longer, it overfits its
+# digits), fed the observation where the noisy image was, at $t = 0$, and trained on
 #
 # $$L = \frac{\lVert (1 - m) \odot (f_\theta(y, 0, m, y) - x_0)\rVert^2}{\sum (1 - m)}, \qquad
 # \hat x_0 = m \odot y + (1 - m) \odot \mathrm{clip}(f_\theta(y, 0, m, y)).$$
@@ -159,7 +159,7 @@ with torch.no_grad():
     assert torch.allclose(regress(net_check, hole_obs.y, hole_obs.mask), mmse.regress(net_check, hole_obs.y, hole_obs.mask))
     assert torch.allclose(mmse_loss(net_check, x[:4], hole_obs.mask), mmse.mmse_loss(net_check, x[:4], hole_obs.mask))
 print(f"regress and its loss: notebook == course_utils.mmse (the benchmark's regressor: {mcfg.steps} steps of "
-      f"{mcfg.batch_size}, centre holes of {mcfg.hole} pixels, the budget of notebook 03's model)")
+      f"{mcfg.batch_size}, centre holes of {mcfg.hole} pixels, notebook 03's network)")
 
 # %% [markdown]
 # ## 3. The contestants
@@ -178,7 +178,7 @@ for name, m in benchmark.METHODS.items():
 # %%
 start = time.perf_counter()
 methods, trained = benchmark.prepare(METHOD_NAMES, profile.name, device, library=library, train_missing=True)
-print(f"\n{'model':<20}{'notebook':<38}{'':<9}training")
+print(f"\n{'model':<20}{'notebook':<38}{'':<9}training (when it was made)")
 for key, info in trained.items():
     took = f"{info['train_seconds'] / 60:5.1f} min" if info["train_seconds"] is not None else "   (time not recorded)"
     print(f"{key:<20}{info['notebook']:<38}{info['status']:<9}{took}")
@@ -191,12 +191,12 @@ print(f"course classifier: {clf_info['status']}, validation accuracy "
 # ## 4. The benchmark
 #
 # `benchmark.run_benchmark` runs the harness (`evaluation.evaluate`) for every method on every task it fits: K
-# samples per digit (one for a deterministic method), PSNR, L1 and SSIM over the missing pixels (over the whole
-# image for a measurement), of one sample and of the mean of K; class preservation and the Frechet distance on the
-# course classifier's features (of one sample); seconds and network calls per image and sample. `python -m
-# course_utils bench` runs the very same function. The `cpu` profile draws one sample per digit (K = 1) to stay
-# inside its ten minutes on two cores (notebook 05's RePaint alone costs hundreds of network calls an image); the
-# mean of K is section 6's subject, measured there up to K = 16; `full` uses K = 8.
+# samples per digit (one for a deterministic method), PSNR, L1 and SSIM over the missing pixels (over the whole image
+# for a measurement), of one sample and of the mean of K; class preservation and the Frechet distance on the course
+# classifier's features (of one sample); seconds and network calls per image and sample. `python -m course_utils
+# bench` runs the very same function. The `cpu` profile draws one sample per digit (K = 1) to keep the run short
+# (notebook 05's RePaint alone costs about 900 network calls an image); the mean of K is section 6's subject,
+# measured there up to K = 16; `full` uses K = 8.
 
 # %%
 start = time.perf_counter()
@@ -213,7 +213,9 @@ display(Markdown(f"**Frechet distance, one sample (lower is better)**\n\n"
                  f"{benchmark.markdown_table(result, 'frechet', digits=1)}"))
 
 # %% [markdown]
-# Every row of one task, with the costs:
+# Read the tables task by task. `mmse` and `ddim_dc_03` were trained only on 12-pixel centre holes: on other
+# masks they see inputs they never trained on, and the regressor can fall below a classical baseline there; it is
+# strong on the task it was trained for. Every row of one task, with the costs:
 
 # %%
 display(Markdown(f"**`center:12`**\n\n{benchmark.task_table(result, 'center:12')}"))
@@ -246,7 +248,7 @@ for ax, spec in zip(axes, mask_tasks):
             ax.scatter(calls, psnr, color=colors[i % len(colors)], zorder=3)
             ax.annotate(name, (calls, psnr), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xscale("log")
-    ax.set_xlim(0.8, 400)
+    ax.set_xlim(0.8, 2000)
     ax.set_title(spec)
     ax.set_xlabel("network calls per image (log)")
     ax.set_ylabel("PSNR over the missing pixels, one sample (dB)")
@@ -257,7 +259,7 @@ plt.show()
 
 # %% [markdown]
 # And every method on the same five digits and the same procedural masks (one sample each; the red pixels of the
-# first row are the missing ones):
+# `observed` row are the missing ones):
 
 # %%
 spec = "procedural:0.05-0.6"
@@ -274,9 +276,9 @@ plt.show()
 # %% [markdown]
 # ## 6. What one sample's PSNR hides
 #
-# Take the centre hole, where the observation leaves the most room (a 12-pixel hole can hide the loop that makes a
-# 4 a 9). Theory first. If $\tilde x$ is an exact sample of the posterior $p(x_0 \mid y)$, drawn independently of
-# the truth given $y$, its expected squared error is
+# Take `center:12`, the task the regressor was trained for (a 12-pixel hole can hide the loop that makes a 4 a 9).
+# Theory first. If $\tilde x$ is an exact sample of the posterior $p(x_0 \mid y)$, drawn independently of the truth
+# given $y$, its expected squared error is
 #
 # $$\mathbb E\lVert \tilde x - x_0\rVert^2 = 2\,\mathbb E\lVert x_0 - \mathbb E[x_0\mid y]\rVert^2 = 2\,\mathrm{MMSE},$$
 #
@@ -290,8 +292,9 @@ plt.show()
 # where $\mu$ is the sampler's own mean: the error of what the samples agree on, plus their spread shrinking as
 # $1/K$. An exact posterior sampler has $B = V = \mathrm{MMSE}$, so its mean of $K$ walks toward the MMSE answer
 # ($\mathrm{MMSE}\,(1 + 1/K)$, 0.51 dB below it at $K = 8$). We measure all of it with the best diffusion method of
-# the table on `center:12` (by PSNR): $K_{\max}$ samples of every digit, for each $K$ the mean of the first $K$, $V$
-# from the samples' spread and $B = \mathrm{MSE}(K_{\max}) - V / K_{\max}$.
+# the table on `center:12` (by PSNR), on the first `N_LESSON` test digits (more than the table's in `cpu`, so the
+# regressor's numbers differ slightly from the table's): $K_{\max}$ samples of every digit, for each $K$ the mean of
+# the first $K$, $V$ from the samples' spread and $B = \mathrm{MSE}(K_{\max}) - V / K_{\max}$.
 
 # %%
 def k_curve(method, images, labels_, spec, ks, reference=None):
@@ -352,13 +355,15 @@ print(f"spread V = {V:.4f}, error of the samplers' mean B = {B:.4f} (an exact po
       f"the regressor's MSE {mmse_row['mse']:.4f}")
 if B < mmse_row["mse"]:
     print("B is below the regressor's error: the true MMSE is at most B, so this regressor is not yet the "
-          "posterior mean (it would need more training), and the samples' mean beats it")
+          "posterior mean (more digits or a better recipe, not more steps, would close the gap), and the samples' mean "
+          "beats it on hole MSE (a PSNR averaged over digits can still rank it lower)")
 
 # %% [markdown]
-# The digits themselves. Where the hole hides what decides the digit, each sample commits to one answer and the
-# mean of many samples (our estimate of the posterior mean) averages the answers into grey; a regressor that had
-# learned $\mathbb E[x_0 \mid y]$ exactly would look like that mean. The printed sharpness (mean difference between
-# neighbouring pixels in the hole; the truth's for reference) says how crisp each one is.
+# The digits themselves. Where the hole hides what decides the digit, each sample commits to one answer and the mean
+# of many samples (an estimate of the sampler's own mean $\mu$, the posterior mean only for an exact sampler)
+# averages the answers into grey; a regressor that had learned $\mathbb E[x_0 \mid y]$ exactly would look like that
+# mean. The printed sharpness (mean difference between neighbouring pixels in the hole; the truth's for reference)
+# says how crisp each one is.
 
 # %%
 k_max = max(K_CURVE)
@@ -425,7 +430,7 @@ if profile.name in ("cpu", "full"):
           f"one sample Frechet {one['frechet']:.2f} vs {mmse_row['frechet']:.2f}, class {one['class_acc']:.3f} vs "
           f"{mmse_row['class_acc']:.3f} ({sum(checks.values())} of {len(checks)} answered yes)")
 else:
-    print("key result: ci profile, not judged")
+    print("key result: ci profile, too few digits to read these numbers")
 
 # %%
 result["lesson"] = {"task": HOLE, "method": best, "n": N_LESSON, "curve": curve, "mmse": mmse_row,
@@ -455,19 +460,19 @@ print(f"saved {out_file}; notebook run time {(time.perf_counter() - notebook_sta
 #   and blurry digits wherever the observation is ambiguous.
 # - A posterior sample pays in PSNR for committing to one digit (twice the MMSE error for an exact sampler) and can
 #   be rewarded by everything PSNR does not see: sharp strokes, the right class, features that look like real
-#   digits (the Frechet distance). Whether a sample of ours is, against a regressor of the same budget, is a
+#   digits (the Frechet distance). Whether a sample of ours is, against a regressor with the same network, is a
 #   measurement, not a given: section 6 makes it.
 # - The mean of K samples has error B + V / K (the error of the samples' mean plus their spread over K): it moves
-#   toward the posterior mean as K grows, and when B falls below a regressor's error, that regressor has not yet
-#   learned the posterior mean.
+#   toward the sampler's own mean $\mu$ as K grows, and when B falls below a regressor's error, that regressor has
+#   not yet learned the posterior mean.
 # - Which method to use depends on the task and the budget: read the quality-against-calls plot from the left.
 #
 # ## Exercises
 #
 # 1. Data consistency with repeats (notebook 03) costs calls: add notebook 03's model with `dc_repeats=2` as a
 #    method and benchmark it on `center:12` and `center:16` against the table's `ddim_dc_03`.
-# 2. A task nobody trained for: benchmark the cheap methods (the classical baselines, `mmse`, `conditional_04`,
-#    `ddnm_05`) on `strokes` (brush strokes, notebook 01).
+# 2. A task nobody trained for: benchmark the classical baselines, `mmse`, `conditional_04` and `ddnm_05` (the
+#    cheapest use of notebook 05's prior) on `strokes` (brush strokes, notebook 01).
 # 3. The mean-of-K curve of notebook 04's conditional model on `sparse:0.1`: does its mean of K approach its own
 #    one-sample PSNR plus 3 dB, as an exact posterior sampler's would?
 # 4. *Pen and paper.* For one observation, let $s_1, \dots, s_K$ be independent samples of one distribution with mean
