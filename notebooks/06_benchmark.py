@@ -195,7 +195,7 @@ print(f"course classifier: {clf_info['status']}, validation accuracy "
 # for a measurement), of one sample and of the mean of K; class preservation and the Frechet distance on the course
 # classifier's features (of one sample); seconds and network calls per image and sample. `python -m course_utils
 # bench` runs the very same function. The `cpu` profile draws one sample per digit (K = 1) to keep the run short
-# (notebook 05's RePaint alone costs about 900 network calls an image); the mean of K is section 6's subject,
+# (notebook 05's RePaint alone costs hundreds of network calls an image); the mean of K is section 6's subject,
 # measured there up to K = 16; `full` uses K = 8.
 
 # %%
