@@ -8,9 +8,9 @@ and ``bench`` look), and ``eval --checkpoint`` scores it.
 Trained with the squared error, a network estimates the posterior mean E[x0 | y] (the minimum mean squared error,
 MMSE, answer): it is the best a deterministic method can do on PSNR, and it is blurry wherever the observation
 leaves more than one digit possible. It uses the very backbone of notebook 03 (same widths, same coord-conv
-inputs, same batch; the same steps in each profile, while the shipped regressor trains for 1,000 steps, a third of
-notebook 03's shipped model, since longer it overfits), fed the observation where the noisy image would be, at t = 0:
-``unet(y, 0, m, y)``. Its answer keeps the known pixels: m * y + (1 - m) * x0_hat.
+inputs, same batch and, in each profile, the same steps; the shipped regressor trains fewer steps than notebook
+03's shipped model, since it overfits when trained longer), fed the observation where the noisy image would be,
+at t = 0: ``unet(y, 0, m, y)``. Its answer keeps the known pixels: m * y + (1 - m) * x0_hat.
 """
 
 from __future__ import annotations

@@ -196,9 +196,9 @@ plt.show()
 assert sum(losses[-(len(losses) // 10):]) < sum(losses[: len(losses) // 10]), "the loss should go down"
 
 # %% [markdown]
-# **Does it make digits?** Unconditional samples (DDPM, `cfg.sample_steps` steps; 64 samples in `ci`, 256
-# otherwise, the first 64 shown), and what the course classifier (notebook 03) says they are. A prior that has learned MNIST makes
-# all ten digits, in roughly equal numbers.
+# **Does it make digits?** Unconditional samples (DDPM, `cfg.sample_steps` steps; 64 samples in `ci`, 256 otherwise,
+# the first 64 shown), and what the course classifier (notebook 03) says they are. A prior that has learned MNIST
+# makes all ten digits, in roughly equal numbers.
 
 # %%
 sch = schedules.make_schedule(cfg.schedule, cfg.T)
@@ -470,8 +470,8 @@ print(f"LoRA on a 64 -> 192 projection: {mine.A.numel() + mine.B.numel()} traina
 # **Where the loss looks.** Replacement sampling (the sampler these choices were made with) replaces the known region
 # after every step, so the network's output on known pixels is thrown away (DDNM, also used in section 6, keeps
 # $\hat\epsilon$ on known pixels, so this loss is tuned for replacement). There, moreover, the target needs no
-# learning at all: $y = x_0$ on known pixels, so eq. 4 solved for $\epsilon$ gives
-# $\epsilon = (x_t - \sqrt{\bar\alpha_t}\, y) / \sqrt{1 - \bar\alpha_t}$ exactly. With notebook 02's plain mean over all pixels, a LoRA
+# learning at all: $y = x_0$ on known pixels, so eq. 4 solved for $\epsilon$ gives $\epsilon = (x_t -
+# \sqrt{\bar\alpha_t}\, y) / \sqrt{1 - \bar\alpha_t}$ exactly. With notebook 02's plain mean over all pixels, a LoRA
 # adapter with so few numbers (the table below counts them) spends them on copying that formula through $V$, and can
 # end up *below* replacement with the prior (exercise 4). So the LoRA rows weight a known pixel `known_weight = 0` in
 # the loss (the mean over the missing pixels) and, since their adapters start at zero and are few, train with a 3x
