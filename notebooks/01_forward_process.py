@@ -8,7 +8,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -87,7 +87,7 @@ print("device:", device, "| seed:", SEED)
 # ## 1. Real digits, scaled to [-1, 1]
 #
 # MNIST digits are 28x28 grey levels in 0..255. The course pads them with background to 32x32 (so a
-# U-Net can halve the size three times) and maps them to $[-1, 1]$: $x = 2u - 1$ with $u \in [0, 1]$.
+# U-Net can halve the size several times) and maps them to $[-1, 1]$: $x = 2u - 1$ with $u \in [0, 1]$.
 # Background is $-1$, ink is $+1$, and $0$ is mid-grey. Noise with variance 1 is on the same scale.
 
 # %%
@@ -256,9 +256,8 @@ plt.show()
 # the digit but is not yet clean. Under the linear schedule $\bar\alpha_t$ collapses early, so a large share of the
 # last steps see images that are pure noise for all practical purposes, and they all look alike.
 # The cosine schedule (Nichol & Dhariwal 2021) was designed so that $\bar\alpha_t$ drops about linearly in the middle
-# of the process and changes slowly near $t = 0$ and $t = T$, with no abrupt jumps in noise level; as a consequence its
-# $\log \mathrm{SNR}$ also falls nearly linearly over most of the range, which spends the steps more evenly across
-# noise levels. Let us count, per schedule, how many of the $T$ steps
+# of the process and changes slowly near $t = 0$ and $t = T$, with no abrupt jumps in noise level, so that fewer of
+# the steps see images that are already noise. Let us count, per schedule, how many of the $T$ steps
 # are "almost clean" ($\mathrm{SNR} > 100$), "almost pure noise" ($\mathrm{SNR} < 0.01$), and in between.
 
 # %%
@@ -276,8 +275,11 @@ assert counts["cosine"][1] > counts["linear"][1]
 # %% [markdown]
 # The table is the reason the course trains with the cosine schedule by default: far fewer steps
 # are spent on images that are indistinguishable from noise, and the informative middle range gets
-# most of them. A second view: how fast $\log\mathrm{SNR}$ changes per step. A flat curve means every
-# step removes about the same amount of information.
+# most of them. A second view: how much $\log\mathrm{SNR}$ falls per step. A flat curve would remove the same
+# amount of information at every step; none of the three is flat, and flat is not the aim. In the middle of the
+# process, where the SNR is near 1 and a digit is half visible, the cosine curve is the lowest: it takes its smallest
+# steps there, so more of its $T$ steps fall in that range. It pays in its last few dozen steps, which rush through
+# the noise levels that the linear schedule spends hundreds of steps on (the table's "almost noise" column).
 
 # %%
 fig, ax = plt.subplots(figsize=(6.5, 3.4))

@@ -201,7 +201,7 @@ for t in (999, 900, 700, 400, 100):
 # $\eta = 1$ gives back DDPM's posterior (notebook 02); $\eta = 0$ makes the DDIM update itself deterministic.
 # (For plain sampling the only randomness is then the starting noise; the inpainting sampler of section 4 adds
 # fresh noise to the known pixels at every step, so its samples still vary beyond the starting noise.) The steps
-# need not be $t \to t-1$: DDIM walks an evenly spaced sub-sequence $T-1, T-1-T/n, \dots, T/n-1$ and then jumps
+# need not be $t \to t-1$: the course's DDIM walks an evenly spaced sub-sequence $T-1, T-1-T/n, \dots, T/n-1$ and then jumps
 # to the clean image. This grid is called *trailing* (diffusers' name; Lin et al. 2024 compare it with a `leading`
 # grid, whose first step treats the pure-noise start as a less noisy level than it is). Notebook 02's `linspace` grid also starts at $T-1$
 # but ends at step 0, with rounded gaps.
@@ -447,6 +447,7 @@ if panels:
 # tiny one): **class preservation** is the share of reconstructions it assigns the digit's true label, and the
 # **Frechet distance** compares its penultimate-layer features of single samples with those of the clean digits
 # (0: the two sets look alike to the classifier; the FID recipe, with the course's network instead of Inception).
+# The estimate is biased upward on few digits, so compare Frechet distances only at the same number of digits.
 
 # %%
 clf, clf_info = classifier.course_classifier(profile.name, device=device)
@@ -504,8 +505,8 @@ print(f"Frechet distance of single samples {m['frechet']['single']:.2f}, nearest
 #
 # A measured gap below that ideal is not, by itself, proof that the samples vary too little. Let the samples spread
 # by $V$ around their own mean, and let that mean miss $\mu$ by $B$ (both per image, in squared error). Then one
-# sample has error $\mathrm{MMSE} + B + V$ and the mean of K has $\mathrm{MMSE} + B + V/K$; the ideal gap needs
-# $V = \mathrm{MMSE}$ and $B = 0$, and a smaller one only says $V < \mathrm{MMSE} + B$: too little spread, a
+# sample has error $\mathrm{MMSE} + B + V$ and the mean of K has $\mathrm{MMSE} + B + V/K$; exact posterior samples
+# ($V = \mathrm{MMSE}$, $B = 0$) give the ideal gap (so does any $V = \mathrm{MMSE} + B$), and a smaller one only says $V < \mathrm{MMSE} + B$: too little spread, a
 # biased mean, or both (notebook 06 measures $V$ and $B$). A sampler that always returned the posterior mean would
 # show no gap at all (and a blurry "sample"). The ideal gap is a statement
 # about the squared error pooled over all images; the harness averages PSNR per image, which weighs the images
@@ -607,7 +608,9 @@ plt.show()
 # difference from the default, not through the raw PSNRs. A difference smaller than about twice its standard error
 # could be the draw of digits and noise rather than the setting. The rows with $\eta = 0$ and dc 1 ask what more
 # DDIM steps buy, at a cost proportional to the steps (section 3: the update keeps the right marginal for any gap
-# between steps, were $\hat x_0$ exact, so what fewer steps lose is the network's error); $\eta = 1$ asks whether
+# between steps when $\hat x_0$ is the true $x_0$; a network gives only its estimate, and a long step leans on it
+# longer, so coarse steps can cost quality even with a perfect network; the mean of K can also score higher when
+# the samples spread less, so fewer steps need not show a loss in this column); $\eta = 1$ asks whether
 # fresh noise at every step helps the spread of the K samples; the repeat rows ask what section 4's repeated data
 # consistency buys for its extra network calls. A prediction to check against them: this model is *given* the
 # known pixels and the mask as input channels, so its $\hat x_0$ is already fitted to them, and repeats, a remedy
@@ -727,7 +730,8 @@ if CONTROL in switch_rows:
 # K: the default row against the control is what the network outputs, at equal loss weights; the control against
 # the $\epsilon$ row is how the loss weighs the timesteps, at equal output. The rows are short and scored on few
 # validation digits, so read tenths of a dB as noise, and trust a share only where the two lines agree on its
-# sign. Where the output's share dominates, the reason is how the output is parameterised: an $\epsilon$ output
+# sign. Where the output's share dominates, one plausible reason (not measured here) is how the output is
+# parameterised: an $\epsilon$ output
 # reaches $\hat x_0$ only through section 2's factor $1/\sqrt{\mathrm{SNR}_t}$, so to be as right in $x_0$ at the
 # noisy steps it must be that factor more precise, and those steps' weights in its loss dominate the gradient,
 # which is clipped to norm 1.
@@ -814,11 +818,12 @@ assert cli.main(["sample", "--checkpoint", checkpoint_arg, "--steps", str(cfg.sa
 # ```python
 # for eta in (0.0, 0.5, 1.0):
 #     eta_method = center_hole.center_hole_method(model, cfg, evaluation.SamplerOptions(cfg.sample_steps, eta))
-#     res, _, _ = evaluation.evaluate(eta_method, val.images[:32], val.labels[:32], task, k=4, baselines=False,
+#     res, _, _ = evaluation.evaluate(eta_method, x_abl, labels_abl, task, k=k_abl, seed=SEED, baselines=False,
 #                                     progress=False)
-#     print(f"eta {eta}: 1 sample {res['metrics']['psnr']['single']:.2f} dB, mean of 4 {res['metrics']['psnr']['mean_k']:.2f} dB")
+#     print(f"eta {eta}: 1 sample {res['metrics']['psnr']['single']:.2f} dB, "
+#           f"mean of {k_abl} {res['metrics']['psnr']['mean_k']:.2f} dB")
 # ```
-# Compare with the eta rows of section 8. The extra noise of eta = 1 gives the sampler a chance to correct early
+# Compare with the eta rows of section 8 (the same digits and K). The extra noise of eta = 1 gives the sampler a chance to correct early
 # mistakes, but with few steps each noise injection is large; which effect wins depends on the step count, so
 # measure it at the count you will use.
 # </details>

@@ -258,10 +258,9 @@ print(f"cross-attention: features {tuple(x_small.shape)} attend to tokens {tuple
 #
 # - **added features** (the way ControlNet injects a condition, Zhang et al. 2023): level $i$'s features pass a
 #   1x1 convolution $Z_i$ whose weights and bias **start at zero** and are added to the U-Net's level-$i$ features,
-#   $h_i \leftarrow h_i + Z_i(e_i)$. In ControlNet the zero start protects a pretrained, frozen U-Net from a fresh
-#   encoder's noise. Here everything trains from scratch, so there is nothing to protect: the zero start only
-#   makes each added path begin at 0 and grow as its gradient asks (we have not measured it against a random
-#   start);
+#   $h_i \leftarrow h_i + Z_i(e_i)$. In ControlNet the zero start protects a frozen pretrained U-Net; here
+#   everything trains from scratch, so it only makes each added path begin at 0 and grow as its gradient asks (not
+#   measured against a random start);
 # - **tokens** for cross-attention: the 8x8 features, each with a learned position embedding (attention is
 #   blind to order), read as 64 tokens.
 
@@ -303,8 +302,8 @@ assert out.shape == (2, 1, 32, 32)
 
 # %% [markdown]
 # Section 9's ablation compares three networks of the same width: `concat` (notebook 02's U-Net with $[m, c]$ as two
-# more input channels), `cross` (the model above without the added control features) and `control_cross` (the
-# full model).
+# more input channels, and no self-attention), `cross` (the model above without the added control features) and
+# `control_cross` (the full model).
 
 # %%
 def n_params(model):
@@ -386,8 +385,8 @@ ratio = step_seconds["notebook 04 model"] / step_seconds["notebook 03 U-Net"]
 print(f"a step of this model takes {ratio:.2f} times as long")
 
 # %% [markdown]
-# That ratio is what the attention blocks and the control encoder cost per step (`docs/history.md` records how the
-# layout was chosen to keep it small).
+# That ratio is what the attention blocks and the control encoder cost per step (how the layout keeps it small:
+# `docs/history.md`).
 #
 # ## 4. Sampling with DDPM and with DDIM
 #
@@ -456,8 +455,8 @@ plotting.save_figure(fig, "04_attention_maps")
 plt.show()
 
 # %% [markdown]
-# A uniform map would have every weight at $1/64 \approx 0.016$ (cross) or $1/256 \approx 0.004$ (linear); how far
-# the maximum rises above that says how selective the block has become in training.
+# A uniform map would have every weight at $1/64 \approx 0.016$ (cross) or $1/256 \approx 0.004$ (linear); the
+# maximum's rise above it says how selective the block has become.
 #
 # ## 6. Results per task, on test digits
 #
@@ -513,10 +512,10 @@ metrics_file.write_text(json.dumps({"results": results, "table": table, "profile
 print("saved", metrics_file)
 
 # %% [markdown]
-# The baseline columns are each task's best classical method by PSNR; the check below compares the class with the
-# best of *any* baseline. In `cpu` and `full` the notebook checks that the mean of K beats the best baseline's PSNR
-# on every task and that one sample keeps the class at least as often as any baseline. "One sample keeps the class"
-# is a probability: we estimate it from all K samples (the "1 sample" column reads the first only, a noisier estimate).
+# The baseline columns are each task's best classical method by PSNR. In `cpu` and `full` the notebook checks that
+# the mean of K beats it on every task and that one sample keeps the class at least as often as the best of *any*
+# baseline. "One sample keeps the class" is a probability: we estimate it from all K samples (the "1 sample" column
+# reads the first only, a noisier estimate).
 
 # %%
 for spec, row in table.items():
@@ -541,8 +540,8 @@ else:
     print("key result: ci profile, not judged")
 
 # %% [markdown]
-# Class preservation has a ceiling: no method keeps the class more often than always, and few reconstructions are
-# recognised more often than the uncorrupted digit (printed above). Where the best baseline sits near it (light
+# Class preservation has a ceiling: few reconstructions are recognised more often than the uncorrupted digit
+# (printed above). Where the best baseline sits near it (light
 # noise, a quarter of k-space) little is left to win; the class column separates methods on the hard tasks.
 #
 # **Is one sample's class a lottery?** Let $q$ be the distribution of the class of the model's samples for one
@@ -570,8 +569,10 @@ if profile.name in ("cpu", "full"):
           f"most probable class (vote of {K}) {v['vote']:.3f} vs best baseline {table['sparse:0.1']['best_baseline_class']:.3f}")
 
 # %% [markdown]
-# Where two samples agree more often than one keeps the class, the model is more sure than it is right; where one
-# sample trails the vote, a single draw is a lottery over plausible classes. On sparse pixels a sample sometimes
+# Two samples agreeing more often than one keeps the class says the model is more sure than it is right only where
+# the gap exceeds the classifier's own error on clean digits (section 6): "keeps the class" pays for its
+# misreadings, "agree" does not. Where one sample trails the vote, a single draw is a lottery over plausible
+# classes. On sparse pixels a sample sometimes
 # draws a stroke across a pixel observed as background (exercise 1 asks whether that costs the class).
 #
 # **The nearest neighbour grows with its library.** Its class preservation on the same test observations, with
@@ -680,7 +681,8 @@ plt.show()
 #
 # **Conformal intervals.** Rescale the spread: mean $\pm\ \lambda\,(\text{std} + 0.01)$, $\lambda$ fitted to cover
 # 90% of the pixels of *validation* digits (`metrics.conformal_scale`; above 1 widens, below 1 narrows), checked on
-# test digits.
+# test digits. Pixels of one image are not exchangeable, so the 90% holds on average, without split conformal's
+# guarantee.
 
 # %%
 def coverage_curve(samples, truth, mask):
@@ -737,7 +739,7 @@ for spec, c in conformal.items():
 
 # %% [markdown]
 # A scale far above 1 means the samples are much more alike than the truth is to them. Validation and test digits
-# come from different writers, so the test coverage can miss the fitted level: a measurement, not a bug.
+# come from different writers, so the test coverage can miss the fitted level.
 #
 # ## 8. Known pixels without projection
 #
@@ -783,7 +785,7 @@ for arch in conditional.ARCHITECTURES:
 
 # %%
 print(f"Equal budget: {own.ablation_steps} steps of {own.ablation_batch} digits per architecture; {len(x_abl)} "
-      f"validation digits per task, one DDIM sample ({cfg.sample_steps} steps)")
+      f"validation digits per task, one DDIM sample ({own.sample_steps} steps)")
 print(f"{'task':<12}{'architecture':<15}{'PSNR':>7}{'SSIM':>7}{'class':>7}{'ms/sample':>10}")
 for spec in RESULT_TASKS:
     for arch in conditional.ARCHITECTURES:
@@ -806,8 +808,8 @@ plt.show()
 # %% [markdown]
 # `concat` is the cheapest per step and sees the condition only through its first convolution; `cross` reads it
 # only through attention to 64 coarse tokens; `control_cross` also gets its features added, pixel-aligned, at every
-# resolution. With so few steps, a few tenths of a dB are noise: look at which design uses the condition at all
-# yet (the class column tells).
+# resolution. With so few steps, read tenths of a dB as noise; the class column tells which design uses the
+# condition at all yet.
 #
 # ## 10. Try it yourself
 #
@@ -840,7 +842,7 @@ assert cli.main(["eval", "--checkpoint", named, "--task", "sparse:0.1", "--data-
 #   attention over all pixels at linear cost. Cross-attention lets every pixel read tokens of the condition; the
 #   control encoder adds the condition's features at every resolution through zero-initialised convolutions.
 # - K samples give a posterior mean and an uncertainty map; a calibration curve checks its intervals, and a
-#   conformal scale fitted on validation digits corrects them.
+#   conformal scale fitted on validation digits corrects their average coverage.
 # - Without projection, known pixels are only approximately kept: measured, not assumed.
 #
 # Next, notebook 05 adapts a model that knows nothing of observations: an unconditional prior.
@@ -905,7 +907,8 @@ assert cli.main(["eval", "--checkpoint", named, "--task", "sparse:0.1", "--data-
 #     psnr = metrics.psnr_on_mask(s[:k].mean(0), x_test, obs.mask).mean().item()
 #     print(f"K = {k}: {psnr:.2f} dB ({psnr - one:+.2f}; ideal {10 * math.log10(2 / (1 + 1 / k)):+.2f})")
 # ```
-# Where the gain falls short of the ideal curve, the samples are more alike than exact posterior samples.
+# Where the gain falls short of the ideal curve, $V < \mathrm{MMSE} + B$ in notebook 03's terms: too little spread, a
+# biased mean, or both (the ideal is for pooled squared error; this per-digit average comes close).
 # </details>
 #
 # <details><summary>Solution 4</summary>
