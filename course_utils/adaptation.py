@@ -1,6 +1,7 @@
 """Adapting a trained network: a wider first convolution that starts as the old one, and LoRA.
 
-Taught in: 05_unconditional_prior_adaptation (both written out there and checked against this module).
+Taught in: 05_unconditional_prior_adaptation (LoRA written out there and checked against this module;
+:func:`expand_input` used there, its zero start asserted).
 
 - :func:`expand_input` gives the prior's U-Net two more input channels (the mask m and the observation y, after
   x_t: the inputs of notebooks 02-03) through :class:`ExpandedStem`. The new channels' weights start at zero, so

@@ -42,9 +42,9 @@ def _heads_and_width(channels: int, heads: int) -> int:
 class SelfAttention(nn.Module):
     """x + W_o softmax(Q K^T / sqrt(d)) V with Q, K, V = W_qkv norm(x), per head (Vaswani et al. 2017, eq. 1).
 
-    The self-attention of DDPM's U-Net (Ho et al. 2020, appendix B) at the lowest resolution, used by the prior of
-    notebook 05; the projections ``to_qkv`` and ``to_out`` are the linear layers LoRA adapts there. Weights
-    N x heads x (H W) x (H W) come back with ``return_weights``; each row sums to 1.
+    The self-attention block of DDPM's U-Net (Ho et al. 2020, appendix B, which places it at 16x16), here at the
+    lowest resolution of the prior of notebook 05; the projections ``to_qkv`` and ``to_out`` are the linear layers
+    LoRA adapts there. Weights N x heads x (H W) x (H W) come back with ``return_weights``; each row sums to 1.
     """
 
     def __init__(self, channels: int, heads: int = 2):

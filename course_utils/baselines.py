@@ -1,8 +1,9 @@
 """Classical baselines: what every learned method has to beat, on the same observations.
 
 Taught in: 02_ddpm_from_scratch_masked_mnist (zero fill, nearest known pixel), 03_ddim_center_hole_data_consistency
-(the training-set nearest neighbour), 04_conditional_cross_attention (harmonic inpainting and the classical answer
-of each measurement task); all of them are scored by :mod:`course_utils.evaluation` and ``python -m course_utils eval``.
+(the training-set nearest neighbour and harmonic inpainting), 04_conditional_cross_attention (each task scored
+against its classical baselines through the harness); all of them are scored by :mod:`course_utils.evaluation`
+and ``python -m course_utils eval``.
 
 Mask tasks (1 = known, y = m * x0): every fill keeps the known pixels, ``m * y + (1 - m) * fill``.
 

@@ -110,7 +110,8 @@ def batch_loss(cfg: ClassifierConfig, train: DigitSet, device: torch.device):
 
 def classifier_splits(cfg: ClassifierConfig, seed: int = 0, root=None) -> tuple[DigitSet, DigitSet, DigitSet]:
     """(train, validation, no test digits) for the classifier: the course's usual split of MNIST's training digits
-    (seed 0, the validation digits every other kind validates on), ``cfg.train_size`` of the rest for training."""
+    (seed 0, the validation digits of every kind that uses :func:`~course_utils.data.load_splits`; notebook 05's
+    kinds use :func:`~course_utils.prior.prior_splits`), ``cfg.train_size`` of the rest for training."""
     train_all = load_mnist("train", root)
     train, val = train_val_split(train_all, min(cfg.val_size, len(train_all) // 10), 0)
     return take_subset(train, cfg.train_size, 0), val, val[:0]

@@ -100,7 +100,7 @@ GPU_HOST_THREADS = 4
 
 
 def get_device(prefer: str | None = None) -> torch.device:
-    """Pick the device once: ``$COURSE_DEVICE`` or ``prefer`` if given, else cuda, then mps, then cpu.
+    """Pick the device once: ``prefer`` if given, else ``$COURSE_DEVICE`` if set, else cuda, then mps, then cpu.
 
     For cuda and mps it also caps torch's CPU threads at :data:`GPU_HOST_THREADS`.
     Taught in notebook 01; used in notebooks 02, 03."""

@@ -181,6 +181,7 @@ batches = Batches  # notebook 02 draws its training batches with next(data.batch
 
 def random_batch(digits: DigitSet, batch_size: int, generator: torch.Generator, device=None) -> torch.Tensor:
     """``batch_size`` images drawn with replacement (indices from ``generator``, on the CPU), moved to ``device``:
-    the batch every trained kind of notebooks 03 to 06 draws at each step, so a saved generator resumes it."""
+    the batch the diffusion and MMSE kinds of notebooks 03 to 06 draw at each step (``ddpm`` and the classifier
+    use :class:`Batches`), so a saved generator resumes it."""
     idx = torch.randint(len(digits), (batch_size,), generator=generator)
     return digits.images[idx].to(device)

@@ -133,8 +133,9 @@ def timesteps(T: int, steps: int, spacing: str = "trailing") -> list[int]:
     (for steps = 1 diffusers gives [0]; a sampler starting from pure noise needs [T-1]).
     ``trailing`` (notebook 03, DDIM section 4.2): round(T - i T/steps) - 1, evenly spaced by T/steps, so the last
     step goes from T/steps - 1 straight to the clean image; diffusers' ``"trailing"`` (Lin et al. 2024, table 2).
-    ``leading`` (notebook 05, the grid of diffusers' ``RePaintScheduler``): i * (T // steps) for i = steps-1 .. 0,
-    ending at 0 and starting T // steps below T-1 (so not from pure noise unless steps == T).
+    ``leading`` (the grid of diffusers' ``RePaintScheduler``; notebook 03 names it): i * (T // steps) for
+    i = steps-1 .. 0, ending at 0 and starting at (steps - 1)(T // steps), T - T // steps when steps divides T (so
+    not from pure noise unless steps == T).
     With steps == T all three are T-1, ..., 0.
     """
     if not 1 <= steps <= T:

@@ -4,7 +4,7 @@ Taught in: 05_unconditional_prior_adaptation. The prior eps_theta(x_t, t) was tr
 nothing of masks; every sampler here makes it inpaint by acting on its reverse process from outside, and they
 differ in where they act and in how many network calls they spend:
 
-- **replacement** (ground-truth noise injection; Song et al. 2021, "Score-Based Generative Modeling", appendix G):
+- **replacement** (ground-truth noise injection; Song et al. 2021, "Score-Based Generative Modeling", appendix I.2):
   after every reverse step the known pixels become the observation noised to the step landed on. It is
   :func:`~course_utils.diffusion.sample` with :class:`~course_utils.diffusion.Replacement`, one call per step.
   The unknown pixels never see the known ones except through the network's next call, so the border can stay

@@ -1,10 +1,11 @@
-"""The noise predictor: a sinusoidal time embedding and a small U-Net.
+"""The denoising network: a sinusoidal time embedding and a small U-Net.
 
 Taught in: 02_ddpm_from_scratch_masked_mnist (the U-Net), 03_ddim_center_hole_data_consistency
 (self-conditioning and coord-conv inputs).
 
 The U-Net takes the noisy image x_t together with the mask m and the observation y = m * x0
-(stacked as three input channels) and the timestep t, and predicts the noise eps. Every
+(stacked as three input channels) and the timestep t, and outputs eps, x0 or v, whichever its kind trains it
+on (notebook 02's predicts the noise eps). Every
 residual block gets the time embedding added to its features (DDPM appendix B).
 
 Two optional inputs (notebook 03):
@@ -15,7 +16,8 @@ Two optional inputs (notebook 03):
   [-1, 1], so a convolution knows where on the canvas it is (where the hole is).
 
 Notebook 05's unconditional prior is this U-Net with no condition channels and ``attention=True``: softmax
-self-attention between the two middle blocks, at the lowest resolution (8x8 for three levels), as in DDPM's U-Net.
+self-attention between the two middle blocks, at the lowest resolution (8x8 for three levels); DDPM's U-Net
+(appendix B) attends at 16x16.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ def coord_channels(n: int, size: int, device=None, dtype=torch.float32) -> torch
 
 
 class UNet(nn.Module):
-    """A small U-Net noise predictor eps_theta(x_t, t, m, y).
+    """A small U-Net f_theta(x_t, t, m, y) (eps_theta in notebook 02).
 
     One residual block per resolution on the way down (32, 16, 8, ... for ``channel_mults``),
     two in the middle, one per resolution on the way up with the matching skip concatenated;

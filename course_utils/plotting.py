@@ -3,7 +3,7 @@
 Taught in: 01_forward_process (first use); used by every notebook.
 
 Every function returns its matplotlib Figure. Pass ``save="name"`` to also write
-``outputs/figures/name.png`` (see :func:`course_utils.config.output_dir`).
+``outputs/figures/<profile>/name.png`` (see :func:`save_figure`).
 """
 
 from __future__ import annotations

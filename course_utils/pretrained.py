@@ -1,16 +1,17 @@
 """The course's shipped checkpoints: each model kind trained once with its ``pretrained`` recipe, by the course's own
 ``train`` command, and kept in the repository's ``pretrained/`` folder with a manifest.
 
-Taught in: 05_unconditional_prior_adaptation (the shipped prior is where its adaptation starts); used in notebooks 02
-to 06 (their shipped models); ``eval``, ``sample`` and ``bench`` take a shipped model as
-``--checkpoint pretrained:KIND``.
+Taught in: 02_ddpm_from_scratch_masked_mnist (section 11 loads the shipped DDPM); used in notebooks 02 to 06 (their
+shipped models; notebook 05's adaptation starts from the shipped prior); ``eval``, ``sample`` and ``bench`` take a
+shipped model as ``--checkpoint pretrained:KIND``.
 
-A shipped file (``pretrained/KIND.pt``) holds what sampling needs: the kind, its config and the EMA weights, in
-float16 when validation showed no loss, read with ``weights_only=True``. Its manifest (``pretrained/KIND.json``) says
-how it was made: the exact command, seed, steps, training time and hardware, the code commit, a fingerprint of the
-training digits, the file's sha256 and the validation numbers. A file that is missing, truncated or modified (its
-sha256), or that was made for another recipe than the code's (its config), is refused with one line naming the file
-and the command that remakes it: a shipped checkpoint is never silently replaced, retrained over or used.
+A shipped file (``pretrained/KIND.pt``) holds what sampling needs: the kind, its config and the weights it samples
+with (EMA where the run kept them), in float16 when that moves the validation score by at most
+:data:`FLOAT16_TOLERANCE`, read with ``weights_only=True``. Its manifest (``pretrained/KIND.json``) says how it was
+made: the exact command, seed, steps, training time and hardware, the code commit, a fingerprint of the training
+digits, the file's sha256 and the validation numbers. A file that is missing, truncated or modified (its sha256), or
+that was made for another recipe than the code's (its config), is refused with one line naming the file and the
+command that remakes it: a shipped checkpoint is never silently replaced, retrained over or used.
 """
 
 from __future__ import annotations
@@ -67,9 +68,10 @@ def is_shipped(kind, folder: str | Path = SHIPPED_DIR) -> bool:
 
 def load_shipped(kind, folder: str | Path = SHIPPED_DIR, map_location="cpu"):
     """(config, network in eval mode, manifest) of ``kind``'s shipped checkpoint, after checking that the file is
-    the one its manifest describes (sha256), that it reads with ``weights_only=True``, that its config is the
-    code's ``pretrained`` recipe of the kind and that the code's network takes its weights. Anything else is a
-    :class:`ShippedCheckpointError` of one line (notebook 05 loads the shipped prior with it)."""
+    the one its manifest describes (sha256), that it reads with ``weights_only=True``, that its config is the code's
+    ``pretrained`` recipe of the kind and that the code's network takes its weights. Anything else is a
+    :class:`ShippedCheckpointError` of one line (notebook 02 calls it directly;
+    :meth:`~course_utils.runs.ModelKind.obtain` uses it for every shipped kind)."""
     path, manifest_path = Path(folder) / f"{kind.name}.pt", Path(folder) / f"{kind.name}.json"
     remake = f"restore it with `git checkout -- {path.parent.name}/` or remake it: {remake_command(kind)}"
     if not path.is_file() or not manifest_path.is_file():

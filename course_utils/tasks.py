@@ -63,7 +63,7 @@ class TaskSpecError(ValueError):
 class Observation:
     """What a method is given: ``y`` (N x 1 x 32 x 32) and ``mask`` (1 = known exactly; all zeros for a
     measurement task), plus ``raw``: the measurement itself where it is not an image on the canvas
-    (``lowres``: the N x 1 x 8 x 8 averages; ``kspace``: the kept coefficients and the k-space mask)."""
+    (``lowres:F``: the N x 1 x 32/F x 32/F block averages; ``kspace``: the kept coefficients and the k-space mask)."""
 
     task: "Task"
     y: torch.Tensor

@@ -1,7 +1,7 @@
 """Training: the eps objective, the one training loop every model kind uses, and the loss weightings.
 
-Taught in: 02_ddpm_from_scratch_masked_mnist (eps loss, the training loop, checkpoints) and
-03_ddim_center_hole_data_consistency (AdamW with warm-up, EMA, P2 and hole weighting, resumable runs).
+Taught in: 02_ddpm_from_scratch_masked_mnist (eps loss, the training loop with warm-up and cosine decay,
+checkpoints) and 03_ddim_center_hole_data_consistency (AdamW, EMA, P2 and hole weighting, resumable runs).
 
 The objective of notebook 02 is DDPM's simplified loss (eq. 14):
 L = E_{x0, t, eps} || eps - eps_theta(x_t, t, m, y) ||^2, t uniform over the T steps, x_t from q_sample (eq. 4),
@@ -103,8 +103,9 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 def fast_layout(model: nn.Module, device: torch.device) -> nn.Module:
     """Move ``model`` to ``device``; on the CPU also to channels-last memory layout, in which the notebook-03 U-Net
-    runs about 1.7x faster on 2 cores with the same numbers up to float rounding (every kind's loader uses it, and
-    notebooks 02, 04 and 05)."""
+    runs about 1.7x faster on 2 cores with the same numbers up to float rounding
+    (:meth:`~course_utils.runs.ModelKind.train` and :meth:`~course_utils.runs.ModelKind.obtain` use it, and notebooks
+    02, 04 and 05)."""
     model = model.to(device)
     return model.to(memory_format=torch.channels_last) if torch.device(device).type == "cpu" else model
 
