@@ -25,8 +25,8 @@
 # notebook: a time embedding, a small U-Net, the training objective, the training loop and the
 # ancestral sampler of Ho et al. (2020), "Denoising Diffusion Probabilistic Models" (DDPM). The
 # network sees the noisy image together with the mask and the known pixels, so its reverse chain samples
-# $p(x_0 \mid y, m)$ directly (as well as its training allows). At the end we measure it on test digits it has never seen, against
-# two simple baselines, and we check that `course_utils` holds exactly the code we wrote.
+# $p(x_0 \mid y, m)$ directly (as well as its training allows). At the end we measure it on test digits it has
+# never seen, against two simple baselines, and we check that `course_utils` holds exactly the code we wrote.
 #
 # ## What you will learn
 #
@@ -518,11 +518,12 @@ print("saved", metrics_file)
 # %% [markdown]
 # The self-check: in the `cpu` and `full` profiles one sample of the trained model (with replacement) must beat
 # the stronger baseline, nearest known pixel, on hole L1 (in `ci` the network has trained for a few seconds and
-# is not judged). Why L1 and not PSNR: one sample is one plausible digit, and a stroke drawn slightly off costs
-# much more in squared error than a grey guess between the possibilities (notebook 03 shows that an exact
-# posterior sample has twice the squared error of the posterior mean). So compare the two columns of the first
-# table: one sample can be behind nearest known pixel on hole PSNR and ahead on hole L1, while the mean of K,
-# which averages the plausible digits, is what PSNR judges fairly.
+# is not judged). Why L1 and not PSNR: one sample is one plausible digit. Where a pixel could be ink or
+# background with even odds, a sample that draws either is wrong half the time by the full range, while a grey
+# guess between the two is always wrong by half of it: the same absolute error on average, but twice the squared
+# error (notebook 03 derives the factor 2 for exact posterior samples). So one sample can be behind nearest known
+# pixel on hole PSNR and ahead on hole L1 (compare the two columns of the first table); the mean of K, which
+# averages the plausible digits, is what PSNR judges fairly.
 
 # %%
 ours, bar = results["DDPM replacement, 1 sample"]["hole_l1"], results["nearest known pixel"]["hole_l1"]
@@ -557,8 +558,9 @@ plt.show()
 # module and this notebook give the same numbers.
 
 # %%
-# GPUs run float32 convolutions in TF32 (10-bit mantissa) by default (and matrix products where enabled), which turns a 1-ulp difference between two
-# ways of writing the same formula into visible differences after a few network calls. Full float32 for the checks:
+# GPUs run float32 convolutions in TF32 (10-bit mantissa) by default (and matrix products where enabled), which
+# turns a 1-ulp difference between two ways of writing the same formula into visible differences after a few
+# network calls. Full float32 for the checks:
 torch.backends.cudnn.allow_tf32 = False
 torch.backends.cuda.matmul.allow_tf32 = False
 t_all = torch.arange(T)
@@ -714,8 +716,8 @@ plt.show()
 # print(metrics.hole_metrics(out, x_eval[sel], m_eval[sel]))
 # ```
 # Compare the hole L1 with the `sparse` column of section 9's second table. A network that has only seen center
-# holes has never learned what scattered known pixels mean; try `True` (replacement) as the fifth argument of `sample` and see how
-# much imposing the known pixels at every step recovers.
+# holes has never learned what scattered known pixels mean; try `True` (replacement) as the fifth argument of
+# `sample` and see how much imposing the known pixels at every step recovers.
 # </details>
 #
 # <details><summary>Solution 4</summary>

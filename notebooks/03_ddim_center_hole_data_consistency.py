@@ -201,10 +201,10 @@ for t in (999, 900, 700, 400, 100):
 # $\eta = 1$ gives back DDPM's posterior (notebook 02); $\eta = 0$ makes the DDIM update itself deterministic.
 # (For plain sampling the only randomness is then the starting noise; the inpainting sampler of section 4 adds
 # fresh noise to the known pixels at every step, so its samples still vary beyond the starting noise.) The steps
-# need not be $t \to t-1$: the course's DDIM walks an evenly spaced sub-sequence $T-1, T-1-T/n, \dots, T/n-1$ and then jumps
-# to the clean image. This grid is called *trailing* (diffusers' name; Lin et al. 2024 compare it with a `leading`
-# grid, whose first step treats the pure-noise start as a less noisy level than it is). Notebook 02's `linspace` grid also starts at $T-1$
-# but ends at step 0, with rounded gaps.
+# need not be $t \to t-1$: the course's DDIM walks an evenly spaced sub-sequence $T-1, T-1-T/n, \dots, T/n-1$ and
+# then jumps to the clean image. This grid is called *trailing* (diffusers' name; Lin et al. 2024 compare it with a
+# `leading` grid, whose first step treats the pure-noise start as a less noisy level than it is). Notebook 02's
+# `linspace` grid also starts at $T-1$ but ends at step 0, with rounded gaps.
 
 # %%
 def ddim_update(x0_hat, eps_hat, alpha_bar_t, alpha_bar_s, eta, z):
@@ -506,11 +506,11 @@ print(f"Frechet distance of single samples {m['frechet']['single']:.2f}, nearest
 # A measured gap below that ideal is not, by itself, proof that the samples vary too little. Let the samples spread
 # by $V$ around their own mean, and let that mean miss $\mu$ by $B$ (both per image, in squared error). Then one
 # sample has error $\mathrm{MMSE} + B + V$ and the mean of K has $\mathrm{MMSE} + B + V/K$; exact posterior samples
-# ($V = \mathrm{MMSE}$, $B = 0$) give the ideal gap (so does any $V = \mathrm{MMSE} + B$), and a smaller one only says $V < \mathrm{MMSE} + B$: too little spread, a
-# biased mean, or both (notebook 06 measures $V$ and $B$). A sampler that always returned the posterior mean would
-# show no gap at all (and a blurry "sample"). The ideal gap is a statement
-# about the squared error pooled over all images; the harness averages PSNR per image, which weighs the images
-# differently, so the cell below prints the gap both ways.
+# ($V = \mathrm{MMSE}$, $B = 0$) give the ideal gap (so does any $V = \mathrm{MMSE} + B$), and a smaller one only
+# says $V < \mathrm{MMSE} + B$: too little spread, a biased mean, or both (notebook 06 measures $V$ and $B$). A
+# sampler that always returned the posterior mean would show no gap at all (and a blurry "sample"). The ideal gap
+# is a statement about the squared error pooled over all images; the harness averages PSNR per image, which weighs
+# the images differently, so the cell below prints the gap both ways.
 
 # %%
 gap = mean_psnr - single_psnr
@@ -823,8 +823,8 @@ assert cli.main(["sample", "--checkpoint", checkpoint_arg, "--steps", str(cfg.sa
 #     print(f"eta {eta}: 1 sample {res['metrics']['psnr']['single']:.2f} dB, "
 #           f"mean of {k_abl} {res['metrics']['psnr']['mean_k']:.2f} dB")
 # ```
-# Compare with the eta rows of section 8 (the same digits and K). The extra noise of eta = 1 gives the sampler a chance to correct early
-# mistakes, but with few steps each noise injection is large; which effect wins depends on the step count, so
+# Compare with the eta rows of section 8 (the same digits and K). The extra noise of eta = 1 gives the sampler a
+# chance to correct early mistakes, but with few steps each noise injection is large; which effect wins depends on the step count, so
 # measure it at the count you will use.
 # </details>
 #
