@@ -131,7 +131,7 @@ METHODS: dict[str, BenchMethod] = {m.name: m for m in (
     _baseline("smoothing", "noise: Gaussian smoothing, width chosen on training digits"),
     _baseline("bicubic", "low resolution: bicubic upsampling"),
     _baseline("zero_filled_ifft", "k-space: inverse FFT with the missing coefficients set to 0"),
-    BenchMethod("mmse", "regressor", "06", "U-Net regressing x0 in one call (notebook 03's backbone and budget)",
+    BenchMethod("mmse", "regressor", "06", "U-Net regressing x0 in one call (notebook 03's backbone)",
                 "mmse", lambda cfg, model, library: KINDS["mmse"].method(model, cfg, SamplerOptions())),
     BenchMethod("ddpm_02", "diffusion", "02", "DDPM on [x_t, m, y], mixed masks, ancestral steps + replacement", "ddpm",
                 lambda cfg, model, library: KINDS["ddpm"].method(model, cfg, SamplerOptions())),

@@ -129,9 +129,9 @@ plt.show()
 # $\mathbb E[\lVert x_0 - g\rVert^2 \mid y] = \lVert g - \mathbb E[x_0 \mid y]\rVert^2 + \mathbb E[\lVert x_0 -
 # \mathbb E[x_0\mid y]\rVert^2 \mid y]$: the second term does not depend on $g$, so the best guess is the **posterior
 # mean** $\mathbb E[x_0 \mid y]$, the minimum-mean-squared-error (MMSE) estimate. A network trained with the squared
-# error learns an approximation of it. Ours is notebook 03's U-Net, batch and centre holes of 12 pixels (the shipped
-# one trains for fewer steps than notebook 03's model, its steps printed below: trained longer, it overfits its
-# digits), fed the observation where the noisy image was, at $t = 0$, and trained on
+# error learns an approximation of it. Ours is notebook 03's U-Net, trained with notebook 03's batch on 12-pixel
+# centre holes for the steps printed below; it is fed the observation where the noisy image was, at $t = 0$, and
+# trained on
 #
 # $$L = \frac{\lVert (1 - m) \odot (f_\theta(y, 0, m, y) - x_0)\rVert^2}{\sum (1 - m)}, \qquad
 # \hat x_0 = m \odot y + (1 - m) \odot \mathrm{clip}(f_\theta(y, 0, m, y)).$$
@@ -195,7 +195,7 @@ print(f"course classifier: {clf_info['status']}, validation accuracy "
 # for a measurement), of one sample and of the mean of K; class preservation and the Frechet distance on the course
 # classifier's features (of one sample); seconds and network calls per image and sample. `python -m course_utils
 # bench` runs the very same function. The `cpu` profile draws one sample per digit (K = 1) to keep the run short
-# (notebook 05's RePaint alone costs hundreds of network calls an image); the mean of K is section 6's subject,
+# (notebook 05's RePaint alone costs over a thousand network calls an image); the mean of K is section 6's subject,
 # measured there up to K = 16; `full` uses K = 8.
 
 # %%
@@ -214,8 +214,8 @@ display(Markdown(f"**Frechet distance, one sample (lower is better)**\n\n"
 
 # %% [markdown]
 # Read the tables task by task. `mmse` and `ddim_dc_03` were trained only on 12-pixel centre holes: on other
-# masks they see inputs they never trained on, and the regressor can fall below a classical baseline there; it is
-# strong on the task it was trained for. Every row of one task, with the costs:
+# masks they see inputs they never trained on, and there the regressor can fall below every classical baseline,
+# zero fill included; it is strong on the task it was trained for. Every row of one task, with the costs:
 
 # %%
 display(Markdown(f"**`center:12`**\n\n{benchmark.task_table(result, 'center:12')}"))
@@ -294,7 +294,9 @@ plt.show()
 # ($\mathrm{MMSE}\,(1 + 1/K)$, 0.51 dB below it at $K = 8$). We measure all of it with the best diffusion method of
 # the table on `center:12` (by PSNR), on the first `N_LESSON` test digits (more than the table's in `cpu`, so the
 # regressor's numbers differ slightly from the table's): $K_{\max}$ samples of every digit, for each $K$ the mean of
-# the first $K$, $V$ from the samples' spread and $B = \mathrm{MSE}(K_{\max}) - V / K_{\max}$.
+# the first $K$, $V$ from the samples' spread and $B = \mathrm{MSE}(K_{\max}) - V / K_{\max}$. Compare $V$ with $B$:
+# for an exact sampler they are equal. $V$ well below $B$ means the samples are too alike, so averaging them gains
+# less than 3 dB.
 
 # %%
 def k_curve(method, images, labels_, spec, ks, reference=None):
@@ -316,10 +318,11 @@ def k_curve(method, images, labels_, spec, ks, reference=None):
 
 
 def spread(samples, mask):
-    """V: the samples' unbiased variance per missing pixel (images in [0, 1]), averaged like the hole MSE."""
+    """V of each digit: the samples' unbiased variance per missing pixel (images in [0, 1]), averaged over the
+    hole like the hole MSE; shape N (average it over the digits for V)."""
     var = ((samples + 1) / 2).var(dim=0, unbiased=True).flatten(1)
     region = metrics.scored_region(mask)
-    return ((var * region).sum(1) / region.sum(1)).mean().item()
+    return (var * region).sum(1) / region.sum(1)
 
 
 def sharpness(img, mask):
@@ -341,8 +344,11 @@ mmse_row = {"psnr": metrics.psnr_on_mask(mmse_out, x_l, lesson_obs.mask).mean().
             "mse": metrics.hole_mse(mmse_out, x_l, lesson_obs.mask).mean().item(),
             "class_acc": (classifier.predict(clf, mmse_out) == labels_l).float().mean().item(),
             "frechet": classifier.frechet_distance(classifier.features(clf, mmse_out), classifier.features(clf, x_l))}
-V = spread(lesson_samples, lesson_obs.mask)
-B = curve[-1]["mse"] - V / curve[-1]["k"]
+V_digit = spread(lesson_samples, lesson_obs.mask)
+B_digit = metrics.hole_mse(lesson_samples.mean(0), x_l, lesson_obs.mask) - V_digit / len(lesson_samples)
+V, B = V_digit.mean().item(), B_digit.mean().item()  # B = MSE(K_max) - V / K_max, as in the equation above
+gap = B_digit - metrics.hole_mse(mmse_out, x_l, lesson_obs.mask)  # per digit: B minus the regressor's error
+gap_se = (gap.std() / len(gap) ** 0.5).item()
 print(f"best diffusion method on {HOLE} (PSNR in the table): {best}; {N_LESSON} digits, K up to {max(K_CURVE)}")
 print(f"{'':<22}{'PSNR':>7}{'hole MSE':>10}{'B + V/K':>9}{'class':>7}{'Frechet':>9}{'PSNR to MMSE':>14}")
 print(f"{'MMSE regressor':<22}{mmse_row['psnr']:7.2f}{mmse_row['mse']:10.4f}{'':>9}{mmse_row['class_acc']:7.3f}"
@@ -351,12 +357,18 @@ for r in curve:
     label = "one sample" if r["k"] == 1 else f"mean of {r['k']}"
     print(f"{label:<22}{r['psnr']:7.2f}{r['mse']:10.4f}{B + V / r['k']:9.4f}{r['class_acc']:7.3f}{r['frechet']:9.2f}"
           f"{r['to_reference']:14.2f}")
-print(f"spread V = {V:.4f}, error of the samplers' mean B = {B:.4f} (an exact posterior sampler: B = V = MMSE); "
-      f"the regressor's MSE {mmse_row['mse']:.4f}")
-if B < mmse_row["mse"]:
-    print("B is below the regressor's error: the true MMSE is at most B, so this regressor is not yet the "
-          "posterior mean (more digits or a better recipe, not more steps, would close the gap), and the samples' mean "
-          "beats it on hole MSE (a PSNR averaged over digits can still rank it lower)")
+print(f"spread V = {V:.4f}, error of the sampler's mean B = {B:.4f}, V / B = {V / B:.2f} (an exact posterior "
+      f"sampler: B = V = MMSE, so V / B = 1); the regressor's MSE {mmse_row['mse']:.4f}")
+print(f"B minus the regressor's MSE: {gap.mean().item():+.4f} +- {gap_se:.4f} (standard error over the digits)")
+if gap.mean().item() < -2 * gap_se:
+    print("B is below the regressor's error by more than two standard errors: the true MMSE is at most B, so on "
+          "these digits the regressor is not yet the posterior mean")
+elif gap.mean().item() > 2 * gap_se:
+    print("B is above the regressor's error by more than two standard errors: the sampler's mean is off the "
+          "posterior mean by more than the regressor is")
+else:
+    print("B and the regressor's error agree within two standard errors: these digits cannot tell which is closer "
+          "to the posterior mean")
 
 # %% [markdown]
 # The digits themselves. Where the hole hides what decides the digit, each sample commits to one answer and the mean
@@ -371,7 +383,7 @@ plotting.show_rows({"truth": x_l, "observed": lesson_obs.y, "MMSE regressor": mm
                     f"{best}, sample 1": lesson_samples[0], f"{best}, sample 2": lesson_samples[1],
                     f"mean of {k_max}": lesson_samples.mean(0)},
                    masks={"observed": lesson_obs.mask}, n=8,
-                   title=f"{HOLE}: the MMSE regressor, two posterior samples and the mean of {k_max}",
+                   title=f"{HOLE}: the MMSE regressor, two samples and the mean of {k_max}",
                    save="06_mmse_vs_samples")
 plt.show()
 sharp = {"truth": sharpness(x_l, lesson_obs.mask), "MMSE regressor": sharpness(mmse_out, lesson_obs.mask),
@@ -516,8 +528,9 @@ print(f"saved {out_file}; notebook run time {(time.perf_counter() - notebook_sta
 #     print(f"K = {r['k']:2d}: PSNR {r['psnr']:.2f} dB, Frechet {r['frechet']:.2f}")
 # print(f"one sample + 3 dB = {cond_curve[0]['psnr'] + 3:.2f} dB (an exact sampler's limit as K grows)")
 # ```
-# The gain from K = 1 to large K is at most 3 dB for an exact sampler; a sampler whose samples are too alike
-# gains less, one whose samples are too noisy can gain more.
+# For an exact sampler the gain from K = 1 to large K is 3 dB in the limit (on the squared error pooled over the
+# digits; a PSNR averaged digit by digit can differ a little); a sampler whose samples are too alike gains less, one
+# whose samples are too noisy can gain more.
 # </details>
 #
 # <details><summary>Solution 4</summary>
