@@ -130,8 +130,8 @@ def border_region(mask: torch.Tensor, width: int = 2) -> torch.Tensor:
 # --- One registry of the training-free samplers, with the settings notebook 05 uses (and notebook 06 reports). ---
 
 # notebook 05's settings, chosen on validation digits with the shipped prior (docs/design.md). RePaint: jump back 5
-# levels, walk each stretch 30 times (three times the paper's resampling count). DDNM (ddnm_settings): DDIM with this eta on
-# DDNM_LEVELS noise levels, each run several times with re-noising in between (DDNM+'s time travel).
+# levels, walk each stretch 30 times (three times the paper's resampling count). DDNM (ddnm_settings): DDIM with
+# this eta on DDNM_LEVELS noise levels, each run several times with re-noising in between (DDNM+'s time travel).
 REPAINT = {"jump_length": 5, "jump_n_sample": 30}
 DDNM_ETA = 0.85
 DDNM_LEVELS = 9

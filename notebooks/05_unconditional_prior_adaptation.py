@@ -375,9 +375,10 @@ plt.show()
 # $$\hat x_0 \leftarrow m \odot y + (1 - m) \odot \hat x_0 ,$$
 #
 # the known pixels from the observation (range space) and the rest from the network (null space), before a DDIM step
-# (DDIM's eq. 12) with the network's $\hat\epsilon$. Because the known pixels enter through $\hat x_0$, the estimate agrees
-# with $y$ exactly, and the known pixels of $x_s$ carry the same $\hat\epsilon$ and the same fresh noise as the hole instead of
-# replacement's independently drawn noise. The notebook's challenge: RePaint's quality at a tenth of its network calls.
+# (DDIM's eq. 12) with the network's $\hat\epsilon$. Because the known pixels enter through $\hat x_0$, the estimate
+# agrees with $y$ exactly, and the known pixels of $x_s$ carry the same $\hat\epsilon$ and the same fresh noise as
+# the hole instead of replacement's independently drawn noise. The notebook's challenge: RePaint's quality at a
+# tenth of its network calls.
 # `diffusion.NullSpaceProjection` is the rule, `inpainting.ddnm_inpaint` the sampler.
 #
 # **Where to spend the calls.** The budget can go to many noise levels, each visited once, or to fewer levels, each
@@ -469,16 +470,17 @@ print(f"LoRA on a 64 -> 192 projection: {mine.A.numel() + mine.B.numel()} traina
 #
 # $V$ trains in every row: without it the network cannot see the mask at all.
 #
-# **Where the loss looks.** Replacement sampling replaces the known region
-# after every step, so the network's output on known pixels is thrown away (DDNM, also used in section 6, keeps
-# $\hat\epsilon$ on known pixels, so this loss is tuned for replacement). There, moreover, the target needs no
-# learning at all: $y = x_0$ on known pixels, so DDPM's eq. 4 solved for $\epsilon$ gives $\epsilon = (x_t -
-# \sqrt{\bar\alpha_t}\, y) / \sqrt{1 - \bar\alpha_t}$ exactly. With notebook 02's plain mean over all pixels, a LoRA
-# adapter with so few numbers (the table below counts them) spends them on copying that formula through $V$, and can
-# end up *below* replacement with the prior (exercise 4). So the LoRA rows weight a known pixel `known_weight = 0` in
-# the loss (the mean over the missing pixels) and, since their adapters start at zero and are few, train with a 3x
-# larger learning rate (`prior.LORA_LR_SCALE`). The full fine-tune keeps notebook 02's loss. Exercise 4 repeats the comparison on
-# validation digits. Runs of these configurations in `outputs/05_finetune/` are reused.
+# **Where the loss looks.** Replacement sampling replaces the known region after every step, so the network's output
+# on known pixels is thrown away (DDNM, also used in section 6, keeps $\hat\epsilon$ on known pixels, so this loss
+# is tuned for replacement). There, moreover, the target needs no learning at all: $y = x_0$ on known pixels, so
+# DDPM's eq. 4 solved for $\epsilon$ gives $\epsilon = (x_t - \sqrt{\bar\alpha_t}\, y) / \sqrt{1 - \bar\alpha_t}$
+# exactly. With notebook 02's plain mean over all pixels, a LoRA adapter with so few numbers (the table below counts
+# them) spends them on copying that formula through $V$, and can end up *below* replacement with the prior
+# (exercise 4). So the LoRA rows weight a known pixel `known_weight = 0` in the loss (the mean over the missing
+# pixels) and, since their adapters start at zero and are few, train with a 3x larger learning rate
+# (`prior.LORA_LR_SCALE`). The full fine-tune keeps notebook 02's loss. Exercise 4 makes the comparison
+# (`known_weight` 1 against 0) on validation digits. Runs of these configurations in `outputs/05_finetune/` are
+# reused.
 
 # %%
 finetuned, ft_rows = {}, {}
@@ -535,12 +537,12 @@ print(f"the same 50 steps with eta = 1 instead of 0: {eta_gain:+.2f} dB")
 # %% [markdown]
 # Read the table in three comparisons: DDIM 100, 50 and 25 (fewer steps, no noise); DDIM 50 against DDIM 50 with
 # eta = 1 (the same steps with the ancestral kind of fresh noise at each, printed as a difference); and DDPM 1000
-# against DDIM 100 on the same digits (printed below the table: the price of a hundred steps instead of a
-# thousand). Where
-# eta = 1 wins, section 6 is right to sample with ancestral steps (replacement) or close to them (DDNM, eta 0.85). Why
-# it wins is a hypothesis, not something this table shows: an $\epsilon$-predicting network's errors compound along a
-# noise-free path while fresh noise lets later steps correct earlier ones; separating that from replacement's own
-# fresh noise on the known pixels would need another experiment. Your run prints its own numbers above.
+# against DDIM 100 on the same digits (printed below the table: the price of a hundred noise-free steps instead of a
+# thousand ancestral ones). Where eta = 1 wins, section 6 is right to sample with ancestral steps (replacement) or
+# close to them (DDNM, eta 0.85). Why it wins is a hypothesis, not something this table shows: an
+# $\epsilon$-predicting network's errors compound along a noise-free path while fresh noise lets later steps correct
+# earlier ones; separating that from replacement's own fresh noise on the known pixels would need another
+# experiment. Your run prints its own numbers above.
 
 # %% [markdown]
 # **Schedules.** How fast $\bar\alpha_t$ falls decides which noise levels training and sampling spend their steps on.

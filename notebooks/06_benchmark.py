@@ -295,8 +295,8 @@ plt.show()
 # the table on `center:12` (by PSNR), on the first `N_LESSON` test digits (more than the table's in `cpu`, so the
 # regressor's numbers differ slightly from the table's): $K_{\max}$ samples of every digit, for each $K$ the mean of
 # the first $K$, $V$ from the samples' spread and $B = \mathrm{MSE}(K_{\max}) - V / K_{\max}$. Compare $V$ with $B$:
-# for an exact sampler they are equal. $V$ well below $B$ means the samples are too alike, so averaging them gains
-# less than 3 dB.
+# for an exact sampler they are equal. $V$ well below $B$ means the samples are too alike or their mean is off the
+# posterior mean; either way averaging them gains less than 3 dB.
 
 # %%
 def k_curve(method, images, labels_, spec, ks, reference=None):
@@ -361,8 +361,8 @@ print(f"spread V = {V:.4f}, error of the sampler's mean B = {B:.4f}, V / B = {V 
       f"sampler: B = V = MMSE, so V / B = 1); the regressor's MSE {mmse_row['mse']:.4f}")
 print(f"B minus the regressor's MSE: {gap.mean().item():+.4f} +- {gap_se:.4f} (standard error over the digits)")
 if gap.mean().item() < -2 * gap_se:
-    print("B is below the regressor's error by more than two standard errors: the true MMSE is at most B, so on "
-          "these digits the regressor is not yet the posterior mean")
+    print("B is below the regressor's error by more than two standard errors: the true MMSE is at most B (up to "
+          "B's own error), so on these digits the regressor is not yet the posterior mean")
 elif gap.mean().item() > 2 * gap_se:
     print("B is above the regressor's error by more than two standard errors: the sampler's mean is off the "
           "posterior mean by more than the regressor is")
