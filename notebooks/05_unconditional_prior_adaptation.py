@@ -806,8 +806,8 @@ print(f"notebook run time so far: {(time.perf_counter() - notebook_start) / 60:.
 #
 # The first pass walks the 50 levels down: 50 calls. Each of the 9 jumps goes back up 5 levels (5 re-noisings) and
 # walks them down again (5 calls), and a jump is walked 30 times in all, so it repeats 29 times:
-# 9 jumps $\times$ 29 repeats $\times$ 5 levels $= 1305$ re-noisings and 1305 more calls, $50 + 1305 = 1355$ calls per
-# image. In general, with $S$ levels, $J$ jumps of length $j$ and $r$ walks, the calls are $S + (r-1)\,J\,j$.
+# 9 jumps $\times$ 29 repeats $\times$ 5 levels $= 1305$ re-noisings and 1305 more calls, $50 + 1305 = 1355$ calls
+# per image. In general, with $S$ levels, $J$ jumps of length $j$ and $r$ walks, the calls are $S + (r-1)\,J\,j$.
 # The jumps sit at $0, j, 2j, \dots$ below $S - j$, so $J j = S - j$ when $j$ divides $S$, and the calls are
 # $S + (r-1)(S-j)$: linear in the walks, and slightly fewer for a longer jump (50 levels, jump 10, 5 walks:
 # $50 + 4 \cdot 40 = 210$ calls, not $5 \cdot 50$).
